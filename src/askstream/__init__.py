@@ -1,0 +1,40 @@
+"""askstream: Server-Sent Events for Python, spec-exact and built for streamed answers.
+
+The names here are the public API; everything else is private.
+
+>>> import askstream
+>>> askstream.encode(askstream.Event("Hello"))
+b'data: Hello\\n\\n'
+"""
+
+from ._exceptions import (
+    AskstreamError,
+    ContentTypeError,
+    EventTooLarge,
+    LocalProtocolError,
+    ProtocolError,
+    ReconnectError,
+    RemoteProtocolError,
+    ResponseError,
+    StreamError,
+)
+from .sse import Decoder, Event, comment, encode
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AskstreamError",
+    "ContentTypeError",
+    "Decoder",
+    "Event",
+    "EventTooLarge",
+    "LocalProtocolError",
+    "ProtocolError",
+    "ReconnectError",
+    "RemoteProtocolError",
+    "ResponseError",
+    "StreamError",
+    "__version__",
+    "comment",
+    "encode",
+]
