@@ -157,6 +157,52 @@ def build_chinese(n: int) -> Workload:
     )
 
 
+def build_multiline(n: int) -> Workload:
+    """The issue's "mix with multi-line data and CRLF": a token stream as a resumable
+    server writes it with CRLF line ends (sse-starlette's default).
+
+    Every event carries an ``id:``; 70% are one ``data:`` line of token text, 30%
+    carry text with line breaks, written as 2-4 ``data:`` lines.
+    """
+    rng = random.Random(f"{SEED}:multiline")
+    words = _ascii_vocabulary(rng, 2000)
+    parts: list[str] = []
+    expected: list[Expected] = []
+    for i in range(n):
+        count = 1 if rng.random() < 0.7 else rng.randint(2, 4)
+        data_lines = [
+            "".join(rng.choice(words) for _ in range(rng.randint(1, 3))) for _ in range(count)
+        ]
+        event_id = str(i + 1)
+        lines = ["id: " + event_id] + ["data: " + value for value in data_lines]
+        parts.append("\r\n".join(lines) + "\r\n\r\n")
+        expected.append(("\n".join(data_lines), "message", event_id, None))
+    stream = "".join(parts).encode()
+    description = "token text, id on every event, 30% multi-line data, CRLF line ends"
+    return Workload("multiline", description, stream, expected, [e[0] for e in expected])
+
+
+def build_fielded(n: int) -> Workload:
+    """Typed events as OpenAI's and Anthropic's streaming APIs send them: an ``event:``
+    line naming the type, then 1-4 data lines; CRLF line ends."""
+    rng = random.Random(f"{SEED}:fielded")
+    words = [w.strip() or "x" for w in _ascii_vocabulary(rng, 2000)]
+    parts: list[str] = []
+    expected: list[Expected] = []
+    for _ in range(n):
+        data_lines = [
+            " ".join(rng.choice(words) for _ in range(rng.randint(1, 6)))
+            for _ in range(rng.randint(1, 4))
+        ]
+        event_type = rng.choice(["response.output_text.delta", "content_block_delta", "ping"])
+        lines = ["event: " + event_type] + ["data: " + value for value in data_lines]
+        parts.append("\r\n".join(lines) + "\r\n\r\n")
+        expected.append(("\n".join(data_lines), event_type, None, None))
+    stream = "".join(parts).encode()
+    description = "event type + 1-4 data lines per event, CRLF line ends"
+    return Workload("fielded", description, stream, expected, [e[0] for e in expected])
+
+
 def build_mixed(n: int) -> Workload:
     """A legal stream mixing the field kinds and line ends a real server produces.
 
@@ -247,11 +293,13 @@ def decode_httpx_sse_public(chunks: Sequence[bytes]) -> list[Any]:
 
 
 def split_ceiling(chunks: Sequence[bytes]) -> list[bytes]:
+    # The blank line of a CRLF-only workload is CRLF CRLF; split there, not at LF LF.
+    separator = b"\r\n\r\n" if b"\n\n" not in chunks[0] else b"\n\n"
     blocks: list[bytes] = []
     extend = blocks.extend
     rest = b""
     for chunk in chunks:
-        parts = (rest + chunk).split(b"\n\n")
+        parts = (rest + chunk).split(separator)
         rest = parts.pop()
         extend(parts)
     return blocks
@@ -306,8 +354,10 @@ def check_decoders(workload: Workload, chunks: list[bytes]) -> tuple[list[str], 
     if phantoms["httpx-sse"] != phantoms["httpx-sse public"]:
         failures.append(f"httpx-sse internals and public API disagree on {workload.name}")
     blocks = split_ceiling(chunks)
-    lf_only = b"\r" not in workload.stream and b"\n\n\n" not in workload.stream
-    if lf_only and len(blocks) != len(want):
+    uniform = b"\n\n\n" not in workload.stream and (
+        b"\r" not in workload.stream or b"\n\n" not in workload.stream
+    )
+    if uniform and len(blocks) != len(want):
         failures.append(f"split on {workload.name}: {len(blocks)} blocks, {len(want)} events")
     return failures, phantoms
 
@@ -474,7 +524,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="best of N")
     args = parser.parse_args(argv)
 
-    workloads = [build_tokens(args.events), build_mixed(args.events), build_chinese(args.events)]
+    workloads = [
+        build_tokens(args.events),
+        build_multiline(args.events),
+        build_chinese(args.events),
+        build_fielded(args.events),
+        build_mixed(args.events),
+    ]
     chunked = {w.name: w.chunks for w in workloads}
     encoder_workloads = [w for w in workloads if w.name in ("tokens", "chinese")]
 

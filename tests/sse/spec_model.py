@@ -31,6 +31,15 @@ class ModelResult:
     retry: int | None = None
 
 
+def _base_ten(digits: str) -> int:
+    # int() refuses strings past sys.get_int_max_str_digits() (4300 by default).
+    number = 0
+    for start in range(0, len(digits), 1000):
+        piece = digits[start : start + 1000]
+        number = number * 10 ** len(piece) + int(piece)
+    return number
+
+
 def parse(stream: bytes, *, last_event_id: str = "") -> ModelResult:
     """Interpret a complete byte stream the way §9.2.6 says a user agent must."""
     # §9.2.5: "Streams must be decoded using the UTF-8 decode algorithm." That
@@ -85,9 +94,8 @@ def parse(stream: bytes, *, last_event_id: str = "") -> ModelResult:
         elif name == "id":
             if "\0" not in value:
                 last_event_id_buffer = value
-        elif name == "retry":
-            if _ASCII_DIGITS.fullmatch(value):
-                block_retry = int(value)
-                result.retry = block_retry
-        # any other field name is ignored
+        elif name == "retry" and _ASCII_DIGITS.fullmatch(value):
+            block_retry = _base_ten(value)
+            result.retry = block_retry
+        # any other field name, and a retry that is not all ASCII digits, is ignored
     return result

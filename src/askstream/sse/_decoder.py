@@ -3,16 +3,25 @@
 Every rule below is from the WHATWG HTML standard, §9.2.6 "Parsing an event
 stream" and "Interpreting an event stream".
 
-There are two paths. The exact path decodes complete lines and runs the spec's
-field table line by line. The fast path handles the shape of nearly every LLM
-token stream, a run of whole events that are each one ``data: ...`` line with LF
-line ends, and turns the run into events with a handful of C-level calls
-(``count``, ``decode``, ``split``) instead of a Python loop per line. It only
-runs where it gives the same result as the exact path (tests/sse prove that on
-the shared vectors and on random chunkings); anything else takes the exact path.
+The exact path decodes complete lines and runs the spec's field table line by
+line. A Python loop per line is what makes SSE parsers slow, so three shortcuts
+handle the shapes real streams have without one, each taken only where counting
+proves it gives what the exact path would:
+
+- ``_fast``: on the raw bytes, a run of single-line ``data: `` events with LF, the
+  shape of nearly every LLM token stream;
+- ``_batch``: on decoded, line-end-normalised text, a run of events that are only
+  data lines, or one ``id:`` or one ``event:`` line and then data lines;
+- in ``_segments``, per event, a segment of data lines only, or one field line and
+  then data lines.
+
+tests/sse checks all of them against a literal transcription of the spec on the
+shared vectors and on random streams in random chunkings.
 """
 
 from __future__ import annotations
+
+from itertools import repeat
 
 from .._exceptions import EventTooLarge
 from ._event import Event
@@ -23,6 +32,35 @@ _BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
 
 
+def _size_bound(text: str) -> int:
+    """At least the UTF-8 size of ``text``, in O(1): the shortcuts' size-limit guard."""
+    return len(text) if text.isascii() else 4 * len(text)
+
+
+def _digits_to_int(digits: str) -> int:
+    """int() of ASCII digits of any length (int() refuses over 4300 digits).
+
+    The spec sets no upper bound on ``retry``, so neither do we.
+    """
+    if len(digits) <= 4000:
+        return int(digits)
+    value = 0
+    for start in range(0, len(digits), 4000):
+        part = digits[start : start + 4000]
+        value = value * 10 ** len(part) + int(part)
+    return value
+
+
+def _join_data(lines: str) -> str:
+    """The data of "\ndata: a\ndata:b..." (every line a data line): "a\nb...".
+
+    Removing the one optional space first, then every "data:" prefix, is exact:
+    each "\ndata:" left after the first replace is at a line start, and a
+    replace never rescans what it produced.
+    """
+    return lines.replace("\ndata: ", "\ndata:").replace("\ndata:", "\n")[1:]
+
+
 class Decoder:
     """An incremental, spec-exact ``text/event-stream`` parser. No I/O.
 
@@ -31,8 +69,8 @@ class Decoder:
     ends is never returned, as the spec says.
 
     ``last_event_id`` starts the reader's last event id (a resumed stream);
-    ``max_event_size`` bounds, in bytes, an unfinished line and, in characters,
-    the data one event gathers: a peer that passes it gets
+    ``max_event_size`` bounds, in bytes, an unfinished line and the data one
+    event gathers (UTF-8 bytes plus an LF per data line): a peer that passes it gets
     :class:`~askstream.EventTooLarge` instead of our memory. ``None`` lifts it.
 
     >>> decoder = Decoder()
@@ -51,6 +89,7 @@ class Decoder:
         "_event_retry",
         "_event_type",
         "_id_buffer",
+        "_in_event",
         "_last_event_id",
         "_max",
         "_pending_cr",
@@ -64,6 +103,7 @@ class Decoder:
         self._buffer = b""  # bytes after the last complete line
         self._started = False  # the leading-BOM check is done
         self._pending_cr = False  # the last line ended in CR: a first LF next is part of it
+        self._in_event = False  # lines have come since the last blank line
         # The spec's buffers for the event being gathered.
         self._data: list[str] = []  # data lines; the spec's data buffer is "\n".join + "\n"
         self._data_size = 0
@@ -102,32 +142,15 @@ class Decoder:
                 buf = buf[3:]
 
         events: list[Event] = []
-        while buf:
-            if self._pending_cr:
-                self._pending_cr = False
-                if buf[0] == 0x0A:  # the LF of a CRLF that was cut between chunks
-                    buf = buf[1:]
-                continue
-            if (
-                self._data
-                or self._event_type
-                or self._event_retry is not None
-                or self._id_buffer != self._last_event_id
-            ):
-                # Finish the event in progress on the exact path, up to its
-                # first likely end, then give the fast path a chance again.
-                end = buf.find(b"\n\n")
-                if end < 0:
-                    buf = self._exact(buf, events)
-                    break
-                self._exact(buf[: end + 2], events)
-                buf = buf[end + 2 :]
-                continue
+        if self._pending_cr and buf:
+            self._pending_cr = False
+            if buf[0] == 0x0A:  # the LF of a CRLF that was cut between chunks
+                buf = buf[1:]
+        if not self._in_event:
             end = buf.rfind(b"\n\n")
             if end > 0 and self._fast(buf[:end], events):
                 buf = buf[end + 2 :]
-            buf = self._exact(buf, events)
-            break
+        buf = self._exact(buf, events)
         if len(buf) > self._max:
             raise EventTooLarge(
                 f"a line grew past {self._max} bytes without a line end", limit=int(self._max)
@@ -144,6 +167,15 @@ class Decoder:
         # sequence, so decoding the region at once replaces invalid bytes
         # exactly as decoding it line by line would.
         if not region.startswith(b"data: ") or b"\r" in region or len(region) > self._max:
+            return False
+        # Before decoding and splitting it all: are the first and the last
+        # event single data lines? Other streams fail here, at little cost.
+        first_end = region.find(b"\n")
+        last_start = region.rfind(b"\n")
+        if first_end >= 0 and (
+            region[first_end : first_end + 8] != b"\n\ndata: "
+            or region[last_start - 1 : last_start + 7] != b"\n\ndata: "
+        ):
             return False
         datas = region.decode("utf-8", "replace")[6:].split("\n\ndata: ")
         if region.count(b"\n") != 2 * len(datas) - 2:
@@ -165,71 +197,220 @@ class Decoder:
         self._pending_cr = text[-1] == "\r"
         if "\r" in text:
             # CR, LF and CRLF each end a line (§9.2.6 "end-of-line").
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        lines = text.split("\n")
-        lines.pop()  # the empty string after the final line end
+            text = text.replace("\r\n", "\n")
+            if "\r" in text:
+                text = text.replace("\r", "\n")
 
-        # The spec's state, in locals for the loop; written back below.
+        # Cut the text at every "\n\n": each segment is a run of lines, and the
+        # "\n\n" after it is its last line's end plus a blank line: a dispatch.
+        # A segment of "data: " lines only (most events) becomes its event
+        # through C-level string calls; other segments go line by line through
+        # the spec's field table. Only the first segment can continue an event
+        # begun in an earlier chunk, so only it must skip the shortcut. The last
+        # piece is lines not yet followed by a blank line: no dispatch after it.
+        if self._in_event:
+            # Finish the event begun in an earlier chunk the slow way first.
+            first = text.find("\n\n")
+            if first < 0:
+                self._segments(text, events)
+                return rest
+            self._segments(text[: first + 2], events)
+            text = text[first + 2 :]
+        end = text.rfind("\n\n")
+        if end > 0 and self._batch(text[:end], events):
+            text = text[end + 2 :]
+        self._segments(text, events)
+        return rest
+
+    def _segments(self, text: str, events: list[Event]) -> None:
+        """Interpret complete lines of normalised text, one segment at a time."""
+        segments = text.split("\n\n")
+        last = len(segments) - 1
+
+        # The spec's buffers live in locals for the loop (attribute access per
+        # line costs more than the parsing); they are written back at the end.
         data = self._data
         data_size = self._data_size
         event_type = self._event_type
         event_retry = self._event_retry
         id_buffer = self._id_buffer
         limit = self._max
-        for line in lines:
-            if not line:
-                # Dispatch. The last event ID string is set first, even when
-                # there is no data and nothing is dispatched.
-                self._last_event_id = id_buffer
-                if data:
-                    events.append(
-                        Event(
-                            "\n".join(data), event_type or "message", id_buffer or None, event_retry
-                        )
-                    )
-                    data = []
-                    data_size = 0
-                event_type = ""
-                event_retry = None
-                continue
-            if line.startswith("data: "):
-                value = line[6:]
-                name = "data"
+        clean = not self._in_event
+        for index, segment in enumerate(segments):
+            if index == last:
+                lines = segment.split("\n")
+                lines.pop()  # the empty string after the final line end
+                self._in_event = bool(lines) and lines[-1] != ""
             else:
-                colon = line.find(":")
-                if colon == 0:
-                    continue  # a comment
-                if colon < 0:
-                    name, value = line, ""
+                if clean and segment.startswith("data:") and _size_bound(segment) <= limit:
+                    breaks = segment.count("\n")
+                    if segment.count("\ndata:") == breaks:  # data lines only
+                        if breaks:
+                            value = _join_data("\n" + segment)
+                        elif segment[5:6] == " ":
+                            value = segment[6:]
+                        else:
+                            value = segment[5:]
+                        events.append(Event(value, "message", id_buffer or None))
+                        continue
+                clean = True
+                # Fields first, then only data lines ("id: 7\nevent: x\ndata: ..."):
+                # the fields go through the loop below, the data lines are joined
+                # at once and enter the loop as one stand-in line holding LFs.
+                start = segment.find("\ndata:")
+                if start >= 0 and _size_bound(segment) <= limit:
+                    tail = segment[start:]
+                    if tail.count("\ndata:") == tail.count("\n"):
+                        head = segment[:start]
+                        if "\n" not in head and not data:
+                            # One field line, the usual "id: 7" or "event: done".
+                            if head.startswith("id: ") and "\0" not in head:
+                                id_buffer = head[4:]
+                                self._last_event_id = id_buffer
+                                value = _join_data(tail)
+                                events.append(
+                                    Event(value, event_type or "message", id_buffer or None)
+                                )
+                                event_type = ""
+                                continue
+                            if head.startswith("event: ") and event_retry is None:
+                                self._last_event_id = id_buffer
+                                value = _join_data(tail)
+                                events.append(
+                                    Event(value, head[7:] or "message", id_buffer or None)
+                                )
+                                event_type = ""
+                                continue
+                        lines = head.split("\n")
+                        lines.append("data: " + _join_data(tail))
+                    else:
+                        lines = segment.split("\n")
                 else:
-                    name = line[:colon]
-                    value = line[colon + 1 :]
-                    if value[:1] == " ":
-                        value = value[1:]
-            if name == "data":
-                data.append(value)
-                data_size += len(value) + 1
-                if data_size > limit:
-                    self._data = []
-                    raise EventTooLarge(
-                        f"an event's data grew past {limit} characters", limit=int(limit)
-                    )
-            elif name == "event":
-                event_type = value
-            elif name == "id":
-                if "\0" not in value:
-                    id_buffer = value
-            elif name == "retry" and value.isascii() and value.isdigit() and len(value) <= 20:
-                # Only ASCII digits count. Like Chromium, a value past 64 bits is
-                # ignored (which also keeps int() away from its 4300-digit limit).
-                retry = int(value)
-                if retry < 1 << 64:
-                    event_retry = self._retry = retry
-            # Any other field name is ignored.
-
+                    lines = segment.split("\n")
+                lines.append("")  # the blank line that ends the segment
+            for line in lines:
+                if not line:
+                    # Dispatch. The last event ID string is set first, even when
+                    # the data buffer is empty and nothing is dispatched.
+                    self._last_event_id = id_buffer
+                    if data:
+                        events.append(
+                            Event(
+                                "\n".join(data),
+                                event_type or "message",
+                                id_buffer or None,
+                                event_retry,
+                            )
+                        )
+                        data = []
+                        data_size = 0
+                    event_type = ""
+                    event_retry = None
+                    continue
+                if line.startswith("data: "):
+                    name = "data"
+                    value = line[6:]
+                else:
+                    colon = line.find(":")
+                    if colon == 0:
+                        continue  # a comment
+                    if colon < 0:
+                        name, value = line, ""
+                    else:
+                        name = line[:colon]
+                        value = line[colon + 1 :]
+                        if value[:1] == " ":
+                            value = value[1:]
+                if name == "data":
+                    data.append(value)
+                    # The limit is in bytes; isascii() is O(1), encode() is not.
+                    data_size += (len(value) if value.isascii() else len(value.encode())) + 1
+                    if data_size > limit:
+                        self._data = []
+                        raise EventTooLarge(
+                            f"an event's data grew past {limit} bytes", limit=int(limit)
+                        )
+                elif name == "event":
+                    event_type = value
+                elif name == "id":
+                    if "\0" not in value:
+                        id_buffer = value
+                elif name == "retry" and value.isascii() and value.isdigit():
+                    event_retry = self._retry = _digits_to_int(value)
+                # Any other field name is ignored.
         self._data = data
         self._data_size = data_size
         self._event_type = event_type
         self._event_retry = event_retry
         self._id_buffer = id_buffer
-        return rest
+
+    def _batch(self, region: str, events: list[Event]) -> bool:
+        """Turn a run of whole events into events at once, if it has a known shape.
+
+        ``region`` is normalised text (LF only) of whole events minus the final
+        blank line, read from a clean state. Three shapes qualify: every event
+        is only "data: " lines; or every event is one "id: " line and then only
+        "data: " lines (askstream's own server); or one "event: " line and then
+        only "data: " lines (OpenAI's and Anthropic's streaming APIs).
+
+        Counting proves the shape. Each LF is followed by "data: ", by the
+        header field, or by a second LF, so ``count(LF) == count(LF "data: ") +
+        count(LF header) + count(LF LF)`` exactly when every line is a data or
+        header line and blank lines come singly (a run of three LFs counts two,
+        not three). One header per event, at its start: ``count(LF header)`` is
+        the number of events and every blank line is followed by one. Then
+        dropping every LF "data: " prefix joins each event's data lines with LF,
+        and the blank lines still separate the events.
+        """
+        if _size_bound(region) > self._max or "\0" in region or "\ndata: \n" in region:
+            return False
+        text = "\n" + region
+        if text.endswith("\ndata: "):  # an empty data line would read as a blank line
+            return False
+        lines = text.count("\n")
+        blank = text.count("\n\n")
+        data = text.count("\ndata: ")
+        if region.startswith("data: "):
+            return lines == data + blank and self._batch_data(text, events)
+        for header in ("\nid: ", "\nevent: "):
+            if region.startswith(header[1:]):
+                headers = text.count(header)
+                return (
+                    lines == data + headers + blank
+                    and headers == blank + 1
+                    and text.count("\n" + header) == blank
+                    and self._batch_headed(text, header, events)
+                )
+        return False
+
+    def _batch_data(self, text: str, events: list[Event]) -> bool:
+        values = text.replace("\ndata: ", "\n")[1:].split("\n\n")
+        last_id = self._last_event_id
+        if last_id:
+            events.extend([Event(value, "message", last_id) for value in values])
+        else:
+            events.extend(map(Event, values))
+        return True
+
+    def _batch_headed(self, text: str, header: str, events: list[Event]) -> bool:
+        # After dropping the data prefixes and splitting at the LF LF header
+        # between events, each piece is "<value>" LF "<data>", or only
+        # "<value>" for an event with no data: it sets its field and
+        # dispatches nothing.
+        pieces = text.replace("\ndata: ", "\n")[len(header) :].split("\n" + header)
+        split = map(str.partition, pieces, repeat("\n"))
+        if header == "\nid: ":
+            events.extend(
+                [Event(data, "message", value or None) for value, newline, data in split if newline]
+            )
+            self._id_buffer = self._last_event_id = pieces[-1].partition("\n")[0]
+        else:
+            last_id = self._last_event_id or None
+            events.extend(
+                [
+                    Event(data, value or "message", last_id)
+                    for value, newline, data in split
+                    if newline
+                ]
+            )
+        return True

@@ -1,0 +1,1 @@
+"""Conformance tests for the sans-I/O text/event-stream codec (askstream.sse)."""
