@@ -2,8 +2,11 @@
 
 - :class:`ServerProcess` runs an ASGI app under uvicorn in a subprocess on a free
   loopback port, for tests that speak real HTTP.
+- :class:`FakeUpstream` is an OpenAI-compatible ``/v1/chat/completions`` server
+  (an ASGI app) that streams, fails mid-answer, stalls or refuses on request.
 """
 
 from ._server import ServerProcess, free_port
+from ._upstream import FakeUpstream
 
-__all__ = ["ServerProcess", "free_port"]
+__all__ = ["FakeUpstream", "ServerProcess", "free_port"]

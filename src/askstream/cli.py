@@ -1,0 +1,164 @@
+"""The ``askstream`` command: ``askstream serve`` runs the service, ``askstream ask`` asks it.
+
+    askstream serve [--host 127.0.0.1] [--port 8000] [--llm-url URL --llm-model NAME] ...
+    askstream ask "Why is the sky blue?" [--chat ID] [--url http://127.0.0.1:8000]
+
+Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin; flags win. ``ask``
+prints the answer as it arrives, then the chat's id on stderr (pass it to
+``--chat`` to go on); on an error it prints the server's message and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+_ANY_HOST = {"0.0.0.0", "::", ""}  # noqa: S104 (names, compared with, never bound)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .service import Settings
+    from .service._settings import _PARSERS
+
+    parser = argparse.ArgumentParser(
+        prog="askstream", description="Chat answers streamed as server-sent events."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the ask service",
+        description="Run the ask service. Every flag can also be set by its ASKSTREAM_* "
+        "variable (e.g. --llm-url is ASKSTREAM_LLM_URL); flags win.",
+    )
+    defaults = Settings()
+    for field in dataclasses.fields(Settings):
+        if not field.metadata.get("flag"):
+            continue
+        default = getattr(defaults, field.name)
+        shown = "" if default is None else f" (default: {default})"
+        serve.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=_PARSERS[field.name],
+            default=None,  # None: not given, so the variable or the default applies
+            metavar=field.name.split("_")[-1].upper(),
+            help=field.metadata["help"] + shown,
+        )
+
+    ask = commands.add_parser(
+        "ask",
+        help="ask a running service a question",
+        description="Ask a question and print the answer as it streams in.",
+    )
+    ask.add_argument("question")
+    ask.add_argument("--chat", metavar="ID", help="continue this chat (its id)")
+    ask.add_argument(
+        "--url",
+        default=os.environ.get("ASKSTREAM_URL", DEFAULT_URL),
+        help=f"the service (default: $ASKSTREAM_URL or {DEFAULT_URL})",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``askstream`` command line; returns the exit status.
+
+    >>> main(["ask", "Hi?", "--url", "http://127.0.0.1:8000"])  # doctest: +SKIP
+    Hello! ...
+    0
+    """
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return _ask(args.question, chat=args.chat, url=args.url)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .service import Settings, create_app
+
+    overrides = {key: value for key, value in vars(args).items() if key != "command"}
+    try:
+        settings = Settings.from_env(None, **overrides)
+    except ValueError as exc:
+        print(f"askstream: {exc}", file=sys.stderr)
+        return 2
+    # The command is the application: it may configure logging (importing askstream never does).
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
+    host = "127.0.0.1" if settings.host in _ANY_HOST else settings.host
+    address = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # listening: the URL works now
+                print(
+                    f"askstream is running: open {address} "
+                    f"({settings.backend} model; Ctrl+C stops it)",
+                    flush=True,
+                )
+
+    server = Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _ask(question: str, *, chat: str | None, url: str) -> int:
+    import httpx
+
+    from ._exceptions import AskstreamError, ResponseError
+    from .http import connect
+
+    body: dict[str, Any] = {"chatId": chat, "question": question}
+    try:
+        # A dropped answer resumes by itself: the client follows the response's
+        # Content-Location with Last-Event-ID.
+        with connect(
+            "POST", url.rstrip("/") + "/api/ask", json=body, until={"done", "error"}
+        ) as events:
+            for event in events:
+                data = json.loads(event.data)
+                if event.event == "done":
+                    print(flush=True)
+                    print(f"chat: {data['chatId']}", file=sys.stderr)
+                    return 0
+                if event.event == "error":
+                    print(flush=True)
+                    print(f"askstream: error {data['code']}: {data['message']}", file=sys.stderr)
+                    return 1
+                print(data["delta"], end="", flush=True)
+        print(flush=True)
+        print("askstream: the answer ended without finishing", file=sys.stderr)
+    except ResponseError as exc:
+        print(f"askstream: error {exc.code}: {exc.message}", file=sys.stderr)
+    except httpx.TransportError as exc:
+        print(f"askstream: cannot reach {url}: {exc}", file=sys.stderr)
+    except AskstreamError as exc:  # a broken stream that could not be resumed
+        print(f"askstream: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

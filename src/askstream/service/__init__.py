@@ -1,0 +1,29 @@
+"""The ask service: questions in, answers streamed out as server-sent events.
+
+``create_app`` builds the FastAPI app (what ``askstream serve`` runs); its
+lifespan owns the chat history (SQLAlchemy: SQLite or PostgreSQL), the stream
+log and one generation task per answer, which reads an LLM back end and
+appends to the log. Responses only follow the log, so any reader can resume.
+
+>>> from askstream.service import Settings, create_app
+>>> app = create_app(Settings.from_env({}, demo_delay=0.0))  # uvicorn.run(app)
+"""
+
+from ._app import create_app
+from ._backend import Backend, ChatMessage, Chunk
+from ._demo import DemoBackend
+from ._errors import ServiceError, UpstreamError
+from ._openai import OpenAIBackend
+from ._settings import Settings
+
+__all__ = [
+    "Backend",
+    "ChatMessage",
+    "Chunk",
+    "DemoBackend",
+    "OpenAIBackend",
+    "ServiceError",
+    "Settings",
+    "UpstreamError",
+    "create_app",
+]

@@ -1,0 +1,157 @@
+"""The FastAPI application: its lifespan owns the database, the store, the back end
+and every generation task; its handlers give every error one JSON shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.staticfiles import StaticFiles
+
+from ..streams import MemoryStore, Store
+from ._backend import Backend
+from ._demo import DemoBackend
+from ._errors import ServiceError
+from ._generation import Generations
+from ._history import ChatHistory, create_engine
+from ._middleware import BodyLimit, InternalErrors
+from ._routes import Services, router
+from ._settings import Settings
+
+__all__ = ["create_app", "make_backend"]
+
+logger = logging.getLogger("askstream.service")
+
+_WEB = Path(__file__).resolve().parent.parent / "web"
+
+
+def make_backend(settings: Settings) -> Backend:
+    """The back end the settings name: OpenAI-compatible with an LLM URL, else the demo."""
+    if settings.llm_url is None:
+        return DemoBackend(delay=settings.demo_delay)
+    from ._openai import OpenAIBackend
+
+    assert settings.llm_model is not None  # Settings refuses a URL without a model
+    return OpenAIBackend(
+        settings.llm_url,
+        settings.llm_model,
+        api_key=settings.llm_api_key,
+        connect_timeout=settings.llm_connect_timeout,
+        read_timeout=settings.llm_read_timeout,
+    )
+
+
+async def _index(request: Request) -> FileResponse:
+    return FileResponse(_WEB / "index.html")
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"code": status, "message": message}, status, headers=headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return JSONResponse({"code": exc.code, "message": exc.message}, exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no route {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow")
+        message = f"{request.method} is not allowed on {request.url.path}"
+        message += f"; use {allowed}" if allowed else ""
+    else:
+        message = str(exc.detail)
+    return _error(exc.status_code, message, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _error(
+        422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    backend: Backend | None = None,
+) -> FastAPI:
+    """The ask service as an ASGI app (FastAPI: its OpenAPI page is at ``/docs``).
+
+    With no ``settings``, they are read from ``ASKSTREAM_*`` variables, which is
+    what ``uvicorn --factory askstream.service:create_app`` does. ``store`` and
+    ``backend`` replace the ones the settings would make (a test's fake, a
+    shared store); the app closes only what it made itself.
+
+    >>> from askstream.service import Settings, create_app
+    >>> app = create_app(Settings(demo_delay=0.0, data_dir=Path("/tmp/askstream")))
+    >>> app.title
+    'askstream'
+    """
+    settings = settings or Settings.from_env()
+    logging.getLogger("askstream").setLevel(settings.log_level.upper())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            history = ChatHistory(create_engine(settings.database))
+            stack.push_async_callback(history.aclose)
+            await history.create_tables()
+            llm = backend
+            if llm is None:
+                llm = make_backend(settings)
+                stack.push_async_callback(llm.aclose)
+            log = store or MemoryStore(retention=settings.stream_retention)
+            generations = await stack.enter_async_context(
+                Generations(
+                    store=log, history=history, backend=llm, save_interval=settings.save_interval
+                )
+            )
+            app.state.askstream = Services(
+                settings=settings, store=log, history=history, generations=generations
+            )
+            logger.info("askstream: %s model, database %s", settings.backend, _safe(settings))
+            yield
+
+    app = FastAPI(
+        title="askstream",
+        summary="Chat answers streamed as server-sent events, resumable.",
+        version=_version(),
+        lifespan=lifespan,
+        exception_handlers={
+            ServiceError: _service_error,
+            HTTPException: _http_error,
+            RequestValidationError: _validation_error,
+        },
+    )
+    app.add_middleware(InternalErrors)
+    app.add_middleware(BodyLimit, max_size=settings.max_body_size)
+    app.include_router(router)
+    if (_WEB / "index.html").is_file():
+        # The chat page (issue 6) at "/", its files under /static (askstream/web/).
+        app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)
+        app.mount("/static", StaticFiles(directory=_WEB), name="static")
+    return app
+
+
+def _safe(settings: Settings) -> str:
+    # The URL may carry a password; log it without one.
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.database).render_as_string(hide_password=True)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,50 @@
+"""The ask service's errors, a branch of askstream's one exception tree::
+
+    AskstreamError
+    └── ServiceError               a request to the ask service failed; carries the
+        │                          HTTP ``status`` and the JSON body's ``code``, ``message``
+        └── UpstreamError          the LLM back end was unreachable, refused, timed out
+                                   or broke off (502)
+
+A ``ServiceError`` raised anywhere in a request becomes the response
+``{"code": ..., "message": ...}`` with its ``status``; once an answer is
+streaming it becomes the ``event: error`` that ends the stream instead.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ServiceError", "UpstreamError"]
+
+from .._exceptions import AskstreamError
+
+
+class ServiceError(AskstreamError):
+    """A request failed; ``status``, ``code`` and ``message`` are what the client sees.
+
+    ``code`` is the HTTP status unless given, as in the founding guide's
+    ``{"code": 500, "message": "..."}``.
+
+    >>> err = ServiceError(404, "no chat 'c1'")
+    >>> err.status, err.code, err.message
+    (404, 404, "no chat 'c1'")
+    """
+
+    def __init__(self, status: int, message: str, *, code: int | None = None) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.code = status if code is None else code
+        self.message = message
+
+
+class UpstreamError(ServiceError):
+    """The LLM back end failed: unreachable, an HTTP error, a timeout, an error payload.
+
+    Before the first token it answers the ask with 502; after it, it ends the
+    stream with ``event: error`` and code 502.
+
+    >>> UpstreamError("connection refused").status
+    502
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(502, message)

@@ -1,0 +1,306 @@
+"""Chat history in SQL, through SQLAlchemy 2's async Core: SQLite or PostgreSQL.
+
+Two tables, prefixed so they can share a database with others. A message row is
+written when its answer starts (status ``streaming``), rewritten with the text
+so far at least every ``save_interval`` (:meth:`ChatHistory.save_progress`, one
+transaction for every answer in flight), and closed with its final status. A
+crash therefore leaves ``streaming`` or ``failed`` behind, never nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ._backend import ChatMessage
+
+__all__ = ["ChatHistory", "ChatRecord", "MessageRecord", "MessageStatus"]
+
+MessageStatus = Literal["streaming", "complete", "failed", "cancelled"]
+Role = Literal["user", "assistant"]
+
+_metadata = sa.MetaData()
+
+_chats = sa.Table(
+    "askstream_chats",
+    _metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+_messages = sa.Table(
+    "askstream_messages",
+    _metadata,
+    # The autoincrement key orders a chat's messages: a question and its answer
+    # are written in one transaction, often within the same clock tick.
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column(
+        "chat_id",
+        sa.String(64),
+        sa.ForeignKey("askstream_chats.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("finish_reason", sa.String(64)),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _title(question: str) -> str:
+    # The first line, cut at CR/LF only: str.splitlines() would also cut at
+    # U+2028 and friends, which are text here.
+    first = re.split(r"\r\n|\r|\n", question.strip(), maxsplit=1)[0]
+    return first.strip()[:100]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite keeps no zone: every time we write is UTC, so a naive one read back is too.
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRecord:
+    """A chat as stored."""
+
+    id: str
+    title: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One stored message; an assistant message's ``content`` grows while it streams."""
+
+    id: str
+    role: Role
+    content: str
+    status: MessageStatus
+    finish_reason: str | None
+    error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def _chat(row: sa.Row[Any]) -> ChatRecord:
+    return ChatRecord(row.id, row.title, _utc(row.created_at), _utc(row.updated_at))
+
+
+def _message(row: sa.Row[Any]) -> MessageRecord:
+    return MessageRecord(
+        row.id,
+        cast("Role", row.role),
+        row.content,
+        cast("MessageStatus", row.status),
+        row.finish_reason,
+        row.error,
+        _utc(row.created_at),
+        _utc(row.updated_at),
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite: needed for CASCADE
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the periodic saves
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across app crashes
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for ``url``; a SQLite file's folder is created if missing."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # One connection: SQLite has one writer at a time, and writers that
+            # collide wait in its busy handler's sleeps (up to 100 ms each); in
+            # SQLAlchemy's pool queue they wait on the event loop instead.
+            engine = create_async_engine(url, pool_size=1, max_overflow=0)
+        else:  # one in-memory database lives as long as its one connection
+            engine = create_async_engine(url, poolclass=StaticPool)
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+class ChatHistory:
+    """The chats and their messages, in the database behind ``engine``.
+
+    >>> import asyncio
+    >>> async def main() -> list[str]:
+    ...     history = ChatHistory(create_engine("sqlite+aiosqlite:///:memory:"))
+    ...     await history.create_tables()
+    ...     await history.begin_answer("c1", "Hi?", "u1", "a1", new_chat=True)
+    ...     await history.finish_answer("a1", "Hello!", "complete", "stop")
+    ...     messages = await history.messages("c1")
+    ...     await history.aclose()
+    ...     return [f"{m.role}: {m.content} ({m.status})" for m in messages]
+    >>> asyncio.run(main())
+    ['user: Hi? (complete)', 'assistant: Hello! (complete)']
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create_tables(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_metadata.create_all)
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+    async def list_chats(self) -> list[ChatRecord]:
+        """Every chat, newest first."""
+        query = sa.select(_chats).order_by(_chats.c.created_at.desc(), _chats.c.id)
+        async with self.engine.connect() as conn:
+            return [_chat(row) for row in await conn.execute(query)]
+
+    async def chat(self, chat_id: str) -> ChatRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(_chats).where(_chats.c.id == chat_id))).first()
+        return None if row is None else _chat(row)
+
+    async def messages(self, chat_id: str) -> list[MessageRecord]:
+        """A chat's messages, oldest first."""
+        query = sa.select(_messages).where(_messages.c.chat_id == chat_id).order_by(_messages.c.seq)
+        async with self.engine.connect() as conn:
+            return [_message(row) for row in await conn.execute(query)]
+
+    async def context(self, chat_id: str, limit: int) -> list[ChatMessage] | None:
+        """The last ``limit`` turns to send the model, oldest first; ``None`` for no such chat.
+
+        Questions always count; answers only once complete, since a failed or
+        cancelled one is a fragment the model would take as its own words.
+        """
+        query = (
+            sa.select(_messages.c.role, _messages.c.content)
+            .where(
+                _messages.c.chat_id == chat_id,
+                sa.or_(_messages.c.role == "user", _messages.c.status == "complete"),
+            )
+            .order_by(_messages.c.seq.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            exists = await conn.scalar(sa.select(_chats.c.id).where(_chats.c.id == chat_id))
+            if exists is None:
+                return None
+            rows = (await conn.execute(query)).all() if limit else []
+        return [
+            ChatMessage(role=cast("Role", row.role), content=row.content) for row in reversed(rows)
+        ]
+
+    async def begin_answer(
+        self,
+        chat_id: str,
+        question: str,
+        question_id: str,
+        answer_id: str,
+        *,
+        new_chat: bool,
+        first: str = "",
+    ) -> None:
+        """Store a question and its answer-to-be (``streaming``, holding ``first``), in one
+        transaction that also creates the chat when ``new_chat``."""
+        now = _now()
+        async with self.engine.begin() as conn:
+            if new_chat:
+                title = _title(question)
+                await conn.execute(
+                    _chats.insert().values(id=chat_id, title=title, created_at=now, updated_at=now)
+                )
+            else:
+                await conn.execute(
+                    _chats.update().where(_chats.c.id == chat_id).values(updated_at=now)
+                )
+            await conn.execute(
+                _messages.insert(),
+                [
+                    {"id": question_id, "chat_id": chat_id, "role": "user",
+                     "content": question, "status": "complete",
+                     "created_at": now, "updated_at": now},
+                    {"id": answer_id, "chat_id": chat_id, "role": "assistant",
+                     "content": first, "status": "streaming",
+                     "created_at": now, "updated_at": now},
+                ],
+            )  # fmt: skip
+
+    async def discard_answer(
+        self, chat_id: str, question_id: str, answer_id: str, *, chat: bool
+    ) -> None:
+        """Remove what :meth:`begin_answer` wrote, the chat too when ``chat``: an ask
+        that failed before its answer began leaves nothing."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                _messages.delete().where(_messages.c.id.in_([question_id, answer_id]))
+            )
+            if chat:
+                await conn.execute(_chats.delete().where(_chats.c.id == chat_id))
+
+    async def save_progress(self, answers: Mapping[str, str]) -> None:
+        """Write the text so far of every answer in ``answers`` (id → text), in one
+        transaction. Answers that are no longer ``streaming`` are left alone, so
+        a late periodic save never overwrites a final one."""
+        if not answers:
+            return
+        statement = (
+            _messages.update()
+            .where(_messages.c.id == sa.bindparam("b_id"), _messages.c.status == "streaming")
+            .values(content=sa.bindparam("b_content"), updated_at=_now())
+        )
+        rows = [{"b_id": key, "b_content": text} for key, text in answers.items()]
+        async with self.engine.begin() as conn:
+            await conn.execute(statement, rows)
+
+    async def finish_answer(
+        self,
+        answer_id: str,
+        content: str,
+        status: MessageStatus,
+        finish_reason: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Write an answer's final text and status, and for a failed one what failed."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                _messages.update()
+                .where(_messages.c.id == answer_id)
+                .values(
+                    content=content,
+                    status=status,
+                    finish_reason=finish_reason,
+                    error=error,
+                    updated_at=_now(),
+                )
+            )
+
+    async def delete_chat(self, chat_id: str) -> bool:
+        """Delete a chat and its messages; ``False`` if there was no such chat."""
+        async with self.engine.begin() as conn:
+            # Explicit, not only ON DELETE CASCADE: it must not hang on a pragma.
+            await conn.execute(_messages.delete().where(_messages.c.chat_id == chat_id))
+            result = await conn.execute(_chats.delete().where(_chats.c.id == chat_id))
+        return bool(result.rowcount)

@@ -1,0 +1,133 @@
+"""Plain ASGI middleware in front of every route: the body size limit, and the
+last word on unexpected errors. Later limits (rate, concurrency) slot in here."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+__all__ = ["BodyLimit", "InternalErrors"]
+
+logger = logging.getLogger("askstream.service")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def _reject(send: Send, status: int, message: str, *, close: bool = True) -> None:
+    body = json.dumps({"code": status, "message": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:  # the rest of the body may still be on its way: do not reuse this connection
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Answer 413 for a request body over ``max_size`` bytes, before any route runs.
+
+    A ``Content-Length`` over the limit, or a chunked body the moment it passes
+    the limit, is refused without handing anything on; the rest of the body is
+    read and dropped first (up to 16 times the limit), so that the client sees
+    the 413 rather than a reset connection. A body within the limit is read
+    whole and handed on, so no route ever buffers more than ``max_size`` bytes;
+    asks are small, this costs nothing. Later limits (rate, concurrency) slot in beside it.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_size: int) -> None:
+        self.app = app
+        self.max_size = max_size
+        self._drain_limit = max(16 * max_size, 1024 * 1024)
+
+    async def _drain(self, receive: Receive, size: int = 0) -> None:
+        # Read (and drop) the rest of a body that is too large but not absurdly
+        # so: closing a socket with unread bytes makes the kernel send RST, and
+        # the client would see a reset connection instead of our 413.
+        while size <= self._drain_limit:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is None and b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body
+            return
+        if length is not None:
+            if not length.isdigit():
+                await _reject(send, 400, "Content-Length is not a number")
+                return
+            if int(length) > self.max_size:
+                if int(length) <= self._drain_limit:
+                    await self._drain(receive)
+                await _reject(send, 413, f"the body is over {self.max_size} bytes")
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_size:
+                if message.get("more_body", False):
+                    await self._drain(receive, size)
+                await _reject(send, 413, f"the body is over {self.max_size} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # from here on only http.disconnect
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+class InternalErrors:
+    """Turn an exception no handler took into ``500 {"code": 500, "message": ...}``
+    with a generic message; the traceback goes to the log only.
+
+    Unlike Starlette's own last resort, it does not re-raise once the 500 is
+    sent, so the server keeps the connection: a client reusing it is not cut
+    off. An exception after a response started (a stream) is re-raised: the
+    connection must drop so the client sees the answer broke.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            if started:
+                raise
+            logger.exception("%s %s failed", scope["method"], scope["path"])
+            await _reject(send, 500, "internal server error", close=False)

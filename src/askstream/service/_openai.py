@@ -1,0 +1,166 @@
+"""Any OpenAI-compatible ``/v1/chat/completions`` endpoint, streamed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .._exceptions import ContentTypeError, ResponseError, StreamError
+from ..http import aconnect
+from ..sse import Event
+from ._backend import ChatMessage, Chunk
+from ._errors import UpstreamError
+
+__all__ = ["OpenAIBackend", "completions_url"]
+
+
+def completions_url(url: str) -> str:
+    """The chat completions endpoint for a configured URL, as OpenAI's SDKs read a base URL.
+
+    >>> completions_url("http://localhost:11434")
+    'http://localhost:11434/v1/chat/completions'
+    >>> completions_url("https://api.openai.com/v1/")
+    'https://api.openai.com/v1/chat/completions'
+    >>> completions_url("http://h/v1/chat/completions")
+    'http://h/v1/chat/completions'
+    """
+    url = url.rstrip("/")
+    if url.endswith("/chat/completions"):
+        return url
+    if urlsplit(url).path in {"", "/"}:
+        return url + "/v1/chat/completions"
+    return url + "/chat/completions"
+
+
+def _error_text(payload: Any) -> str | None:
+    # OpenAI: {"error": {"message": ...}}; vLLM and others: {"object": "error", "message": ...}.
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    if error is not None:
+        return str(error)
+    if payload.get("object") == "error":
+        return str(payload.get("message") or payload)
+    return None
+
+
+def _response_message(exc: ResponseError) -> str:
+    try:
+        text = _error_text(json.loads(exc.message))
+    except ValueError:
+        text = None
+    return text or exc.message
+
+
+class OpenAIBackend:
+    """A :class:`~askstream.service.Backend` for an OpenAI-compatible API (OpenAI,
+    Ollama, vLLM, llama.cpp's server, LM Studio), read with askstream's own SSE client.
+
+    ``url`` is the API's base URL (``https://api.openai.com/v1``,
+    ``http://localhost:11434/v1``) or the full ``/chat/completions`` URL.
+    ``connect_timeout`` bounds connecting, ``read_timeout`` the wait for the
+    first byte and between chunks. Every failure is an
+    :class:`~askstream.service.UpstreamError`; closing the stream early closes
+    the upstream request.
+
+    >>> backend = OpenAIBackend("http://localhost:11434/v1", "llama3.2")
+    >>> backend.url
+    'http://localhost:11434/v1/chat/completions'
+    """
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = completions_url(url)
+        self.model = model
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=self._timeout,
+            # The service bounds its own concurrency; the pool must not queue answers.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        )
+
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Chunk, None]:
+        body = {"model": self.model, "messages": list(messages), "stream": True}
+        finished = False
+        try:
+            async with aconnect(
+                "POST",
+                self.url,
+                client=self._client,
+                json=body,
+                headers=self._headers,
+                timeout=self._timeout,
+                reconnect=None,  # never POST a question twice: a drop is a failure
+            ) as events:
+                async for event in events:
+                    chunk = self._chunk(event)
+                    if chunk is None:  # data: [DONE]
+                        return
+                    if chunk.finish_reason:
+                        finished = True
+                    if chunk.delta or chunk.finish_reason:
+                        yield chunk
+        except ResponseError as exc:
+            raise UpstreamError(
+                f"the LLM back end answered HTTP {exc.status}: {_response_message(exc)}"
+            ) from exc
+        except ContentTypeError as exc:
+            raise UpstreamError(f"the LLM back end did not stream: {exc}") from exc
+        except httpx.ConnectTimeout as exc:
+            raise UpstreamError(
+                f"the LLM back end at {self.url} did not accept a connection "
+                f"within {self._connect_timeout:g} s"
+            ) from exc
+        except httpx.ReadTimeout as exc:
+            raise UpstreamError(
+                f"the LLM back end sent nothing for {self._read_timeout:g} s"
+            ) from exc
+        except httpx.ConnectError as exc:
+            raise UpstreamError(f"cannot reach the LLM back end at {self.url}: {exc}") from exc
+        except (httpx.HTTPError, StreamError) as exc:
+            raise UpstreamError(f"the LLM back end's stream broke: {exc}") from exc
+        if not finished:
+            raise UpstreamError("the LLM back end ended the answer without finishing it")
+
+    def _chunk(self, event: Event) -> Chunk | None:
+        if event.data == "[DONE]":
+            return None
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            raise UpstreamError(
+                f"the LLM back end sent a chunk that is not JSON: {event.data[:200]!r}"
+            ) from None
+        error = _error_text(payload)
+        if error is not None:
+            raise UpstreamError(f"the LLM back end failed: {error}")
+        try:
+            choice = payload["choices"][0] if payload["choices"] else {}
+            delta = choice.get("delta") or {}
+            return Chunk(delta.get("content") or "", choice.get("finish_reason"))
+        except (KeyError, TypeError, AttributeError):
+            raise UpstreamError(
+                f"the LLM back end sent a chunk of unknown shape: {event.data[:200]!r}"
+            ) from None
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()

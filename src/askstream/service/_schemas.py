@@ -1,0 +1,167 @@
+"""The service's JSON on the wire: request validation and the documented shapes.
+
+Wire names are camelCase, as in the founding guide; Python names snake_case.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from ._errors import ServiceError
+from ._history import ChatRecord, MessageRecord
+
+__all__ = [
+    "AskRequest",
+    "ChatDetail",
+    "ChatList",
+    "ChatSummary",
+    "DeltaData",
+    "DoneData",
+    "ErrorBody",
+    "ErrorData",
+    "MessageOut",
+    "parse_ask",
+]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class AskRequest(_Wire):
+    """``POST /api/ask``'s body."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, strict=True, extra="ignore"
+    )
+
+    chat_id: str | None = Field(
+        default=None, description="The chat to continue; null or absent starts a new one."
+    )
+    question: str = Field(min_length=1, description="The question; not empty or only spaces.")
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty or only white space")
+        return value
+
+
+def parse_ask(body: bytes) -> AskRequest:
+    """Parse and check an ask's body: 400 if it is not JSON, 422 if it is the wrong JSON.
+
+    Any ``Content-Type`` is accepted: the founding guide's client sends
+    ``text/event-stream`` with its JSON body.
+    """
+    try:
+        payload = json.loads(body)
+    except ValueError:  # UnicodeDecodeError included
+        raise ServiceError(400, "the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise ServiceError(422, "the body must be a JSON object")
+    try:
+        return AskRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise ServiceError(422, validation_message(exc)) from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One line naming each bad field, e.g. ``question: Field required``."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"] if part != "body") or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+class DeltaData(TypedDict):
+    """The data of each ``message`` event of an answer."""
+
+    chatId: str
+    messageId: str
+    delta: str
+
+
+class DoneData(TypedDict):
+    """The data of the ``done`` event that ends an answer."""
+
+    chatId: str
+    messageId: str
+    answer: str
+    finishReason: str
+
+
+class ErrorData(TypedDict):
+    """The data of the ``error`` event that ends a failed answer, and every error body."""
+
+    code: int
+    message: str
+
+
+class ErrorBody(_Wire):
+    """Every error response's body."""
+
+    code: int
+    message: str
+
+
+class MessageOut(_Wire):
+    """A stored message."""
+
+    message_id: str
+    role: Literal["user", "assistant"]
+    content: str
+    status: Literal["streaming", "complete", "failed", "cancelled"]
+    finish_reason: str | None = Field(description="Why the model stopped, once complete.")
+    error: str | None = Field(description="What failed, for a failed or cancelled answer.")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, record: MessageRecord) -> MessageOut:
+        return cls(
+            message_id=record.id,
+            role=record.role,
+            content=record.content,
+            status=record.status,
+            finish_reason=record.finish_reason,
+            error=record.error,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class ChatSummary(_Wire):
+    """A chat in the list."""
+
+    chat_id: str
+    title: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, record: ChatRecord) -> ChatSummary:
+        return cls(
+            chat_id=record.id,
+            title=record.title,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class ChatList(_Wire):
+    """``GET /api/chats``: every chat, newest first."""
+
+    chats: list[ChatSummary]
+
+
+class ChatDetail(ChatSummary):
+    """``GET /api/chats/{chatId}``: a chat and its messages, oldest first."""
+
+    messages: list[MessageOut]

@@ -1,0 +1,180 @@
+"""The service's one settings object, read once from flags and ``ASKSTREAM_*`` variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings"]
+
+_DATA_DIR = Path("data")
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _positive(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def check(text: str) -> Any:
+        value = parse(text)
+        if value <= 0:
+            raise ValueError(f"must be above 0, not {text!r}")
+        return value
+
+    return check
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"must not be negative, not {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must not be negative, not {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"is not a TCP port: {text!r}")
+    return value
+
+
+def _log_level(text: str) -> str:
+    if text.lower() not in _LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}, not {text!r}")
+    return text.lower()
+
+
+def _setting(default: Any, meaning: str, *, flag: bool = True, secret: bool = False) -> Any:
+    # The help text is the one description of a setting: --help and
+    # docs/configuration.md (checked by a test) both show it.
+    return dataclasses.field(
+        default=default, repr=not secret, metadata={"help": meaning, "flag": flag}
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the service can be told, with the embedded defaults.
+
+    Build it with :meth:`from_env` (what ``askstream serve`` and
+    ``create_app()`` do): flags passed as ``overrides`` win over ``ASKSTREAM_*``
+    variables, which win over the defaults. ``docs/configuration.md`` has the
+    table of flags, variables and defaults.
+
+    >>> settings = Settings.from_env({"ASKSTREAM_PORT": "9000"}, demo_delay=0.0)
+    >>> settings.port, settings.demo_delay, settings.backend
+    (9000, 0.0, 'demo')
+    >>> settings.database
+    'sqlite+aiosqlite:///data/askstream.db'
+    """
+
+    host: str = _setting("127.0.0.1", "interface to listen on (0.0.0.0: every one)")
+    port: int = _setting(8000, "TCP port to listen on")
+    data_dir: Path = dataclasses.field(  # spelled out: ruff's RUF009 cannot see a Path is final
+        default=_DATA_DIR,
+        metadata={"help": "folder for the SQLite file (made if missing)", "flag": True},
+    )
+    database_url: str | None = _setting(
+        None,
+        "SQLAlchemy URL of the chat history: sqlite+aiosqlite:///... or "
+        "postgresql+asyncpg://...; unset: data_dir/askstream.db",
+    )
+    llm_url: str | None = _setting(
+        None,
+        "OpenAI-compatible API, base URL (https://api.openai.com/v1) or full "
+        "/chat/completions URL; unset: the offline demo model",
+    )
+    llm_model: str | None = _setting(None, "model name sent to the API; required with llm_url")
+    llm_api_key: str | None = _setting(
+        None,
+        "sent as Authorization: Bearer; no flag, so it stays out of `ps`",
+        flag=False,
+        secret=True,
+    )
+    llm_connect_timeout: float = _setting(10.0, "seconds to connect to the API")
+    llm_read_timeout: float = _setting(
+        60.0, "seconds the API may stay silent, before its first byte and between chunks"
+    )
+    demo_delay: float = _setting(0.03, "seconds between the demo model's words")
+    max_body_size: int = _setting(64 * 1024, "largest request body in bytes; larger is 413")
+    context_messages: int = _setting(
+        50, "earlier messages of a chat sent to the model with a question"
+    )
+    save_interval: float = _setting(1.0, "seconds between saves of answers still streaming")
+    heartbeat: float = _setting(15.0, "seconds between keep-alive comments on a quiet stream")
+    stream_retention: float = _setting(3600.0, "seconds a finished answer's stream stays resumable")
+    shutdown_timeout: float = _setting(
+        10.0, "seconds `serve` lets answers in flight finish on shutdown"
+    )
+    log_level: str = _setting("info", "critical, error, warning, info or debug")
+
+    def __post_init__(self) -> None:
+        if self.llm_url is not None and not self.llm_model:
+            raise ValueError(
+                "ASKSTREAM_LLM_URL is set but ASKSTREAM_LLM_MODEL is not: "
+                "an OpenAI-compatible back end needs a model name"
+            )
+        if self.llm_url is not None and not self.llm_url.startswith(("http://", "https://")):
+            raise ValueError(f"ASKSTREAM_LLM_URL must be an http(s) URL, not {self.llm_url!r}")
+
+    @property
+    def backend(self) -> str:
+        """``"openai"`` when an LLM URL is configured, else ``"demo"``."""
+        return "demo" if self.llm_url is None else "openai"
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy URL in force: ``database_url`` or the SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'askstream.db'}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
+        """Defaults, then ``ASKSTREAM_*`` variables from ``environ`` (``os.environ``),
+        then ``overrides`` (the command line's flags; ``None`` values are skipped).
+
+        Raises ``ValueError`` naming the variable for a value that does not parse.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = "ASKSTREAM_" + field.name.upper()
+            text = env.get(name)
+            if text is None or text == "":
+                continue
+            try:
+                values[field.name] = _PARSERS[field.name](text)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "host": str,
+    "port": _port,
+    "data_dir": Path,
+    "database_url": str,
+    "llm_url": str,
+    "llm_model": str,
+    "llm_api_key": str,
+    "llm_connect_timeout": _positive(float),
+    "llm_read_timeout": _positive(float),
+    "demo_delay": _not_negative,
+    "max_body_size": _positive(int),
+    "context_messages": _count,
+    "save_interval": _positive(float),
+    "heartbeat": _positive(float),
+    "stream_retention": _not_negative,
+    "shutdown_timeout": _not_negative,
+    "log_level": _log_level,
+}

@@ -1,0 +1,55 @@
+"""The stream log's errors, a branch of askstream's one exception tree::
+
+    AskstreamError
+    └── StoreError                  the stream log refused a read or a write
+        ├── StreamNotFound          no stream with that id (never made, or expired)
+        └── InvalidEventId          an ``after`` / Last-Event-ID this stream never gave out
+                                    (also a ValueError: it is always a bad argument)
+
+Appending to a finished stream is a usage error, so it is a ``RuntimeError``
+outside the tree, as httpx does for a closed client.
+"""
+
+from __future__ import annotations
+
+from .._exceptions import AskstreamError
+
+__all__ = ["InvalidEventId", "StoreError", "StreamNotFound"]
+
+
+class StoreError(AskstreamError):
+    """A stream store refused a read or a write; ``stream_id`` names the stream.
+
+    >>> try:
+    ...     raise StreamNotFound("m1")
+    ... except StoreError as exc:
+    ...     print(exc.stream_id)
+    m1
+    """
+
+    def __init__(self, message: str, *, stream_id: str) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+
+
+class StreamNotFound(StoreError):
+    """The store holds no stream with this id: it never existed or has expired.
+
+    >>> str(StreamNotFound("m1"))
+    "no stream 'm1'"
+    """
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"no stream {stream_id!r}", stream_id=stream_id)
+
+
+class InvalidEventId(StoreError, ValueError):
+    """``after`` (a reader's Last-Event-ID) is not an id this stream handed out.
+
+    >>> InvalidEventId("m1", "abc").event_id
+    'abc'
+    """
+
+    def __init__(self, stream_id: str, event_id: str) -> None:
+        super().__init__(f"stream {stream_id!r} has no event id {event_id!r}", stream_id=stream_id)
+        self.event_id = event_id

@@ -1,0 +1,247 @@
+"""A fake OpenAI-compatible ``/v1/chat/completions`` server, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Literal, cast, get_args
+
+__all__ = ["FakeUpstream"]
+
+Mode = Literal["normal", "fail", "drop", "slow", "refuse"]
+_MODES: tuple[str, ...] = get_args(Mode)
+_PIECE = re.compile(r"\s*\S{1,4}|\s+")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def _chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
+    payload = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+class FakeUpstream:
+    """An ASGI app that answers ``POST /v1/chat/completions`` (``stream: true``) the way
+    OpenAI does, and misbehaves on request. Run it under uvicorn as a real server.
+
+    The answer is ``answer`` if given, else ``"Echo: "`` and the last user message,
+    cut into pieces of a few characters (or ``tokens`` pieces ``" tok<n>"``),
+    ``delay`` seconds apart. ``mode`` picks the behaviour; a request whose model
+    is ``fake-<mode>`` picks its own:
+
+    - ``normal``: every piece, a ``finish_reason: "stop"`` chunk, ``data: [DONE]``.
+    - ``fail``: ``fail_after`` pieces, then an OpenAI error payload, then the end.
+    - ``drop``: ``fail_after`` pieces, then the end, without ``[DONE]``.
+    - ``slow``: ``slow_delay`` seconds before the first piece and between pieces.
+    - ``refuse``: HTTP 503 with an OpenAI error body.
+
+    With ``api_key`` set, a request without ``Authorization: Bearer <api_key>``
+    gets 401. With ``stamp``, each piece is the time it was sent,
+    ``time.monotonic_ns()`` followed by a space (one clock for every process on
+    a Linux machine), for measuring latency.
+
+    ``GET /requests`` lists what came in (``model``, ``messages``, ``outcome``:
+    ``done``, ``failed``, ``refused`` or ``disconnected``, and ``disconnectedAfter``,
+    the seconds from the request to the client's disconnect). ``from_env`` builds
+    one from ``ASKSTREAM_FAKE_*`` variables for ``uvicorn --factory``.
+
+    >>> # uvicorn --factory askstream.testing:FakeUpstream.from_env --port 9000
+    >>> app = FakeUpstream(mode="fail", fail_after=2)
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: Mode = "normal",
+        answer: str | None = None,
+        tokens: int | None = None,
+        delay: float = 0.0,
+        slow_delay: float = 1.0,
+        fail_after: int = 3,
+        api_key: str | None = None,
+        stamp: bool = False,
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
+        self.mode: Mode = mode
+        self.answer = answer
+        self.tokens = tokens
+        self.delay = delay
+        self.slow_delay = slow_delay
+        self.fail_after = fail_after
+        self.api_key = api_key
+        self.stamp = stamp
+        self.requests: deque[dict[str, Any]] = deque(maxlen=1000)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> FakeUpstream:
+        """A FakeUpstream configured by ``ASKSTREAM_FAKE_MODE``, ``_ANSWER``, ``_TOKENS``,
+        ``_DELAY``, ``_SLOW_DELAY``, ``_FAIL_AFTER``, ``_API_KEY`` and ``_STAMP`` (``1``)."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            return env.get("ASKSTREAM_FAKE_" + name) or None
+
+        tokens = get("TOKENS")
+        return cls(
+            mode=cast("Mode", get("MODE") or "normal"),
+            answer=get("ANSWER"),
+            tokens=int(tokens) if tokens else None,
+            delay=float(get("DELAY") or 0.0),
+            slow_delay=float(get("SLOW_DELAY") or 1.0),
+            fail_after=int(get("FAIL_AFTER") or 3),
+            api_key=get("API_KEY"),
+            stamp=get("STAMP") in {"1", "true", "yes"},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                kind = (await receive())["type"]  # lifespan.startup, then lifespan.shutdown
+                await send({"type": kind + ".complete"})
+                if kind == "lifespan.shutdown":
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path, method = scope["path"], scope["method"]
+        if path == "/requests" and method == "GET":
+            await _respond(send, 200, list(self.requests))
+        elif path.endswith("/chat/completions") and method == "POST":
+            await self._complete(scope, receive, send, body)
+        else:
+            await _respond(send, 404, {"error": {"message": f"no route {method} {path}"}})
+
+    async def _complete(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
+        try:
+            request = json.loads(body)
+            messages = request["messages"]
+        except (ValueError, KeyError, TypeError):
+            await _respond(send, 400, {"error": {"message": "expected a chat completion body"}})
+            return
+        model = str(request.get("model", ""))
+        mode = cast("Mode", model[5:]) if model[5:] in _MODES else self.mode
+        record: dict[str, Any] = {
+            "model": model, "messages": messages, "stream": request.get("stream"),
+            "outcome": "open", "sent": 0, "disconnectedAfter": None,
+        }  # fmt: skip
+        self.requests.append(record)
+        headers = dict(scope["headers"])
+        if self.api_key is not None and headers.get(b"authorization") != (
+            b"Bearer " + self.api_key.encode()
+        ):
+            record["outcome"] = "refused"
+            await _respond(send, 401, {"error": {"message": "Incorrect API key provided"}})
+            return
+        if mode == "refuse":
+            record["outcome"] = "refused"
+            await _respond(
+                send, 503, {"error": {"message": "the fake upstream refuses", "type": "overloaded"}}
+            )
+            return
+
+        started = time.monotonic()
+        disconnected = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            record["outcome"] = "disconnected"
+            record["disconnectedAfter"] = time.monotonic() - started
+            disconnected.set()
+
+        async with asyncio.TaskGroup() as tasks:
+            watcher = tasks.create_task(watch())
+            # OSError: the client went away while we wrote; the watcher has noted it.
+            with contextlib.suppress(OSError):
+                await self._stream(send, record, mode, messages, disconnected)
+            watcher.cancel()
+
+    def _pieces(self, messages: list[dict[str, Any]]) -> list[str]:
+        if self.tokens is not None:
+            return [f" tok{n}" for n in range(self.tokens)]
+        if self.answer is not None:
+            return _PIECE.findall(self.answer)
+        question = next(
+            (m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), ""
+        )
+        return _PIECE.findall(f"Echo: {question}")
+
+    async def _stream(
+        self,
+        send: Send,
+        record: dict[str, Any],
+        mode: Mode,
+        messages: list[dict[str, Any]],
+        disconnected: asyncio.Event,
+    ) -> None:
+        await send({
+            "type": "http.response.start", "status": 200,
+            "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+        })  # fmt: skip
+        await send(
+            {
+                "type": "http.response.body",
+                "body": _chunk({"role": "assistant", "content": ""}),
+                "more_body": True,
+            }
+        )
+        delay = self.slow_delay if mode == "slow" else self.delay
+        pieces = self._pieces(messages)
+        if mode in {"fail", "drop"}:
+            pieces = pieces[: self.fail_after]
+        for number, piece in enumerate(pieces):
+            if delay and (number or mode == "slow"):
+                await asyncio.sleep(delay)
+            if disconnected.is_set():
+                return
+            text = f"{time.monotonic_ns()} " if self.stamp else piece
+            await send(
+                {"type": "http.response.body", "body": _chunk({"content": text}), "more_body": True}
+            )
+            record["sent"] += 1
+        if mode == "fail":
+            error = {
+                "error": {"message": "the fake upstream failed mid-answer", "type": "server_error"}
+            }
+            tail = b"data: " + json.dumps(error).encode() + b"\n\n"
+            record["outcome"] = "failed"
+        elif mode == "drop":
+            tail = b""
+            record["outcome"] = "failed"
+        else:
+            tail = _chunk({}, "stop") + b"data: [DONE]\n\n"
+            record["outcome"] = "done"
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _respond(send: Send, status: int, payload: Any) -> None:
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    await send({
+        "type": "http.response.start", "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,1 @@
+"""Tests for the ask service (askstream.service), over real HTTP to uvicorn subprocesses."""

@@ -1,0 +1,262 @@
+"""The LLM back ends: OpenAIBackend against the fake upstream as a real server, the
+demo model with a fake sleep, and the chunk parsing on its own (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
+
+import httpx
+import pytest
+
+from askstream.service import ChatMessage, Chunk, DemoBackend, OpenAIBackend, UpstreamError
+from askstream.service._demo import demo_answer
+from askstream.service._openai import completions_url
+from askstream.sse import Event
+from askstream.testing import ServerProcess, free_port
+
+from .conftest import CHINESE
+
+pytestmark = pytest.mark.anyio
+
+HI: list[ChatMessage] = [{"role": "user", "content": "Hi there"}]
+
+
+async def collect(backend: OpenAIBackend | DemoBackend, messages: list[ChatMessage]) -> list[Chunk]:
+    async with aclosing(backend.stream(messages)) as chunks:
+        return [chunk async for chunk in chunks]
+
+
+@pytest.fixture
+async def backend(upstream: ServerProcess) -> AsyncIterator[OpenAIBackend]:
+    backend = OpenAIBackend(upstream.url + "/v1", "fake", read_timeout=2.0)
+    yield backend
+    await backend.aclose()
+
+
+def with_model(upstream: ServerProcess, model: str, **kwargs: float) -> OpenAIBackend:
+    return OpenAIBackend(upstream.url + "/v1", model, **kwargs)
+
+
+async def test_it_streams_the_content_and_the_finish_reason(backend: OpenAIBackend) -> None:
+    chunks = await collect(backend, HI)
+    assert "".join(c.delta for c in chunks) == "Echo: Hi there"
+    assert all(c.delta for c in chunks[:-1])  # the empty role-only chunk is skipped
+    assert chunks[-1] == Chunk("", "stop")
+
+
+async def test_chinese_pieces_survive_the_round_trip(backend: OpenAIBackend) -> None:
+    question = CHINESE
+    chunks = await collect(backend, [{"role": "user", "content": question}])
+    assert "".join(c.delta for c in chunks) == f"Echo: {question}"
+
+
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        ("fake-fail", ["the LLM back end failed", "the fake upstream failed mid-answer"]),
+        ("fake-drop", ["ended the answer without finishing"]),
+        ("fake-refuse", ["HTTP 503", "the fake upstream refuses"]),
+    ],
+)
+async def test_upstream_failures_are_upstream_errors(
+    upstream: ServerProcess, model: str, words: list[str]
+) -> None:
+    backend = with_model(upstream, model)
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            await collect(backend, HI)
+    finally:
+        await backend.aclose()
+    assert caught.value.status == caught.value.code == 502
+    for word in words:
+        assert word in caught.value.message
+
+
+async def test_an_unreachable_upstream_is_an_upstream_error() -> None:
+    backend = OpenAIBackend(f"http://127.0.0.1:{free_port()}", "m")
+    try:
+        with pytest.raises(UpstreamError, match="cannot reach the LLM back end"):
+            await collect(backend, HI)
+    finally:
+        await backend.aclose()
+
+
+async def test_a_silent_upstream_hits_the_read_timeout(upstream: ServerProcess) -> None:
+    backend = with_model(upstream, "fake-slow", read_timeout=0.05)
+    try:
+        with pytest.raises(UpstreamError, match=r"sent nothing for 0\.05 s"):
+            await collect(backend, HI)
+    finally:
+        await backend.aclose()
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A port whose listen backlog is full: new connections hang in SYN_SENT."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        server.close()
+
+
+async def test_an_upstream_that_never_accepts_hits_the_connect_timeout(full_backlog: int) -> None:
+    backend = OpenAIBackend(f"http://127.0.0.1:{full_backlog}", "m", connect_timeout=0.2)
+    try:
+        with pytest.raises(UpstreamError, match=r"did not accept a connection within 0\.2 s"):
+            await collect(backend, HI)
+    finally:
+        await backend.aclose()
+
+
+async def test_closing_the_stream_early_closes_the_upstream_request_at_once(
+    upstream: ServerProcess,
+) -> None:
+    question = "close me early please"
+    backend = with_model(upstream, "fake-slow")
+    try:
+        async with aclosing(backend.stream([{"role": "user", "content": question}])) as chunks:
+            await anext(chunks)
+    finally:
+        await backend.aclose()
+    async with httpx.AsyncClient() as client:
+        for _ in range(50):  # the upstream notes the disconnect within a moment
+            records = (await client.get(upstream.url + "/requests")).json()
+            record = next(r for r in records if r["messages"][-1]["content"] == question)
+            if record["outcome"] != "open":
+                break
+            await asyncio.sleep(0.01)
+    assert record["outcome"] == "disconnected"
+    assert record["sent"] == 1
+    assert record["disconnectedAfter"] < 0.5  # one slow piece is 0.3 s; no drain after it
+
+
+async def test_the_api_key_is_sent_as_a_bearer_token() -> None:
+    with ServerProcess(
+        "askstream.testing:FakeUpstream.from_env",
+        factory=True,
+        env={"ASKSTREAM_FAKE_API_KEY": "sk-test"},
+    ) as guarded:
+        good = OpenAIBackend(guarded.url, "fake", api_key="sk-test")
+        bad = OpenAIBackend(guarded.url, "fake", api_key="sk-nope")
+        try:
+            assert (await collect(good, HI))[-1].finish_reason == "stop"
+            with pytest.raises(UpstreamError, match="HTTP 401: Incorrect API key provided"):
+                await collect(bad, HI)
+        finally:
+            await good.aclose()
+            await bad.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoint"),
+    [
+        ("http://localhost:11434", "http://localhost:11434/v1/chat/completions"),
+        ("http://localhost:11434/", "http://localhost:11434/v1/chat/completions"),
+        ("https://api.openai.com/v1", "https://api.openai.com/v1/chat/completions"),
+        ("https://api.openai.com/v1/", "https://api.openai.com/v1/chat/completions"),
+        ("https://h/v1beta/openai", "https://h/v1beta/openai/chat/completions"),
+        ("http://h:8080/v1/chat/completions", "http://h:8080/v1/chat/completions"),
+    ],
+)
+def test_the_configured_url_names_the_chat_completions_endpoint(url: str, endpoint: str) -> None:
+    assert completions_url(url) == endpoint
+
+
+# -- parsing chunks, no network ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "chunk"),
+    [
+        ('{"choices":[{"delta":{"content":"Hi"},"finish_reason":null}]}', Chunk("Hi")),
+        ('{"choices":[{"delta":{"role":"assistant"}}]}', Chunk("")),
+        ('{"choices":[{"delta":{},"finish_reason":"length"}]}', Chunk("", "length")),
+        ('{"choices":[]}', Chunk("")),  # OpenAI's usage-only last chunk
+        ('{"choices":[{"delta":{"content":null}}]}', Chunk("")),
+    ],
+    ids=["content", "role-only", "finish", "no-choices", "null-content"],
+)
+def test_chunks_are_read_from_openai_payloads(data: str, chunk: Chunk) -> None:
+    assert OpenAIBackend("http://h", "m")._chunk(Event(data)) == chunk
+
+
+def test_done_marks_the_end() -> None:
+    assert OpenAIBackend("http://h", "m")._chunk(Event("[DONE]")) is None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            '{"error": {"message": "quota exceeded", "type": "insufficient_quota"}}',
+            "quota exceeded",
+        ),
+        ('{"object": "error", "message": "model not loaded", "code": 400}', "model not loaded"),
+        ('{"error": "plain text error"}', "plain text error"),
+        ("not json at all", "not JSON"),
+        ('{"choices": "nope"}', "unknown shape"),
+    ],
+    ids=["openai", "vllm", "string", "not-json", "bad-shape"],
+)
+def test_error_payloads_are_upstream_errors(data: str, message: str) -> None:
+    with pytest.raises(UpstreamError, match=message):
+        OpenAIBackend("http://h", "m")._chunk(Event(data))
+
+
+# -- the demo model -----------------------------------------------------------------
+
+
+class FakeSleep:
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+async def test_the_demo_streams_its_answer_word_by_word_with_the_delay() -> None:
+    sleep = FakeSleep()
+    chunks = await collect(DemoBackend(delay=0.03, sleep=sleep), HI)
+    text = "".join(c.delta for c in chunks)
+    assert text == demo_answer(HI)
+    assert chunks[-1] == Chunk("", "stop")
+    assert len(chunks) > 20
+    assert sleep.calls == [0.03] * (len(chunks) - 2)  # between pieces, not before the first
+
+
+async def test_the_demo_is_deterministic() -> None:
+    sleep = FakeSleep()
+    first = await collect(DemoBackend(sleep=sleep), HI)
+    second = await collect(DemoBackend(sleep=sleep), HI)
+    assert first == second
+
+
+async def test_the_demo_without_delay_never_sleeps() -> None:
+    sleep = FakeSleep()
+    await collect(DemoBackend(delay=0, sleep=sleep), HI)
+    assert sleep.calls == []
+
+
+def test_the_demo_answer_counts_the_earlier_messages() -> None:
+    messages: list[ChatMessage] = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]
+    assert "This chat has 2 earlier messages." in demo_answer(messages)
+    assert "earlier messages" not in demo_answer(messages[-1:])
