@@ -1,0 +1,560 @@
+// The chat page: a list of chats, the open chat's messages, and an input whose
+// answers stream in through askstream.js. No framework and no build step.
+//
+// Reloading mid-answer: while an answer streams, the page keeps its messageId,
+// the last event id and the text so far in sessionStorage. After a reload it
+// shows that text and resumes GET /api/streams/{messageId} after that id, so no
+// piece arrives twice. An answer still streaming that this tab did not start
+// (another tab, a new session) is followed from the start of its stream, which
+// replaces the partial text the server stored.
+
+import { ResponseError, stream } from "./askstream.js";
+import { renderInto } from "./markdown.js";
+
+const ACTIVE_KEY = "askstream.active";
+const STOP_GRACE_MS = 3000; // how long Stop waits for the server's cancelled `done`
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  app: $("app"),
+  sidebar: $("sidebar"),
+  scrim: $("scrim"),
+  menu: $("menu"),
+  newChat: $("new-chat"),
+  chatList: $("chat-list"),
+  chatListEmpty: $("chat-list-empty"),
+  title: $("chat-title"),
+  messages: $("messages"),
+  welcome: $("welcome"),
+  composer: $("composer"),
+  question: $("question"),
+  send: $("send"),
+  stop: $("stop"),
+};
+
+const state = {
+  chatId: null, // the open chat; null for a new one
+  chats: [],
+  views: new Map(), // messageId -> MessageView, for the open chat
+  active: null, // the answer this tab is streaming: see Answer
+  loadToken: 0, // bumps on every chat switch, so a slow load cannot draw over a newer one
+};
+
+// ---------------------------------------------------------------- the API
+
+async function api(path, init = {}) {
+  const response = await fetch(path, { cache: "no-store", ...init });
+  if (!response.ok) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      // not JSON: the status speaks alone
+    }
+    throw new ResponseError(body?.message || `${response.status} ${response.statusText}`, {
+      status: response.status,
+      code: body?.code ?? response.status,
+      body,
+    });
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+const chatsOf = (body) => (Array.isArray(body) ? body : (body?.chats ?? []));
+const idOf = (chat) => chat.chatId ?? chat.id;
+const messageIdOf = (message) => message.messageId ?? message.id ?? null;
+
+// ---------------------------------------------------------------- views
+
+function formatTime(value) {
+  if (!value) return "";
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleString();
+}
+
+const STATUS_LABEL = {
+  streaming: "",
+  complete: "",
+  cancelled: "Stopped",
+  failed: "Failed",
+};
+
+/** One message on screen. Assistant text is Markdown, built as DOM nodes. */
+class MessageView {
+  constructor(role, { messageId = null, createdAt = null } = {}) {
+    this.role = role;
+    this.messageId = messageId;
+    this.content = "";
+    this.status = "complete";
+    this.renders = 0;
+    this.root = document.createElement("article");
+    this.root.className = `message ${role}`;
+    this.body = document.createElement("div");
+    this.body.className = "content";
+    this.foot = document.createElement("div");
+    this.foot.className = "meta";
+    this.error = document.createElement("div");
+    this.error.className = "error";
+    this.error.setAttribute("role", "alert");
+    this.error.hidden = true;
+    this.root.append(this.body, this.error, this.foot);
+    if (messageId) this.root.dataset.messageId = messageId;
+    if (createdAt) this.root.title = formatTime(createdAt);
+    this._frame = 0;
+  }
+
+  setMessageId(messageId) {
+    this.messageId = messageId;
+    this.root.dataset.messageId = messageId;
+    state.views.set(messageId, this);
+  }
+
+  setContent(text, { now = false } = {}) {
+    this.content = text;
+    if (now) {
+      this._draw();
+      return;
+    }
+    // Deltas can come faster than frames: draw at most once a frame.
+    if (!this._frame) this._frame = requestAnimationFrame(() => this._draw());
+  }
+
+  _draw() {
+    if (this._frame) cancelAnimationFrame(this._frame);
+    this._frame = 0;
+    const stick = nearBottom();
+    if (this.role === "assistant") renderInto(this.body, this.content);
+    else this.body.textContent = this.content; // the user's own text, shown as typed
+    this.renders += 1;
+    this.root.dataset.renders = String(this.renders);
+    if (stick) scrollToBottom();
+  }
+
+  setStatus(status) {
+    this.status = status;
+    this.root.dataset.status = status;
+    // Screen readers announce the answer once it is whole, not every piece.
+    this.root.setAttribute("aria-busy", String(status === "streaming"));
+    this.foot.textContent = STATUS_LABEL[status] ?? status;
+  }
+
+  showError(message) {
+    this.error.hidden = false;
+    this.error.textContent = message;
+    if (nearBottom(200)) scrollToBottom();
+  }
+}
+
+function nearBottom(slack = 80) {
+  const m = ui.messages;
+  return m.scrollHeight - m.scrollTop - m.clientHeight < slack;
+}
+
+function scrollToBottom() {
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+function addView(view) {
+  ui.welcome.hidden = true;
+  ui.messages.append(view.root);
+  if (view.messageId) state.views.set(view.messageId, view);
+  return view;
+}
+
+function clearMessages() {
+  for (const view of state.views.values()) view.root.remove();
+  ui.messages.querySelectorAll(".message").forEach((node) => node.remove());
+  state.views.clear();
+  ui.welcome.hidden = false;
+}
+
+function renderChatList() {
+  ui.chatList.replaceChildren();
+  ui.chatListEmpty.hidden = state.chats.length > 0;
+  for (const chat of state.chats) {
+    const id = idOf(chat);
+    const item = document.createElement("li");
+    item.className = "chat-item";
+    item.dataset.chatId = id;
+    if (id === state.chatId) item.setAttribute("aria-current", "page");
+    const link = document.createElement("a");
+    link.href = `#chat/${encodeURIComponent(id)}`;
+    link.className = "chat-link";
+    link.textContent = chat.title || "Untitled chat";
+    link.title = formatTime(chat.updatedAt ?? chat.createdAt);
+    link.addEventListener("click", closeSidebar); // the open chat's link changes no hash
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "icon-button delete";
+    remove.setAttribute("aria-label", `Delete chat “${link.textContent}”`);
+    remove.textContent = "×";
+    remove.addEventListener("click", () => deleteChat(id, link.textContent));
+    item.append(link, remove);
+    ui.chatList.append(item);
+  }
+}
+
+function setTitle(text) {
+  ui.title.textContent = text || "New chat";
+  document.title = text ? `${text} · askstream` : "askstream";
+}
+
+function updateComposer() {
+  const active = state.active;
+  const streamingHere = active !== null && active.chatId === state.chatId && state.chatId !== null;
+  const startingHere = active !== null && active.chatId === null && state.chatId === null;
+  const busy = active !== null;
+  ui.stop.hidden = !(streamingHere || startingHere);
+  ui.stop.disabled = Boolean(active?.stopping);
+  ui.send.hidden = !ui.stop.hidden;
+  ui.send.disabled = busy;
+  ui.send.title = busy ? "An answer is still streaming" : "";
+}
+
+function closeSidebar() {
+  ui.app.classList.remove("sidebar-open");
+  ui.scrim.hidden = true;
+  ui.menu.setAttribute("aria-expanded", "false");
+}
+
+// ---------------------------------------------------------------- chats
+
+async function refreshChats() {
+  try {
+    state.chats = chatsOf(await api("/api/chats"));
+  } catch (error) {
+    console.warn("askstream: could not list chats:", error);
+    return;
+  }
+  renderChatList();
+  const open = state.chats.find((chat) => idOf(chat) === state.chatId);
+  if (open?.title) setTitle(open.title);
+}
+
+async function openChat(chatId) {
+  const token = ++state.loadToken;
+  state.chatId = chatId;
+  closeSidebar();
+  clearMessages();
+  renderChatList();
+  updateComposer();
+  if (chatId === null) {
+    setTitle("");
+    return;
+  }
+  let chat;
+  try {
+    chat = await api(`/api/chats/${encodeURIComponent(chatId)}`);
+  } catch (error) {
+    if (token !== state.loadToken) return;
+    if (error.status === 404) {
+      forgetActive(chatId);
+      history.replaceState(null, "", location.pathname);
+      await openChat(null);
+      return;
+    }
+    setTitle("");
+    addView(new MessageView("assistant")).showError(error.message);
+    return;
+  }
+  if (token !== state.loadToken) return;
+  setTitle(chat.title ?? "");
+  const saved = loadActive();
+  for (const message of chat.messages ?? []) {
+    const messageId = messageIdOf(message);
+    const view = addView(new MessageView(message.role, { messageId, createdAt: message.createdAt }));
+    const status = message.status ?? "complete";
+    view.setStatus(status);
+    if (state.active && messageId && state.active.messageId === messageId) {
+      // This tab is streaming it right now: the live text is ahead of the stored one.
+      state.active.attach(view);
+      continue;
+    }
+    if (status === "streaming" && message.role === "assistant" && messageId) {
+      // Text saved with the id of its last event resumes after it; anything else replays.
+      const resume = saved?.messageId === messageId && saved.lastEventId ? saved : null;
+      view.setContent(resume ? resume.content : message.content ?? "", { now: true });
+      if (!state.active) follow(chatId, messageId, view, resume);
+      continue;
+    }
+    if (saved?.messageId === messageId) forgetActive();
+    view.setContent(message.content ?? "", { now: true });
+    if (status === "failed" && message.error) view.showError(message.error);
+  }
+  scrollToBottom();
+  updateComposer();
+}
+
+async function deleteChat(chatId, title) {
+  if (!confirm(`Delete the chat “${title}”?`)) return;
+  try {
+    await api(`/api/chats/${encodeURIComponent(chatId)}`, { method: "DELETE" });
+  } catch (error) {
+    alert(`The chat could not be deleted: ${error.message}`);
+    return;
+  }
+  forgetActive(chatId);
+  if (state.chatId === chatId) {
+    history.replaceState(null, "", location.pathname);
+    await openChat(null);
+  }
+  await refreshChats();
+}
+
+// ---------------------------------------------------------------- answers
+
+function saveActive(answer) {
+  try {
+    sessionStorage.setItem(
+      ACTIVE_KEY,
+      JSON.stringify({
+        chatId: answer.chatId,
+        messageId: answer.messageId,
+        lastEventId: answer.lastEventId,
+        content: answer.content,
+      }),
+    );
+  } catch {
+    // Storage full or disabled: a reload then replays the stream from its start.
+  }
+}
+
+function loadActive() {
+  try {
+    return JSON.parse(sessionStorage.getItem(ACTIVE_KEY) ?? "null");
+  } catch {
+    return null;
+  }
+}
+
+function forgetActive(chatId = null) {
+  const saved = loadActive();
+  if (saved && (chatId === null || saved.chatId === chatId)) sessionStorage.removeItem(ACTIVE_KEY);
+}
+
+/** The answer this tab is streaming, from POST /api/ask or a resumed stream. */
+class Answer {
+  constructor({ chatId, messageId = null, view, content = "", lastEventId = null }) {
+    this.chatId = chatId;
+    this.messageId = messageId;
+    this.view = view;
+    this.content = content;
+    this.lastEventId = lastEventId;
+    this.controller = new AbortController();
+    this.stopping = false;
+    this.cancelSent = false;
+    this.finished = false;
+  }
+
+  attach(view) {
+    this.view = view;
+    view.setStatus("streaming");
+    view.setContent(this.content, { now: true });
+  }
+
+  visible() {
+    return this.view.root.isConnected;
+  }
+
+  learn(payload) {
+    if (payload.messageId && !this.messageId) {
+      this.messageId = payload.messageId;
+      if (this.visible()) this.view.setMessageId(payload.messageId);
+      if (this.stopping) this.sendCancel();
+    }
+    if (payload.chatId && !this.chatId) {
+      this.chatId = payload.chatId;
+      if (state.chatId === null && this.visible()) {
+        state.chatId = payload.chatId;
+        history.replaceState(null, "", `#chat/${encodeURIComponent(payload.chatId)}`);
+      }
+      refreshChats();
+    }
+  }
+
+  async run(events) {
+    state.active = this;
+    updateComposer();
+    let outcome = null;
+    try {
+      for await (const event of events) {
+        let payload = {};
+        try {
+          payload = JSON.parse(event.data);
+        } catch {
+          payload = {};
+        }
+        this.lastEventId = event.id;
+        if (event.event === "error") {
+          outcome = { status: "failed", error: payload.message || "The answer failed." };
+          break;
+        }
+        this.learn(payload);
+        if (event.event === "done") {
+          const cancelled = payload.finishReason === "cancelled";
+          if (typeof payload.answer === "string") this.content = payload.answer;
+          outcome = { status: cancelled ? "cancelled" : "complete" };
+          break;
+        }
+        if (typeof payload.delta === "string") {
+          this.content += payload.delta;
+          this.view.setContent(this.content);
+          saveActive(this);
+        }
+      }
+      if (!outcome) outcome = { status: "failed", error: "The answer ended without finishing." };
+    } catch (error) {
+      if (this.controller.signal.aborted) {
+        outcome = { status: "cancelled" };
+      } else {
+        outcome = { status: "failed", error: error.message || "LLM request failed" };
+      }
+    } finally {
+      this.finished = true;
+      forgetActive();
+      if (state.active === this) state.active = null;
+    }
+    this.view.setContent(this.content, { now: true });
+    this.view.setStatus(outcome.status);
+    if (outcome.error) this.view.showError(outcome.error);
+    updateComposer();
+    refreshChats();
+  }
+
+  async sendCancel() {
+    if (this.cancelSent || !this.messageId) return;
+    this.cancelSent = true;
+    let status = 0;
+    try {
+      const url = `/api/streams/${encodeURIComponent(this.messageId)}/cancel`;
+      status = (await fetch(url, { method: "POST" })).status;
+    } catch {
+      status = 0;
+    }
+    if (status === 409) return; // it ended already: its last event is on its way
+    if (status < 200 || status > 299) {
+      this.controller.abort(); // the server could not cancel it: at least stop reading
+      return;
+    }
+    // The server ends the stream with done (finishReason "cancelled"); if that
+    // does not come soon, stop waiting for it.
+    setTimeout(() => this.finished || this.controller.abort(), STOP_GRACE_MS);
+  }
+
+  stop() {
+    if (this.stopping || this.finished) return;
+    this.stopping = true;
+    updateComposer();
+    // Before the server named the message there is nothing to cancel yet; learn() sends it.
+    if (this.messageId) this.sendCancel();
+  }
+}
+
+async function ask(question) {
+  ui.welcome.hidden = true;
+  addView(new MessageView("user")).setContent(question, { now: true });
+  const view = addView(new MessageView("assistant"));
+  view.setStatus("streaming");
+  const answer = new Answer({ chatId: state.chatId, view });
+  const events = stream("/api/ask", {
+    method: "POST",
+    body: { chatId: state.chatId, question },
+    signal: answer.controller.signal,
+    onResponse(response) {
+      // The answer's stream URL names its messageId before the first piece arrives.
+      const location = response.headers.get("Content-Location") ?? "";
+      const match = /\/api\/streams\/([^/?#]+)/.exec(location);
+      if (match) answer.learn({ messageId: decodeURIComponent(match[1]) });
+    },
+  });
+  scrollToBottom();
+  await answer.run(events);
+}
+
+function follow(chatId, messageId, view, resume) {
+  // Resuming with the text this tab saved: replay after its last event id. Else
+  // replay the whole stream, which replaces the partial text the server stored.
+  const answer = new Answer({
+    chatId,
+    messageId,
+    view,
+    content: resume ? resume.content : "",
+    lastEventId: resume?.lastEventId ?? null,
+  });
+  view.setStatus("streaming");
+  let first = !resume;
+  const url = `/api/streams/${encodeURIComponent(messageId)}`;
+  const events = stream(url, { lastEventId: answer.lastEventId, signal: answer.controller.signal });
+  answer.run(
+    (async function* () {
+      for await (const event of events) {
+        if (first) {
+          first = false;
+          answer.content = "";
+        }
+        yield event;
+      }
+    })(),
+  );
+}
+
+// ---------------------------------------------------------------- wiring
+
+function chatIdFromHash() {
+  const match = /^#chat\/(.+)$/.exec(location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+ui.composer.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const question = ui.question.value.trim();
+  if (!question || state.active) return;
+  ui.question.value = "";
+  autosize();
+  ask(question);
+});
+
+ui.question.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    ui.composer.requestSubmit();
+  }
+});
+
+function autosize() {
+  ui.question.style.height = "auto";
+  ui.question.style.height = `${Math.min(ui.question.scrollHeight, 200)}px`;
+}
+ui.question.addEventListener("input", autosize);
+
+ui.stop.addEventListener("click", () => state.active?.stop());
+
+ui.newChat.addEventListener("click", () => {
+  if (location.hash) history.pushState(null, "", location.pathname);
+  openChat(null);
+  ui.question.focus();
+});
+
+ui.menu.addEventListener("click", () => {
+  const open = !ui.app.classList.contains("sidebar-open");
+  ui.app.classList.toggle("sidebar-open", open);
+  ui.scrim.hidden = !open;
+  ui.menu.setAttribute("aria-expanded", String(open));
+});
+ui.scrim.addEventListener("click", closeSidebar);
+
+window.addEventListener("hashchange", () => openChat(chatIdFromHash()));
+
+async function start() {
+  let chatId = chatIdFromHash();
+  const saved = loadActive();
+  if (chatId === null && saved?.chatId) {
+    // A reload of a new chat whose first answer was streaming.
+    chatId = saved.chatId;
+    history.replaceState(null, "", `#chat/${encodeURIComponent(chatId)}`);
+  }
+  await Promise.all([refreshChats(), openChat(chatId)]);
+  document.documentElement.dataset.ready = "true";
+}
+
+start();
