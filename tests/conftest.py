@@ -1,22 +1,19 @@
 """Fixtures shared by every layer's tests.
 
 Real parts (uvicorn in a subprocess, Redis, PostgreSQL, Chromium) are started or
-reached here and always stopped. A test whose part is missing skips with the
-reason on a developer's machine and fails under ``CI=true``: CI must never pass
-by skipping.
+reached here and always stopped. A test whose part is missing calls
+``askstream.testing.require``: it skips with the reason on a developer's machine
+and fails under ``CI=true``, since CI must never pass by skipping.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from askstream.testing import ServerProcess
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from askstream.testing import ServerProcess, in_ci
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,22 +21,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if IN_CI or config.getoption("--run-slow"):
+    if in_ci() or config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow soak/chaos test: run with --run-slow (CI runs it)")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-def require(available: bool, what: str) -> None:
-    """Skip (developer machine) or fail (CI) a test whose outside part is missing."""
-    if available:
-        return
-    message = f"{what} is not available"
-    if IN_CI:
-        pytest.fail(f"{message}, and CI=true forbids skipping", pytrace=False)
-    pytest.skip(f"SKIPPED LOUDLY: {message}")
 
 
 @pytest.fixture

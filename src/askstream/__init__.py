@@ -18,23 +18,39 @@ from ._exceptions import (
     ResponseError,
     StreamError,
 )
+from .http import (
+    AsyncEventSource,
+    EventSource,
+    EventStreamResponse,
+    Reconnect,
+    ShutdownMiddleware,
+    aconnect,
+    connect,
+)
 from .sse import Decoder, Event, comment, encode
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AskstreamError",
+    "AsyncEventSource",
     "ContentTypeError",
     "Decoder",
     "Event",
+    "EventSource",
+    "EventStreamResponse",
     "EventTooLarge",
     "LocalProtocolError",
     "ProtocolError",
+    "Reconnect",
     "ReconnectError",
     "RemoteProtocolError",
     "ResponseError",
+    "ShutdownMiddleware",
     "StreamError",
     "__version__",
+    "aconnect",
     "comment",
+    "connect",
     "encode",
 ]

@@ -7,10 +7,19 @@ Everything askstream raises at run time derives from :class:`AskstreamError`::
     │   ├── LocalProtocolError        we were asked to emit something illegal (also a ValueError)
     │   └── RemoteProtocolError       the peer sent something we refuse
     │       └── EventTooLarge         a line or event passed the decoder's size limit
-    └── StreamError                   talking to an event-stream endpoint over HTTP failed
-        ├── ResponseError             the server answered, but not with a stream (non-2xx)
-        ├── ContentTypeError          a 2xx answer that is not text/event-stream
-        └── ReconnectError            the stream dropped and every reconnect attempt failed
+    ├── StreamError                   talking to an event-stream endpoint over HTTP failed
+    │   ├── ResponseError             the server answered, but not with a stream (non-2xx)
+    │   ├── ContentTypeError          a 2xx answer that is not text/event-stream
+    │   └── ReconnectError            the stream dropped and every reconnect attempt failed
+    ├── StoreError                    the stream log (askstream.streams) refused
+    │   ├── StreamNotFound            no such stream
+    │   ├── StreamExpired             a stream past its retention (HTTP 410)
+    │   └── InvalidEventId            Last-Event-ID that the stream never handed out
+    └── ServiceError                  the ask service answers with .status, .code, .message
+        └── UpstreamError             the LLM back end failed (502)
+
+The last two branches live beside the code that raises them
+(``askstream.streams``, ``askstream.service``) and derive from this root.
 
 The split between local and remote protocol errors follows h11: a
 ``LocalProtocolError`` means the calling code is wrong (an ``id`` holding a

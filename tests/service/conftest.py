@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from askstream.sse import Decoder, Event
-from askstream.testing import ServerProcess
+from askstream.testing import ServerProcess, require
 
 SERVICE_APP = "askstream.service:create_app"
 UPSTREAM_APP = "askstream.testing:FakeUpstream.from_env"
@@ -185,22 +184,6 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 # -- PostgreSQL -----------------------------------------------------------------
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def require(available: bool, what: str) -> None:
-    """tests/conftest.py's rule: skip loudly here, fail under CI=true.
-
-    Not imported from there: ``from conftest import ...`` finds whichever
-    conftest module pytest imported first under that name.
-    """
-    if available:
-        return
-    if IN_CI:
-        pytest.fail(f"{what} is not available, and CI=true forbids skipping", pytrace=False)
-    pytest.skip(f"SKIPPED LOUDLY: {what} is not available")
-
 
 async def _pg_available() -> bool:
     import asyncpg

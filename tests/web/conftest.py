@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from askstream.testing import ServerProcess
-from conftest import require  # tests/conftest.py: pytest puts tests/ on sys.path
+from askstream.testing import require
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -1,0 +1,28 @@
+"""The wire: an ASGI event-stream response and httpx clients for event streams.
+
+Server side, :class:`EventStreamResponse` streams a source's events from any
+Starlette or FastAPI endpoint, and :class:`ShutdownMiddleware` ends open streams
+when the server stops. Client side, :func:`aconnect` and :func:`connect` read a
+stream with httpx and reconnect where it broke off.
+
+>>> from askstream.http import EventStreamResponse
+>>> response = EventStreamResponse(["Hello", "world"])
+>>> response.headers["content-type"]
+'text/event-stream; charset=utf-8'
+"""
+
+from ._async_client import AsyncEventSource, aconnect
+from ._reconnect import Reconnect
+from ._response import EventStreamResponse
+from ._shutdown import ShutdownMiddleware
+from ._sync_client import EventSource, connect
+
+__all__ = [
+    "AsyncEventSource",
+    "EventSource",
+    "EventStreamResponse",
+    "Reconnect",
+    "ShutdownMiddleware",
+    "aconnect",
+    "connect",
+]

@@ -1,0 +1,467 @@
+"""EventStreamResponse spoken to in-process over a fake ASGI server: no sockets.
+
+The fake ``Peer`` answers ``receive()`` and records ``send()``; it can leave
+(``http.disconnect``) and can stop taking writes (a reader whose buffers are
+full). Deadlines here are generous behaviour bounds, never benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from askstream import Decoder, Event, EventStreamResponse
+from askstream.http._shutdown import SCOPE_KEY, Shutdown
+from askstream.http._stream import ERROR_EVENT
+
+pytestmark = pytest.mark.anyio
+
+
+class Peer:
+    """The server side of one ASGI request, faked."""
+
+    def __init__(self, method: str = "GET", headers: dict[str, str] | None = None) -> None:
+        self.scope: dict[str, Any] = {
+            "type": "http",
+            "method": method,
+            "path": "/",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        }
+        self.messages: list[dict[str, Any]] = []
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self._left = asyncio.Event()
+        self._asked = False
+
+    async def receive(self) -> dict[str, Any]:
+        if not self._asked:
+            self._asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self._left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.writable.wait()
+        self.messages.append(message)
+
+    def leave(self) -> None:
+        self._left.set()
+
+    def run(self, response: EventStreamResponse) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(
+            response(self.scope, self.receive, self.send)  # type: ignore[arg-type]
+        )
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [m["body"] for m in self.messages if m["type"] == "http.response.body"]
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.bodies)
+
+    @property
+    def events(self) -> list[Event]:
+        return Decoder().feed(self.body)
+
+    @property
+    def complete(self) -> bool:
+        last = self.messages[-1] if self.messages else {}
+        return last.get("type") == "http.response.body" and not last.get("more_body", False)
+
+
+class SteppedPeer(Peer):
+    """A Peer that askstream treats as uvicorn: it drives ``receive()`` by hand
+    from callbacks instead of awaiting it in a listener task (see _stream.py)."""
+
+
+SteppedPeer.__module__ = "uvicorn.protocols.http.fake"  # what _steppable() recognises
+
+MakePeer = Callable[..., Peer]
+
+
+@pytest.fixture(params=[Peer, SteppedPeer], ids=["listener", "stepped"])
+def make_peer(request: pytest.FixtureRequest) -> MakePeer:
+    """Each test runs against both ways of listening to the reader."""
+    peer_class: MakePeer = request.param
+    return peer_class
+
+
+async def stream(response: EventStreamResponse, peer: Peer) -> Peer:
+    await asyncio.wait_for(peer.run(response), timeout=5)
+    return peer
+
+
+class Closed:
+    """Records that a source's finally ran."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def __call__(self) -> None:
+        self.at = time.monotonic()
+
+
+async def wait_until(condition: Any, within: float = 2.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+# What goes out -------------------------------------------------------------
+
+
+async def test_retry_goes_first_then_the_events_then_a_clean_end(make_peer: MakePeer) -> None:
+    async def source() -> AsyncIterator[object]:
+        yield "token"
+        yield Event("x", event="done", id="2")
+        yield {"delta": "你好"}
+
+    peer = await stream(EventStreamResponse(source(), retry=2500), make_peer())
+    assert peer.messages[0]["status"] == 200
+    assert peer.body.startswith(b"retry: 2500\n\n")
+    assert peer.events == [
+        Event("token"),
+        Event("x", event="done", id="2"),
+        Event('{"delta":"你好"}', id="2"),
+    ]
+    assert peer.complete
+
+
+async def test_sync_sources_lists_and_generators_stream_the_same(make_peer: MakePeer) -> None:
+    def generator() -> Iterator[str]:
+        yield from ["a", "b", "c"]
+
+    from_list = await stream(EventStreamResponse(["a", "b", "c"]), make_peer())
+    from_generator = await stream(EventStreamResponse(generator()), make_peer())
+    assert from_list.events == from_generator.events == [Event("a"), Event("b"), Event("c")]
+    assert from_list.complete
+    assert from_generator.complete
+
+
+async def test_a_head_request_gets_the_headers_and_never_touches_the_source(
+    make_peer: MakePeer,
+) -> None:
+    async def source() -> AsyncIterator[str]:
+        raise AssertionError("HEAD must not open the stream")
+        yield "never"
+
+    peer = await stream(EventStreamResponse(source()), make_peer("HEAD"))
+    assert peer.body == b""
+    assert peer.complete
+
+
+@pytest.mark.parametrize(("header", "handed"), [("41", "41"), (None, None), ("", None)])
+async def test_a_callable_source_is_handed_the_requests_last_event_id(
+    make_peer: MakePeer, header: str | None, handed: str | None
+) -> None:
+    seen: list[str | None] = []
+
+    async def source(last_event_id: str | None) -> AsyncIterator[str]:
+        seen.append(last_event_id)
+        yield "resumed"
+
+    headers = {"Last-Event-ID": header} if header is not None else {}
+    peer = await stream(EventStreamResponse(source), make_peer(headers=headers))
+    assert seen == [handed]
+    assert peer.events == [Event("resumed")]
+
+
+@pytest.mark.parametrize("source", ["text", b"bytes", {"a": 1}], ids=["str", "bytes", "dict"])
+def test_a_single_value_is_not_taken_for_a_source(source: Any) -> None:
+    with pytest.raises(TypeError, match="not an event source"):
+        EventStreamResponse(source)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"ping": 0}, {"send_timeout": -1}, {"retry": -5}, {"retry": 1.5}, {"on_disconnect": "x"}],
+    ids=["ping", "send-timeout", "negative-retry", "float-retry", "on-disconnect"],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="must"):
+        EventStreamResponse([], **kwargs)
+
+
+# Errors ---------------------------------------------------------------------
+
+
+async def test_a_failing_source_ends_with_an_error_event_and_logs_the_detail(
+    make_peer: MakePeer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def source() -> AsyncIterator[str]:
+        yield "before"
+        raise RuntimeError("password=hunter2")
+
+    with caplog.at_level(logging.ERROR, logger="askstream"):
+        peer = await stream(EventStreamResponse(source()), make_peer())
+    before, error = peer.events
+    assert before == Event("before")
+    assert error.event == "error"
+    assert json.loads(error.data) == {"code": 500, "message": "The event source failed."}
+    assert b"hunter2" not in peer.body
+    assert peer.complete
+    assert "password=hunter2" in caplog.text
+
+
+async def test_a_callable_that_returns_no_iterable_is_an_error_event(make_peer: MakePeer) -> None:
+    response = EventStreamResponse(lambda last_event_id: 42)  # type: ignore[arg-type,return-value]
+    peer = await stream(response, make_peer())
+    assert peer.body == ERROR_EVENT
+    assert peer.complete
+
+
+async def test_an_item_of_the_wrong_type_is_an_error_event_and_the_source_is_closed(
+    make_peer: MakePeer,
+) -> None:
+    closed = Closed()
+
+    async def source() -> AsyncIterator[object]:
+        try:
+            yield "fine"
+            yield 3.14
+        finally:
+            closed()
+
+    peer = await stream(EventStreamResponse(source()), make_peer())
+    assert peer.body == b"data: fine\n\n" + ERROR_EVENT
+    assert closed.at is not None
+
+
+# The reader leaving ----------------------------------------------------------
+
+
+async def test_the_reader_leaving_closes_the_source_at_once(make_peer: MakePeer) -> None:
+    closed = Closed()
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            yield "open"
+            await asyncio.Event().wait()
+        finally:
+            closed()
+
+    peer = make_peer()
+    task = peer.run(EventStreamResponse(source()))
+    await wait_until(lambda: peer.events)
+    left = time.monotonic()
+    peer.leave()
+    await asyncio.wait_for(task, timeout=1)
+    assert closed.at is not None
+    assert closed.at - left < 1
+    assert not peer.complete  # nobody to finish for
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_source_that_never_awaits_is_stopped_when_the_reader_leaves(
+    make_peer: MakePeer, kind: str
+) -> None:
+    closed = Closed()
+
+    async def async_source() -> AsyncIterator[str]:
+        try:
+            while True:
+                yield "spin"
+        finally:
+            closed()
+
+    def sync_source() -> Iterator[str]:
+        try:
+            while True:
+                yield "spin"
+        finally:
+            closed()
+
+    peer = make_peer()
+    source = async_source() if kind == "async" else sync_source()
+    task = peer.run(EventStreamResponse(source))
+    await wait_until(lambda: len(peer.bodies) > 3)
+    left = time.monotonic()
+    peer.leave()
+    await asyncio.wait_for(task, timeout=2)
+    assert closed.at is not None
+    assert closed.at - left < 1
+
+
+async def test_drain_pulls_the_source_to_its_end_after_the_reader_left(make_peer: MakePeer) -> None:
+    pulled: list[int] = []
+    gate = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        for n in range(5):
+            if n == 1:
+                await gate.wait()
+            pulled.append(n)
+            yield f"n{n}"
+
+    peer = make_peer()
+    task = peer.run(EventStreamResponse(source(), on_disconnect="drain"))
+    await wait_until(lambda: peer.events)
+    peer.leave()
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.wait_for(task, timeout=2)
+    assert pulled == [0, 1, 2, 3, 4]
+    assert peer.events == [Event("n0")]  # nothing is sent after the reader left
+
+
+# Shutdown -------------------------------------------------------------------
+
+
+async def test_server_shutdown_ends_open_streams_cleanly(make_peer: MakePeer) -> None:
+    closed = Closed()
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            yield "open"
+            await asyncio.Event().wait()
+        finally:
+            closed()
+
+    shutdown = Shutdown()
+    peer = make_peer()
+    peer.scope[SCOPE_KEY] = shutdown
+    task = peer.run(EventStreamResponse(source()))
+    await wait_until(lambda: peer.events)
+    shutdown.set()
+    await asyncio.wait_for(task, timeout=1)
+    assert peer.complete
+    assert closed.at is not None
+
+
+async def test_a_stream_opened_during_shutdown_ends_at_once(make_peer: MakePeer) -> None:
+    shutdown = Shutdown()
+    shutdown.set()
+    peer = make_peer()
+    peer.scope[SCOPE_KEY] = shutdown
+    await stream(EventStreamResponse(itertools.repeat("x")), peer)
+    assert peer.body == b""
+    assert peer.complete
+
+
+# Timing: heartbeats and slow readers -------------------------------------------
+
+
+async def test_an_idle_stream_gets_heartbeats(make_peer: MakePeer) -> None:
+    async def source() -> AsyncIterator[str]:
+        yield "open"
+        await asyncio.Event().wait()
+
+    peer = make_peer()
+    task = peer.run(EventStreamResponse(source(), ping=0.05))
+    await wait_until(lambda: peer.body.count(b": ping\n\n") >= 2)
+    assert peer.events == [Event("open")]  # comments are not events
+    peer.leave()
+    await asyncio.wait_for(task, timeout=1)
+
+
+async def test_a_reader_that_takes_nothing_is_dropped_after_send_timeout(
+    make_peer: MakePeer,
+) -> None:
+    closed = Closed()
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            for n in itertools.count():
+                yield f"event {n}"
+                await asyncio.sleep(0)
+        finally:
+            closed()
+
+    peer = make_peer()
+    task = peer.run(EventStreamResponse(source(), send_timeout=0.2))
+    await wait_until(lambda: peer.events)
+    peer.writable.clear()  # the reader's buffers are full from now on
+    stalled = time.monotonic()
+    await asyncio.wait_for(task, timeout=2)
+    assert closed.at is not None
+    assert 0.15 < closed.at - stalled < 1.5
+    assert not peer.complete  # returning unfinished makes the server close the connection
+
+
+# Batching -----------------------------------------------------------------------
+
+
+async def test_events_the_source_has_ready_go_out_in_one_write(make_peer: MakePeer) -> None:
+    async def source() -> AsyncIterator[str]:
+        for n in range(1000):
+            yield f"t{n}"
+
+    peer = await stream(EventStreamResponse(source()), make_peer())
+    assert len(peer.events) == 1000
+    assert len(peer.bodies) <= 3  # a batch or two, then the end
+
+
+async def test_what_was_ready_is_sent_before_the_source_waits(make_peer: MakePeer) -> None:
+    gate = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        yield "a"
+        yield "b"
+        await gate.wait()
+        yield "c"
+
+    peer = make_peer()
+    task = peer.run(EventStreamResponse(source()))
+    await wait_until(lambda: len(peer.events) == 2)
+    assert peer.bodies[0] == b"data: a\n\ndata: b\n\n"  # one write, before the wait
+    gate.set()
+    await asyncio.wait_for(task, timeout=1)
+    assert [event.data for event in peer.events] == ["a", "b", "c"]
+
+
+async def test_a_source_timeout_that_fires_while_we_send_still_reaches_the_source(
+    make_peer: MakePeer,
+) -> None:
+    # The source waits under its own asyncio.timeout while the response is
+    # stuck writing what came before: the timeout's cancellation lands in our
+    # write, and must be handed on to the source, as a plain await would.
+    async def source() -> AsyncIterator[str]:
+        yield "first"
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            yield "timed out"
+        await asyncio.sleep(0)
+        yield "after"
+
+    peer = make_peer()
+    peer.writable.clear()
+    task = peer.run(EventStreamResponse(source()))
+    await asyncio.sleep(0.2)  # the source's timeout fires meanwhile
+    peer.writable.set()
+    await asyncio.wait_for(task, timeout=1)
+    assert [event.data for event in peer.events] == ["first", "timed out", "after"]
+    assert peer.complete
+
+
+async def test_a_fast_source_lets_the_rest_of_the_loop_run(make_peer: MakePeer) -> None:
+    async def source() -> AsyncIterator[str]:
+        for _ in range(300_000):
+            yield "token"
+
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.get_running_loop().create_task(ticker())
+    peer = await stream(EventStreamResponse(source()), make_peer())
+    tick.cancel()
+    assert len(peer.body) == 300_000 * len(b"data: token\n\n")
+    assert max(gaps) < 0.05

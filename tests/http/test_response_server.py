@@ -1,0 +1,175 @@
+"""EventStreamResponse over real sockets: uvicorn (httptools, uvloop) in a subprocess.
+
+The server's sources write the time their ``finally`` ran (time.monotonic, one
+clock for every process of the machine) and ``GET /closed/{name}`` reports it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import psutil
+import pytest
+
+from askstream import Event, aconnect
+from askstream.testing import ServerProcess
+from tests.http.apps import CHINESE
+from tests.http.support import UVICORN_ARGS, Poll, Report, open_raw, read_until, report_of
+
+
+@pytest.mark.parametrize(
+    "prefix", ["", "/wrapped"], ids=["receive-driven-by-hand", "receive-in-a-listener-task"]
+)
+def test_the_reader_leaving_closes_the_source_within_a_second(
+    server: ServerProcess, report: Report, poll: Poll, prefix: str
+) -> None:
+    name = f"leaver{prefix.replace('/', '-')}"
+    sock = open_raw(server, f"{prefix}/idle/{name}")
+    read_until(sock, b"data: open\n\n")
+    sock.close()
+    poll(lambda: report(name)["closed"], 1.0, "the source's finally")
+
+
+def test_an_idle_stream_sends_heartbeats(server: ServerProcess) -> None:
+    sock = open_raw(server, "/idle/heartbeat?ping=0.2")
+    try:
+        data = read_until(sock, b": ping\n\n", count=2, timeout=3)
+    finally:
+        sock.close()
+    assert b"data: open\n\n" in data
+
+
+def test_a_reader_that_stops_reading_is_dropped_and_memory_stays_flat(
+    start_server: Callable[..., ServerProcess], poll: Poll
+) -> None:
+    server = start_server("tests.http.apps:app", args=UVICORN_ARGS)
+    report = report_of(server)
+    process = psutil.Process(server.pid)
+    httpx.get(f"{server.url}/hello")  # warm up
+    rss_before = process.memory_info().rss
+    # 64 KiB events as fast as the server can, to a reader that never reads.
+    sock = open_raw(server, "/flood/stalled?size=65536&send_timeout=1", rcvbuf=65536)
+    try:
+        read_until(sock, b"data: xxx")
+        poll(lambda: report("stalled")["closed"], 5.0, "dropping the stalled reader")
+        produced = report("stalled")["produced"]
+        rss_after = process.memory_info().rss
+        # The server closed the connection: what it had written drains, then EOF.
+        sock.settimeout(5)
+        while sock.recv(1 << 20):
+            pass
+    finally:
+        sock.close()
+    # Only what the socket buffers hold was ever produced (each event is 64 KiB;
+    # an unbounded server would have made thousands in that second).
+    print("produced", produced, "rss growth", rss_after - rss_before)
+    assert produced < 400
+    assert rss_after - rss_before < 32 * 1024 * 1024
+
+
+@pytest.mark.anyio
+async def test_chinese_text_cut_across_tcp_segments_arrives_intact(server: ServerProcess) -> None:
+    async with aconnect("GET", f"{server.url}/chinese", reconnect=None) as source:
+        events = [event async for event in source]
+    assert events == [Event(f"{n}:" + CHINESE * 2000, event="zh", id=str(n)) for n in range(5)]
+
+
+@pytest.mark.anyio
+async def test_a_failing_source_ends_with_a_generic_error_event(server: ServerProcess) -> None:
+    async with aconnect("GET", f"{server.url}/boom", reconnect=None) as source:
+        events = [event async for event in source]
+    assert [event.data for event in events[:2]] == ["one", "two"]
+    assert events[2].event == "error"
+    assert json.loads(events[2].data) == {"code": 500, "message": "The event source failed."}
+    assert len(events) == 3
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_a_source_that_never_awaits_stops_when_the_reader_leaves(
+    server: ServerProcess, report: Report, poll: Poll, kind: str
+) -> None:
+    name = f"spinner-{kind}"
+    sock = open_raw(server, f"/never-awaits/{name}?kind={kind}")
+    read_until(sock, b"data: spin\n\n", count=10)
+    sock.close()
+    poll(lambda: report(name)["closed"], 2.0, "stopping a source that never awaits")
+    produced = report(name)["produced"]
+    time.sleep(0.2)
+    assert report(name)["produced"] == produced  # it really stopped
+    started = time.monotonic()
+    httpx.get(f"{server.url}/hello", timeout=5)
+    assert time.monotonic() - started < 0.5  # and the worker is free
+
+
+def test_an_unrelated_request_is_answered_while_a_stream_floods(server: ServerProcess) -> None:
+    events = 300_000
+    expected = events * len(b"data: token\n\n")
+    received = 0
+    finished = threading.Event()
+
+    def read_flood() -> None:
+        nonlocal received
+        sock = open_raw(server, f"/tokens?n={events}")
+        sock.settimeout(30)
+        with sock:
+            while received < expected:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                received += chunk.count(b"data: token\n\n") * len(b"data: token\n\n")
+        finished.set()
+
+    reader = threading.Thread(target=read_flood)
+    reader.start()
+    latencies: list[float] = []
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        while received == 0:
+            time.sleep(0.001)
+        while not finished.is_set():
+            started = time.monotonic()
+            client.get("/hello")
+            if not finished.is_set():
+                latencies.append(time.monotonic() - started)
+    reader.join()
+    assert received == expected
+    print("latencies", len(latencies), max(latencies or [0]))
+    assert latencies, "the flood ended before any request was timed"
+    assert max(latencies) < 0.5
+
+
+def test_sigterm_with_open_streams_stops_uvicorn_and_ends_them_cleanly(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    server = start_server("tests.http.apps:app", args=UVICORN_ARGS)
+    outcomes: list[str] = []
+
+    def read(name: str, opened: threading.Barrier) -> None:
+        with httpx.stream("GET", f"{server.url}/idle/{name}", timeout=10) as response:
+            chunks = response.iter_bytes()
+            assert next(chunks) == b"data: open\n\n"
+            opened.wait()
+            try:
+                rest = b"".join(chunks)
+            except httpx.TransportError as exc:
+                outcomes.append(f"broken: {exc!r}")
+            else:
+                outcomes.append(f"clean end {rest!r}")
+
+    opened = threading.Barrier(4)
+    readers = [threading.Thread(target=read, args=(f"term{n}", opened)) for n in range(3)]
+    for reader in readers:
+        reader.start()
+    opened.wait(timeout=5)
+    sent = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    # uvicorn re-raises the signal once its graceful shutdown is done.
+    assert server.wait(timeout=5) in (0, -signal.SIGTERM)
+    assert time.monotonic() - sent < 5
+    for reader in readers:
+        reader.join(timeout=5)
+    assert outcomes == ["clean end b''"] * 3

@@ -1,0 +1,203 @@
+"""The clients' shared, I/O-free logic: requests, verdicts, delivery, drops."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from askstream import ContentTypeError, Event, Reconnect, ReconnectError, ResponseError
+from askstream.http._session import Session, Verdict, response_error
+
+URL = httpx.URL("http://testserver/api/ask?x=1")
+
+
+def session(method: str = "GET", **kwargs: Any) -> Session:
+    options: dict[str, Any] = {
+        "headers": httpx.Headers({"Authorization": "Bearer t", "Content-Type": "application/json"}),
+        "request_kwargs": {"json": {"q": "hi"}} if method == "POST" else {},
+        "last_event_id": "",
+        "until": (),
+        "reconnect": Reconnect(max_attempts=3, jitter=0, delay=0.5),
+        "max_event_size": None,
+        "rand": lambda: 0.0,
+    }
+    options.update(kwargs)
+    return Session(method, URL, **options)
+
+
+def answer(status: int, request: httpx.Request | None = None, **headers: str) -> httpx.Response:
+    return httpx.Response(
+        status,
+        headers={key.replace("_", "-"): value for key, value in headers.items()},
+        request=request or httpx.Request("GET", URL),
+    )
+
+
+def stream_answer(request: httpx.Request | None = None, **headers: str) -> httpx.Response:
+    return answer(200, request, content_type="text/event-stream; charset=utf-8", **headers)
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client() as client:  # only builds requests
+        yield client
+
+
+def test_the_first_request_is_the_callers_own(client: httpx.Client) -> None:
+    request = session("POST", last_event_id="7").build_request(client, None)
+    assert request.method == "POST"
+    assert request.url == URL
+    assert request.content == b'{"q":"hi"}'
+    assert request.headers["accept"] == "text/event-stream"
+    assert request.headers["cache-control"] == "no-cache"
+    assert request.headers["authorization"] == "Bearer t"
+    assert request.headers["last-event-id"] == "7"
+
+
+def test_a_resume_is_a_get_with_last_event_id_and_without_the_body(client: httpx.Client) -> None:
+    s = session("POST")
+    first = s.build_request(client, None)
+    s.check(stream_answer(first, content_location="/api/streams/m1"))
+    s.feed(b"id: 41\ndata: x\n\n")
+    assert s.dropped(httpx.ReadError("gone")) == 0.5
+    request = s.build_request(client, None)
+    assert request.method == "GET"
+    assert request.url == "http://testserver/api/streams/m1"
+    assert request.content == b""
+    assert request.headers["last-event-id"] == "41"
+    assert request.headers["authorization"] == "Bearer t"
+    assert "content-type" not in request.headers
+
+
+def test_a_get_resumes_at_its_own_url_query_included(client: httpx.Client) -> None:
+    s = session("GET")
+    s.check(stream_answer())
+    s.dropped(None)
+    assert s.build_request(client, None).url == URL
+
+
+@pytest.mark.parametrize(
+    ("status", "reconnecting", "verdict"),
+    [
+        (200, False, Verdict.STREAM),
+        (204, False, Verdict.STOP),
+        (204, True, Verdict.STOP),
+        (404, False, Verdict.FAIL),
+        (503, False, Verdict.FAIL),  # the first answer is the caller's to see
+        (503, True, Verdict.RETRY),
+        (429, True, Verdict.RETRY),
+        (404, True, Verdict.FAIL),
+        (401, True, Verdict.FAIL),
+    ],
+)
+def test_what_an_answer_means(status: int, reconnecting: bool, verdict: Verdict) -> None:
+    s = session()
+    if reconnecting:
+        s.check(stream_answer())
+        s.dropped(None)
+    response = stream_answer() if status == 200 else answer(status)
+    assert s.check(response) is verdict
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/json", "", "text/event-streams"]
+)
+def test_a_success_that_is_not_a_stream_names_its_content_type(content_type: str) -> None:
+    headers = {"content_type": content_type} if content_type else {}
+    with pytest.raises(ContentTypeError) as info:
+        session().check(answer(200, **headers))
+    assert info.value.content_type == content_type
+    assert repr(content_type or "(none)") in str(info.value)
+
+
+@pytest.mark.parametrize("content_type", ["TEXT/EVENT-STREAM", "text/event-stream;charset=UTF-8"])
+def test_the_content_type_check_ignores_case_and_parameters(content_type: str) -> None:
+    assert session().check(answer(200, content_type=content_type)) is Verdict.STREAM
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code", "message"),
+    [
+        (502, b'{"code": 502, "message": "LLM request failed"}', 502, "LLM request failed"),
+        (400, b'{"code": 4001, "message": "empty question"}', 4001, "empty question"),
+        (404, b'{"detail": "Not Found"}', 404, "Not Found"),
+        (500, b"Internal Server Error", 500, "Internal Server Error"),
+        (503, b"", 503, "Service Unavailable"),
+        (418, b'["not", "an object"]', 418, '["not", "an object"]'),
+        (400, b'{"code": true, "message": 5}', 400, '{"code": true, "message": 5}'),
+    ],
+    ids=["guide", "own-code", "fastapi", "text", "empty", "json-list", "wrong-types"],
+)
+def test_response_errors_carry_the_servers_code_and_message(
+    status: int, body: bytes, code: int, message: str
+) -> None:
+    error = response_error(status, body)
+    assert isinstance(error, ResponseError)
+    assert (error.status, error.code, error.message) == (status, code, message)
+
+
+def test_events_after_a_terminal_one_are_not_delivered() -> None:
+    s = session(until={"done", "error"})
+    s.check(stream_answer())
+    events = s.feed(b"data: a\n\nevent: done\ndata: \n\ndata: late\n\n")
+    assert events == [Event("a"), Event("", event="done")]
+    assert s.finished
+    assert s.dropped(None) is None  # finished: no reconnect
+
+
+def test_a_partial_event_is_discarded_on_a_new_connection() -> None:
+    s = session()
+    s.check(stream_answer())
+    assert s.feed(b"id: 1\ndata: whole\n\nid: 2\ndata: half") == [Event("whole", id="1")]
+    s.dropped(httpx.ReadError("gone"))
+    s.check(stream_answer())
+    assert s.feed(b"\n\ndata: next\n\n") == [Event("next", id="1")]
+    assert s.last_event_id == "1"
+
+
+def test_the_servers_retry_sets_the_backoff_base() -> None:
+    s = session()
+    s.check(stream_answer())
+    s.feed(b"retry: 1234\n\n")
+    assert s.retry == 1234
+    assert s.dropped(None) == pytest.approx(1.234)
+
+
+def test_attempts_back_off_and_run_out() -> None:
+    s = session()
+    s.check(stream_answer())
+    delays = [s.dropped(httpx.ConnectError("refused")) for _ in range(3)]
+    assert delays == [0.5, 1.0, 2.0]
+    last = httpx.ConnectError("refused")
+    with pytest.raises(ReconnectError) as info:
+        s.dropped(last)
+    assert info.value.attempts == 3
+    assert info.value.__cause__ is last
+
+
+def test_an_event_resets_the_attempts() -> None:
+    s = session()
+    s.check(stream_answer())
+    s.dropped(None)
+    s.dropped(None)
+    s.check(stream_answer())
+    s.feed(b"data: progress\n\n")
+    assert s.dropped(None) == 0.5
+
+
+def test_a_post_without_a_resume_url_does_not_reconnect() -> None:
+    s = session("POST")
+    s.check(stream_answer())
+    assert s.dropped(None) is None  # an early end just ends
+    error = httpx.RemoteProtocolError("incomplete chunked read")
+    with pytest.raises(httpx.RemoteProtocolError):
+        s.dropped(error)
+
+
+def test_reconnect_none_never_reconnects() -> None:
+    s = session(reconnect=None)
+    s.check(stream_answer())
+    assert s.dropped(None) is None
