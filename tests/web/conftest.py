@@ -16,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from askstream.testing import ServerProcess
-from askstream.testing import require
+from askstream.testing import ServerProcess, require
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

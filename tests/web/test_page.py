@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+import askstream
 from askstream.testing import ServerProcess
 
 from .conftest import FAIL_AFTER, HOSTILE_ANSWER, Tab, stored_chat
@@ -302,13 +303,10 @@ def read_events_of(events: list[dict[str, Any]], kind: str) -> list[dict[str, An
 
 def read_events(url: str) -> list[dict[str, Any]]:
     """Every event askstream's Python client reads from ``url``, as a browser shows them."""
-    from askstream.sse import Decoder
-
-    decoder = Decoder()
-    events = []
-    with httpx.stream("GET", url, timeout=TIMEOUT / 1000) as response:
-        for chunk in response.iter_bytes():
-            events += decoder.feed(chunk)
+    with askstream.connect(
+        "GET", url, until={"done", "error"}, timeout=httpx.Timeout(TIMEOUT / 1000)
+    ) as source:
+        events = list(source)
     return [{"event": e.event, "data": e.data, "id": e.id or ""} for e in events]
 
 
