@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 import types
 
@@ -10,7 +11,14 @@ import pytest
 
 import askstream
 
-PACKAGES = ["askstream", "askstream.sse", "askstream.testing"]
+PACKAGES = [
+    "askstream",
+    "askstream.sse",
+    "askstream.http",
+    "askstream.streams",
+    "askstream.service",
+    "askstream.testing",
+]
 
 
 def _public_names(module: types.ModuleType) -> set[str]:
@@ -35,8 +43,8 @@ def test_every_public_name_has_a_docstring_with_an_example(name: str) -> None:
     module = importlib.import_module(name)
     for public in module.__all__:
         obj = getattr(module, public)
-        if isinstance(obj, str):
-            continue
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue  # type aliases and constants are documented where they are defined
         doc = obj.__doc__ or ""
         assert doc.strip(), f"{name}.{public} has no docstring"
 

@@ -26,6 +26,11 @@ class AsyncEventSource:
 
     ``response`` is the current ``httpx.Response``; ``last_event_id`` and
     ``retry`` (ms) are what a reconnect will send and honour.
+
+    >>> async def first_token(url):  # doctest: +SKIP
+    ...     async with aconnect("GET", url, until={"done"}) as source:
+    ...         event = await anext(source)
+    ...         return event.data, source.last_event_id
     """
 
     def __init__(

@@ -73,7 +73,7 @@ Source: TypeAlias = Items | Callable[[str | None], Items]
 
 
 class Step:
-    """One ``await`` driven by hand inside the running task.
+    """One ``await`` driven by hand (the response drives uvicorn's ``receive()`` so).
 
     ``Step(awaitable)`` runs it to its first suspension. Then ``done`` says
     whether it finished (``value`` holds the result; an exception propagates
@@ -114,12 +114,6 @@ class Step:
         exc: BaseException | None = None
         if blocker is not None and blocker.done():
             exc = asyncio.CancelledError() if blocker.cancelled() else blocker.exception()
-        self._run(exc)
-
-    def throw(self, exc: BaseException) -> None:
-        """Throw ``exc`` in where it waits, cancelling the future it waits on (as Task.cancel)."""
-        if self.blocker is not None:
-            self.blocker.cancel()
         self._run(exc)
 
     def close(self) -> None:

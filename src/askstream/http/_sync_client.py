@@ -28,6 +28,10 @@ class EventSource:
     Made by :func:`connect`, used as ``with``: leaving the block closes the
     connection at once. ``response``, ``last_event_id`` and ``retry`` are as on
     :class:`AsyncEventSource`.
+
+    >>> with connect("GET", url, until={"done"}) as source:  # doctest: +SKIP
+    ...     first = next(source)
+    ...     print(first.data, source.retry)
     """
 
     def __init__(
