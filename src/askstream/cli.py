@@ -73,9 +73,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``askstream`` command line; returns the exit status.
 
-    >>> main(["ask", "Hi?", "--url", "http://127.0.0.1:8000"])  # doctest: +SKIP
-    Hello! ...
-    0
+    Example::
+
+        main(["ask", "Hi?", "--url", "http://127.0.0.1:8000"])
+        Hello! ...
+        0
     """
     args = _parser().parse_args(argv)
     if args.command == "serve":

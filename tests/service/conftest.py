@@ -185,6 +185,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 # -- PostgreSQL -----------------------------------------------------------------
 
+
 async def _pg_available() -> bool:
     import asyncpg
 

@@ -27,10 +27,12 @@ class AsyncEventSource:
     ``response`` is the current ``httpx.Response``; ``last_event_id`` and
     ``retry`` (ms) are what a reconnect will send and honour.
 
-    >>> async def first_token(url):  # doctest: +SKIP
-    ...     async with aconnect("GET", url, until={"done"}) as source:
-    ...         event = await anext(source)
-    ...         return event.data, source.last_event_id
+    Example::
+
+        async def first_token(url):
+            async with aconnect("GET", url, until={"done"}) as source:
+                event = await anext(source)
+                return event.data, source.last_event_id
     """
 
     def __init__(
@@ -209,11 +211,13 @@ def aconnect(
     (pass ``httpx.USE_CLIENT_DEFAULT`` to keep the client's). ``sleep`` is the
     backoff's sleep, for tests.
 
-    >>> async def main():  # doctest: +SKIP
-    ...     async with aconnect("POST", "http://127.0.0.1:8000/api/ask",
-    ...                         json={"question": "Hi"}, until={"done", "error"}) as source:
-    ...         async for event in source:
-    ...             print(event.event, event.data)
+    Example::
+
+        async def main():
+            async with aconnect("POST", "http://127.0.0.1:8000/api/ask",
+                                json={"question": "Hi"}, until={"done", "error"}) as source:
+                async for event in source:
+                    print(event.event, event.data)
     """
     request_kwargs = {"json": json, "content": content, "data": data}
     session = Session(

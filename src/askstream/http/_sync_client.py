@@ -29,9 +29,11 @@ class EventSource:
     connection at once. ``response``, ``last_event_id`` and ``retry`` are as on
     :class:`AsyncEventSource`.
 
-    >>> with connect("GET", url, until={"done"}) as source:  # doctest: +SKIP
-    ...     first = next(source)
-    ...     print(first.data, source.retry)
+    Example::
+
+        with connect("GET", url, until={"done"}) as source:
+            first = next(source)
+            print(first.data, source.retry)
     """
 
     def __init__(
@@ -192,10 +194,12 @@ def connect(
     The blocking twin of :func:`aconnect`, with the same arguments and rules
     (``client`` is an ``httpx.Client``, ``sleep`` a blocking sleep).
 
-    >>> with connect("GET", "http://127.0.0.1:8000/api/streams/m1",
-    ...              last_event_id="41", until={"done"}) as source:  # doctest: +SKIP
-    ...     for event in source:
-    ...         print(event.id, event.data)
+    Example::
+
+        with connect("GET", "http://127.0.0.1:8000/api/streams/m1",
+                     last_event_id="41", until={"done"}) as source:
+            for event in source:
+                print(event.id, event.data)
     """
     request_kwargs = {"json": json, "content": content, "data": data}
     session = Session(
