@@ -35,7 +35,8 @@ def test_every_public_class_and_function_has_an_example(name: str) -> None:
         obj = getattr(module, public)
         if typing.get_origin(obj) is typing.Literal:
             continue  # a Literal alias: documented in its module
-        assert ">>>" in (obj.__doc__ or ""), f"{name}.{public} has no example"
+        doc = obj.__doc__ or ""
+        assert ">>>" in doc or "::" in doc, f"{name}.{public} has no example"
 
 
 @pytest.mark.parametrize("name", PACKAGES)

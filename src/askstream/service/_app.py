@@ -3,9 +3,15 @@ and every generation task; its handlers give every error one JSON shape."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    nullcontext,
+)
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -21,10 +27,11 @@ from ._errors import ServiceError
 from ._generation import Generations
 from ._history import ChatHistory, create_engine
 from ._middleware import BodyLimit, InternalErrors
+from ._reaper import reap_forever
 from ._routes import Services, router
 from ._settings import Settings
 
-__all__ = ["create_app", "make_backend"]
+__all__ = ["create_app", "make_backend", "make_store"]
 
 logger = logging.getLogger("askstream.service")
 
@@ -45,6 +52,27 @@ def make_backend(settings: Settings) -> Backend:
         connect_timeout=settings.llm_connect_timeout,
         read_timeout=settings.llm_read_timeout,
     )
+
+
+def make_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
+    """The stream log the settings name: Redis with a Redis URL, else this process's memory."""
+    if settings.redis_url is None:
+        return nullcontext(MemoryStore(retention=settings.stream_retention))
+    from ..streams import RedisStore
+
+    return RedisStore(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        retention=settings.stream_retention,
+        max_events=settings.stream_max_events,
+        lease_ttl=settings.lease_ttl,
+        lease_renew=settings.lease_renew,
+    )
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.wait([task])  # not `await task`: its CancelledError is not ours
 
 
 async def _index(request: Request) -> FileResponse:
@@ -111,16 +139,28 @@ def create_app(
             if llm is None:
                 llm = make_backend(settings)
                 stack.push_async_callback(llm.aclose)
-            log = store or MemoryStore(retention=settings.stream_retention)
+            log = store
+            if log is None:
+                log = await stack.enter_async_context(make_store(settings))
             generations = await stack.enter_async_context(
                 Generations(
                     store=log, history=history, backend=llm, save_interval=settings.save_interval
                 )
             )
+            # Every instance ends the answers of instances that died (leases in the store).
+            reaper = asyncio.create_task(
+                reap_forever(log, history, interval=settings.lease_renew / 2)
+            )
+            stack.push_async_callback(_stop, reaper)
             app.state.askstream = Services(
                 settings=settings, store=log, history=history, generations=generations
             )
-            logger.info("askstream: %s model, database %s", settings.backend, _safe(settings))
+            logger.info(
+                "askstream: %s model, %s store, database %s",
+                settings.backend,
+                settings.store,
+                _safe(settings),
+            )
             yield
 
     app = FastAPI(

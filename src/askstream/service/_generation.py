@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 
 from ..streams import FinishStatus, Store
@@ -152,6 +153,12 @@ class Generations:
         await asyncio.wait([running[1]])
         return True
 
+    def _cancel_requested(self, message_id: str) -> None:
+        # A cancel asked on any instance, passed on by the store (once).
+        running = self._tasks.get(message_id)
+        if running is not None and not running[1].cancelling():
+            running[1].cancel(CANCELLED)
+
     async def cancel_chat(self, chat_id: str, reason: str = DELETED) -> None:
         """Cancel every answer being generated in a chat and wait until each is closed."""
         tasks = [task for answer, task in self._tasks.values() if answer.chat_id == chat_id]
@@ -195,7 +202,9 @@ class Generations:
             async with aclosing(self._backend.stream(answer.context)) as chunks:
                 async for chunk in chunks:
                     if not began:
-                        await self._store.create(mid)
+                        await self._store.create(
+                            mid, on_cancel=partial(self._cancel_requested, mid)
+                        )
                         began = True
                     if chunk.delta:
                         answer.parts.append(chunk.delta)
@@ -206,7 +215,7 @@ class Generations:
                     if chunk.finish_reason:
                         finish_reason = chunk.finish_reason
             if not began:  # the back end ended without a single chunk: an empty answer
-                await self._store.create(mid)
+                await self._store.create(mid, on_cancel=partial(self._cancel_requested, mid))
                 began = True
             await self._end(answer, "complete", finish_reason or "stop")
             if not started.done():

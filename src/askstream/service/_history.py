@@ -297,6 +297,24 @@ class ChatHistory:
                 )
             )
 
+    async def fail_answer(self, answer_id: str, error: str, content: str | None = None) -> bool:
+        """Mark an answer that is still ``streaming`` as ``failed`` with ``error`` (and
+        its final ``content``, when known); ``False`` if it was not streaming.
+
+        For an answer whose producer died: whoever notices may call it, more
+        than once, and it never overwrites an answer that ended otherwise.
+        """
+        values: dict[str, Any] = {"status": "failed", "error": error, "updated_at": _now()}
+        if content is not None:
+            values["content"] = content
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                _messages.update()
+                .where(_messages.c.id == answer_id, _messages.c.status == "streaming")
+                .values(**values)
+            )
+        return bool(result.rowcount)
+
     async def delete_chat(self, chat_id: str) -> bool:
         """Delete a chat and its messages; ``False`` if there was no such chat."""
         async with self.engine.begin() as conn:

@@ -111,6 +111,21 @@ class Settings:
     save_interval: float = _setting(1.0, "seconds between saves of answers still streaming")
     heartbeat: float = _setting(15.0, "seconds between keep-alive comments on a quiet stream")
     stream_retention: float = _setting(3600.0, "seconds a finished answer's stream stays resumable")
+    redis_url: str | None = _setting(
+        None,
+        "Redis for the stream log, shared by several instances: redis://host:6379/0; "
+        "unset: in this process's memory",
+    )
+    redis_prefix: str = _setting("askstream:", "prefix of every Redis key askstream writes")
+    stream_max_events: int = _setting(
+        10_000, "events kept per stream in Redis (XADD MAXLEN ~); older ones cannot be resumed"
+    )
+    lease_ttl: float = _setting(
+        5.0, "seconds after an instance dies before readers of its answers get error 503 (Redis)"
+    )
+    lease_renew: float = _setting(
+        2.0, "seconds between an instance's lease renewals; at most half of lease_ttl (Redis)"
+    )
     shutdown_timeout: float = _setting(
         10.0, "seconds `serve` lets answers in flight finish on shutdown"
     )
@@ -124,11 +139,28 @@ class Settings:
             )
         if self.llm_url is not None and not self.llm_url.startswith(("http://", "https://")):
             raise ValueError(f"ASKSTREAM_LLM_URL must be an http(s) URL, not {self.llm_url!r}")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(
+                f"ASKSTREAM_REDIS_URL must be a redis://, rediss:// or unix:// URL, "
+                f"not {self.redis_url!r}"
+            )
+        if self.lease_renew > self.lease_ttl / 2:
+            raise ValueError(
+                "ASKSTREAM_LEASE_RENEW must be at most half of ASKSTREAM_LEASE_TTL, so that "
+                "one slow renewal does not lose a live instance's answers"
+            )
 
     @property
     def backend(self) -> str:
         """``"openai"`` when an LLM URL is configured, else ``"demo"``."""
         return "demo" if self.llm_url is None else "openai"
+
+    @property
+    def store(self) -> str:
+        """``"redis"`` when a Redis URL is configured, else ``"memory"``."""
+        return "memory" if self.redis_url is None else "redis"
 
     @property
     def database(self) -> str:
@@ -175,6 +207,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "save_interval": _positive(float),
     "heartbeat": _positive(float),
     "stream_retention": _not_negative,
+    "redis_url": str,
+    "redis_prefix": str,
+    "stream_max_events": _positive(int),
+    "lease_ttl": _positive(float),
+    "lease_renew": _positive(float),
     "shutdown_timeout": _not_negative,
     "log_level": _log_level,
 }

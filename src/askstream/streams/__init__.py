@@ -4,6 +4,10 @@ The HTTP response that streams an answer never produces it; it follows the
 log. That one rule gives resume (replay after ``Last-Event-ID``), several
 readers, cancel and, with a shared store, several instances.
 
+Two stores behind one :class:`Store` interface: :class:`MemoryStore` (one
+process, the default) and :class:`RedisStore` (Redis Streams, shared by every
+instance; needs ``askstream[redis]``).
+
 >>> import asyncio
 >>> from askstream.streams import MemoryStore
 >>> async def main() -> list[str | None]:
@@ -16,16 +20,19 @@ readers, cancel and, with a shared store, several instances.
 ['1']
 """
 
-from ._errors import InvalidEventId, StoreError, StreamNotFound
+from ._errors import InvalidEventId, StoreError, StreamExpired, StreamNotFound
 from ._memory import MemoryStore
+from ._redis import RedisStore
 from ._store import FinishStatus, Store, StreamStatus
 
 __all__ = [
     "FinishStatus",
     "InvalidEventId",
     "MemoryStore",
+    "RedisStore",
     "Store",
     "StoreError",
+    "StreamExpired",
     "StreamNotFound",
     "StreamStatus",
 ]

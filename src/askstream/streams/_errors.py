@@ -2,7 +2,8 @@
 
     AskstreamError
     └── StoreError                  the stream log refused a read or a write
-        ├── StreamNotFound          no stream with that id (never made, or expired)
+        ├── StreamNotFound          no stream with that id: never made (or long forgotten)
+        ├── StreamExpired           the stream existed but its retention ran out (HTTP 410)
         └── InvalidEventId          an ``after`` / Last-Event-ID this stream never gave out
                                     (also a ValueError: it is always a bad argument)
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from .._exceptions import AskstreamError
 
-__all__ = ["InvalidEventId", "StoreError", "StreamNotFound"]
+__all__ = ["InvalidEventId", "StoreError", "StreamExpired", "StreamNotFound"]
 
 
 class StoreError(AskstreamError):
@@ -33,7 +34,10 @@ class StoreError(AskstreamError):
 
 
 class StreamNotFound(StoreError):
-    """The store holds no stream with this id: it never existed or has expired.
+    """The store holds no stream with this id and never did, as far as it remembers.
+
+    A stream whose retention ran out raises :class:`StreamExpired` instead for
+    a while (a week by default): stores keep a small marker of it.
 
     >>> str(StreamNotFound("m1"))
     "no stream 'm1'"
@@ -41,6 +45,20 @@ class StreamNotFound(StoreError):
 
     def __init__(self, stream_id: str) -> None:
         super().__init__(f"no stream {stream_id!r}", stream_id=stream_id)
+
+
+class StreamExpired(StoreError):
+    """The stream existed but is gone: its retention after the end ran out, or the
+    events a reader asked for were cut by the store's length cap.
+
+    The service answers it with 410 Gone; the answer itself is still in the history.
+
+    >>> str(StreamExpired("m1"))
+    "stream 'm1' has expired"
+    """
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"stream {stream_id!r} has expired", stream_id=stream_id)
 
 
 class InvalidEventId(StoreError, ValueError):

@@ -8,18 +8,23 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 from ..sse import Event
-from ._errors import InvalidEventId, StreamNotFound
-from ._store import FinishStatus, StreamStatus
+from ._errors import InvalidEventId, StreamExpired, StreamNotFound
+from ._store import CancelCallback, FinishStatus, StreamStatus
 
 __all__ = ["MemoryStore"]
 
+#: How long an expired stream's id is remembered, so that reading it says
+#: "expired" (410) rather than "never existed" (404): a week.
+TOMBSTONE = 7 * 24 * 3600.0
+
 
 class _Log:
-    __slots__ = ("changed", "events", "status")
+    __slots__ = ("changed", "events", "on_cancel", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, on_cancel: CancelCallback | None) -> None:
         self.events: list[Event] = []
         self.status: StreamStatus = "open"
+        self.on_cancel = on_cancel
         # Made by the first follower that has to wait, set and dropped by the
         # next append or finish: followers sleep until then, no polling, and an
         # append nobody waits for costs no wake-up at all.
@@ -37,8 +42,11 @@ class MemoryStore:
     Event ids are ``"1"``, ``"2"``, ... per stream. A finished stream is kept
     ``retention`` seconds (by ``clock``, :func:`time.monotonic` unless a test
     injects another) for late readers and resumes, then dropped the next time a
-    stream is created. Use it from one event loop; for several processes use a
-    shared store.
+    stream is created; its id is remembered ``tombstone`` seconds more, so that
+    reading it raises :class:`StreamExpired` rather than :class:`StreamNotFound`.
+    The producer's lease is this process: :meth:`take_over` never finds a stream.
+    Use it from one event loop; for several processes use
+    :class:`~askstream.streams.RedisStore`.
 
     >>> import asyncio
     >>> async def main() -> list[str]:
@@ -53,17 +61,25 @@ class MemoryStore:
     """
 
     def __init__(
-        self, *, retention: float = 3600.0, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        retention: float = 3600.0,
+        tombstone: float = TOMBSTONE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._logs: dict[str, _Log] = {}
         self._finished: deque[tuple[float, str]] = deque()  # in finishing order
+        self._gone: dict[str, float] = {}  # expired id -> when; insertion order is expiry order
         self._retention = retention
+        self._tombstone = tombstone
         self._clock = clock
 
     def _log(self, stream_id: str) -> _Log:
         try:
             return self._logs[stream_id]
         except KeyError:
+            if stream_id in self._gone:
+                raise StreamExpired(stream_id) from None
             raise StreamNotFound(stream_id) from None
 
     def _start(self, log: _Log, stream_id: str, after: str | None) -> int:
@@ -75,16 +91,23 @@ class MemoryStore:
         raise InvalidEventId(stream_id, after)
 
     def _expire(self) -> None:
-        deadline = self._clock() - self._retention
+        now = self._clock()
+        deadline = now - self._retention
         while self._finished and self._finished[0][0] <= deadline:
             _, stream_id = self._finished.popleft()
             self._logs.pop(stream_id, None)
+            self._gone[stream_id] = now
+        forgotten = now - self._tombstone
+        for stream_id, when in list(self._gone.items()):
+            if when > forgotten:
+                break
+            del self._gone[stream_id]
 
-    async def create(self, stream_id: str) -> None:
+    async def create(self, stream_id: str, *, on_cancel: CancelCallback | None = None) -> None:
         self._expire()
-        if stream_id in self._logs:
+        if stream_id in self._logs or stream_id in self._gone:
             raise ValueError(f"stream {stream_id!r} already exists")
-        self._logs[stream_id] = _Log()
+        self._logs[stream_id] = _Log(on_cancel)
 
     async def append(self, stream_id: str, data: str, event: str = "message") -> Event:
         log = self._log(stream_id)
@@ -118,9 +141,21 @@ class MemoryStore:
         if log.status != "open":
             return
         log.status = status
+        log.on_cancel = None
         self._finished.append((self._clock(), stream_id))
         log.wake()
 
     async def status(self, stream_id: str) -> StreamStatus | None:
         log = self._logs.get(stream_id)
         return None if log is None else log.status
+
+    async def cancel(self, stream_id: str) -> StreamStatus:
+        log = self._log(stream_id)
+        on_cancel, log.on_cancel = log.on_cancel, None
+        if log.status == "open" and on_cancel is not None:
+            on_cancel()
+        return log.status
+
+    async def take_over(self) -> list[str]:
+        # The lease is this process: while it runs, every producer is alive.
+        return []

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Literal, Protocol
 
 from ..sse import Event
 
-__all__ = ["FinishStatus", "Store", "StreamStatus"]
+__all__ = ["CancelCallback", "FinishStatus", "Store", "StreamStatus"]
 
 #: How a finished stream ended. ``"complete"``: its producer wrote everything;
-#: ``"failed"``: the producer broke off with an error; ``"cancelled"``: it was
-#: stopped on purpose (a deleted chat, a shutdown, later a cancel request).
+#: ``"failed"``: the producer broke off with an error, or died (its lease ran
+#: out); ``"cancelled"``: it was stopped on purpose (a cancel request, a deleted
+#: chat, a shutdown).
 FinishStatus = Literal["complete", "failed", "cancelled"]
 
 #: A stream is ``"open"`` until :meth:`Store.finish` gives it a final status.
 StreamStatus = Literal["open", "complete", "failed", "cancelled"]
+
+#: Called (once, in the event loop, with no arguments) when someone asks the
+#: producer of a stream to stop: :meth:`Store.cancel`, on any instance.
+CancelCallback = Callable[[], object]
 
 
 class Store(Protocol):
@@ -23,19 +28,32 @@ class Store(Protocol):
 
     One producer creates a stream, appends events and finishes it; readers
     replay it from any id it handed out and follow it live until it is
-    finished. Ids are assigned by the store, increase within a stream, and are
-    what a reader sends back as ``Last-Event-ID``.
+    finished. Ids are ``"1"``, ``"2"``, ... within a stream, assigned by the
+    store; they are what a reader sends back as ``Last-Event-ID``.
 
-    Each appended event is one :class:`~askstream.sse.Event` shared by every
-    follower, so it may be encoded once for all of them. Do not mutate it.
+    Each event a follower yields is one :class:`~askstream.sse.Event` shared
+    by every follower in this process, so it may be encoded once for all of
+    them. Do not mutate it.
+
+    **Leases.** The producer that created a stream holds its *lease* until it
+    finishes it. A store shared by several processes keeps the lease alive in
+    the background while the producer's process lives; if the process dies,
+    the lease runs out, and :meth:`take_over`, called by every live process
+    now and then, hands the stream to exactly one of them, which ends it (an
+    error event, ``finish(..., "failed")``) so that its followers do not wait
+    for ever. In one process the lease is the process itself:
+    :meth:`take_over` finds nothing.
+
+    **Cancel.** :meth:`cancel` asks the producer to stop, wherever it runs: the
+    store calls the ``on_cancel`` the producer gave :meth:`create`. The
+    producer then ends the stream itself (``finish(..., "cancelled")``).
+
+    **Retention.** A finished stream is kept for a while (an hour by default),
+    then reading it raises :class:`~askstream.streams.StreamExpired`; an id
+    the store never held raises :class:`~askstream.streams.StreamNotFound`.
 
     Two implementations: :class:`~askstream.streams.MemoryStore` (one process)
-    and, for several instances, a Redis store behind the same five methods.
-    What a shared store adds fits this shape: ``create`` takes keyword options
-    (a producer's lease and its time to live), ``finish(..., "cancelled")`` is
-    how a cancel lands, and a stream whose retention ran out raises a
-    :class:`~askstream.streams.StoreError` subclass of its own, as an unknown one
-    raises :class:`~askstream.streams.StreamNotFound`.
+    and :class:`~askstream.streams.RedisStore` (several instances).
 
     >>> async def produce(store: Store) -> None:
     ...     await store.create("m1")
@@ -43,23 +61,29 @@ class Store(Protocol):
     ...     await store.finish("m1")
     """
 
-    async def create(self, stream_id: str) -> None:
-        """Open a new, empty stream. ``ValueError`` if the id is already taken."""
+    async def create(self, stream_id: str, *, on_cancel: CancelCallback | None = None) -> None:
+        """Open a new, empty stream and take its lease. ``ValueError`` if the id
+        is already taken (also by a stream that expired).
+
+        ``on_cancel`` is called once if :meth:`cancel` asks for this stream
+        while it is open.
+        """
         ...
 
     async def append(self, stream_id: str, data: str, event: str = "message") -> Event:
         """Append one event to an open stream and return it, with its new id.
 
-        ``StreamNotFound`` for an unknown stream; ``RuntimeError`` (a usage
-        error) if the stream is already finished.
+        ``StreamNotFound`` / ``StreamExpired`` for a stream the store does not
+        hold; ``RuntimeError`` (a usage error) if it is already finished.
         """
         ...
 
     async def read(self, stream_id: str, after: str | None = None) -> list[Event]:
         """The events stored so far after id ``after`` (all of them for ``None``).
 
-        ``StreamNotFound`` for an unknown stream; ``InvalidEventId`` when
-        ``after`` is not an id this stream handed out.
+        ``StreamNotFound`` for an unknown stream, ``StreamExpired`` for one past
+        its retention, ``InvalidEventId`` when ``after`` is not an id this
+        stream handed out.
         """
         ...
 
@@ -72,13 +96,39 @@ class Store(Protocol):
         ...
 
     async def finish(self, stream_id: str, status: FinishStatus = "complete") -> None:
-        """Mark the stream finished; followers end after its last event.
+        """Mark the stream finished and release its lease; followers end after
+        its last event.
 
         Finishing a finished stream changes nothing (a cancel racing a normal
-        end is not an error); ``StreamNotFound`` for an unknown one.
+        end is not an error); ``StreamNotFound`` / ``StreamExpired`` for a
+        stream the store does not hold.
         """
         ...
 
     async def status(self, stream_id: str) -> StreamStatus | None:
-        """``"open"`` or how it finished; ``None`` if the store does not hold it."""
+        """``"open"`` or how it finished; ``None`` if the store does not hold it
+        (unknown or expired)."""
+        ...
+
+    async def cancel(self, stream_id: str) -> StreamStatus:
+        """Ask the producer of an open stream to stop, wherever it runs.
+
+        Returns the status the stream had: ``"open"`` means the request was
+        passed on (the stream ends when the producer has stopped), anything else
+        means it had already finished and nothing was done.
+        ``StreamNotFound`` / ``StreamExpired`` as for :meth:`read`.
+        """
+        ...
+
+    async def take_over(self) -> list[str]:
+        """Take the lease of every open stream whose producer's lease ran out.
+
+        Returns the ids of the streams *this call* took: when several
+        processes call it at once, each stream goes to exactly one of them.
+        The caller now holds those leases as if it had created the streams
+        (the store renews them), and must end each one, typically with an
+        ``error`` event and ``finish(..., "failed")`` after recording the
+        failure elsewhere. If the caller dies too, its leases run out in turn
+        and another process takes over.
+        """
         ...

@@ -1,0 +1,81 @@
+"""Ending the answers of an instance that died: every instance looks for leases
+that ran out, and the one that takes a stream over ends it.
+
+A producer's lease lives in the store (see ``askstream.streams``); when its
+process is killed, the lease runs out ``lease_ttl`` seconds later.
+:func:`reap_forever`, which every instance runs, then takes the stream over
+(atomically in the store: exactly one instance gets it), writes the message
+as ``failed`` with the text its readers got, and only then ends the stream
+with an ``error`` event (code 503): as with every other end, a reader that got
+the last event finds the history already saying so. If this instance dies
+midway, the lease it took runs out too and another one finishes the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..streams import Store, StoreError
+from ._history import ChatHistory
+
+__all__ = ["LOST", "LOST_DATA", "reap_forever", "reap_once"]
+
+logger = logging.getLogger("askstream.service")
+
+#: What readers and the history are told about an answer whose instance died.
+LOST = "the server generating this answer stopped; ask again"
+LOST_DATA = json.dumps({"code": 503, "message": LOST}, separators=(",", ":"))
+
+
+def answer_text(data: list[str]) -> str:
+    """The answer its readers saw: the ``delta`` of each message event's data."""
+    parts = []
+    for item in data:
+        payload = json.loads(item)
+        if isinstance(payload, dict) and isinstance(payload.get("delta"), str):
+            parts.append(payload["delta"])
+    return "".join(parts)
+
+
+async def reap_once(store: Store, history: ChatHistory) -> list[str]:
+    """End the streams whose producer's lease ran out, marking their messages
+    failed first; the ids this instance ended."""
+    taken = await store.take_over()
+    for message_id in taken:
+        logger.warning("answer %s lost its server; it ends with error 503", message_id)
+        try:
+            events = await store.read(message_id)
+        except StoreError:
+            content = None  # expired meanwhile: keep what was saved
+        else:
+            content = answer_text([e.data for e in events if e.event == "message"])
+        try:
+            await history.fail_answer(message_id, LOST, content)
+        except Exception:
+            # Its readers must still hear how it ended; the row stays "streaming".
+            logger.exception("saving answer %s as failed failed", message_id)
+        try:
+            await store.append(message_id, LOST_DATA, event="error")
+        except RuntimeError:
+            continue  # its producer was alive after all, and ended it meanwhile
+        await store.finish(message_id, "failed")
+    return taken
+
+
+async def reap_forever(
+    store: Store,
+    history: ChatHistory,
+    *,
+    interval: float,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> None:
+    """Call :func:`reap_once` every ``interval`` seconds until cancelled."""
+    while True:
+        await sleep(interval)
+        try:
+            await reap_once(store, history)
+        except Exception:  # Redis or the database away for a moment: the next round retries
+            logger.exception("looking for answers whose server died failed")
