@@ -288,3 +288,17 @@ async def test_a_waiting_follower_does_not_poll_redis(redis_stores: Stores) -> N
         await store.finish("s")
     await client.aclose()
     assert task.result() == ["x"]
+
+
+async def test_an_idle_store_outwaits_redis_pys_socket_timeout_quietly(
+    redis_stores: Stores, caplog: pytest.LogCaptureFixture
+) -> None:
+    # redis-py times a read out after 5 s by default; a blocking XREAD waits
+    # `block` (10 s) for news. Idle for longer than 5 s, nothing may fail.
+    store = await redis_stores()
+    await store.create("m1")
+    follower = store.follow("m1")
+    await asyncio.sleep(5.5)
+    event = await store.append("m1", "late")
+    assert await anext(follower) == event
+    assert [r.getMessage() for r in caplog.records if r.levelname != "DEBUG"] == []

@@ -38,6 +38,7 @@ _STATUSES: dict[bytes, StreamStatus] = {
     b"cancelled": "cancelled",
 }
 _TAKE_OVER_BATCH = 100
+_BLOCK_MARGIN = 5.0
 _RETRY_DELAY = 0.5
 
 
@@ -235,10 +236,14 @@ class RedisStore:
         # A blocking XREAD holds its connection: readers get their own.
         from redis.asyncio import Redis
 
+        # redis-py's default socket timeout (5 s) is shorter than a blocking
+        # read's wait: give the read its block time and a margin, so that only
+        # a dead connection times out.
         connection = Redis.from_url(
             self.url,
             single_connection_client=True,
             socket_keepalive=True,
+            socket_timeout=self._block + _BLOCK_MARGIN,
         )
         self._connections.append(connection)
         return connection
