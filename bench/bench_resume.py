@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import gc
 import importlib.metadata
 import json
 import os
@@ -58,7 +59,11 @@ END_MARKER = "<!-- bench_resume:end -->"
 RESUME_TARGET_MS = 10.0
 FANOUT_TARGET_MS = 20.0
 SERVICE_ARGS = ["--timeout-graceful-shutdown", "1"]
-RIVALS = {"sse-starlette": "rival_app", "bare ASGI (floor)": "floor_app"}
+RIVALS = {
+    "sse-starlette": "rival_app",
+    "bare ASGI in FastAPI (floor)": "fastapi_floor_app",
+    "bare ASGI (floor)": "floor_app",
+}
 
 # -- servers ------------------------------------------------------------------------------
 
@@ -333,6 +338,10 @@ async def _fanout(deployed: Deployment, upstream: ServerProcess, readers: int) -
 
             ready = time.monotonic_ns() + 200_000_000  # every reader follows by now
             counted_from = seen[0]
+            # The measuring end's own collector pauses would show up as delivery
+            # delays of whichever server is measured: keep it still meanwhile.
+            gc.collect()
+            gc.disable()
             if asker is not None:  # the asker reads its own answer to the end
                 async for _ in response.aiter_raw():
                     pass
@@ -340,6 +349,7 @@ async def _fanout(deployed: Deployment, upstream: ServerProcess, readers: int) -
                 await asyncio.sleep(0.1 * 160)
             await asyncio.sleep(0.5)
         finally:
+            gc.enable()
             for transport in transports:
                 transport.close()
             if asker is not None:
@@ -446,6 +456,74 @@ def rival_app() -> Any:
     )
 
 
+class _Floor:
+    """One answer followed by every reader: a shared ``asyncio.Event`` each reader
+    waits on, and the bytes of the newest event, encoded once."""
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.body = b""
+        self.end = False
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    def deliver(self, data: str | None) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        self.body = b"" if data is None else b"data: " + data.encode() + b"\n\n"
+        self.end = data is None
+        changed.set()
+
+    def ask(self) -> None:
+        task = asyncio.create_task(_pump(os.environ["BENCH_UPSTREAM"], self.deliver))
+        self._pumps.add(task)
+        task.add_done_callback(self._pumps.discard)
+
+    async def follow(self, send: Any) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b": hello\n\n", "more_body": True})
+        while not self.end:
+            await self.changed.wait()
+            await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def fastapi_floor_app() -> Any:
+    """The floor's loop as a response of a FastAPI app with the service's own
+    middleware: what the framework's layers cost every reader's every send.
+
+    Run by uvicorn (``bench_resume:fastapi_floor_app --factory``).
+    """
+    from fastapi import FastAPI
+    from starlette.responses import Response
+    from starlette.types import Receive, Scope, Send
+
+    from askstream.service._middleware import BodyLimit, InternalErrors
+
+    floor = _Floor()
+
+    class Follow(Response):
+        def __init__(self) -> None:
+            self.background = None
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await floor.follow(send)
+
+    app = FastAPI()
+    app.add_middleware(InternalErrors)
+    app.add_middleware(BodyLimit, max_size=1 << 20)
+
+    @app.post("/ask")
+    async def ask() -> dict[str, str]:
+        floor.ask()
+        return {"id": "one"}
+
+    @app.get("/stream/{stream_id}")
+    async def stream(stream_id: str) -> Response:
+        return Follow()
+
+    return app
+
+
 def floor_app() -> Any:
     """The floor: a bare ASGI app, no framework, no middleware. Every reader waits
     on one shared ``asyncio.Event`` and sends the bytes encoded once; only
@@ -453,14 +531,7 @@ def floor_app() -> Any:
 
     Run by uvicorn (``bench_resume:floor_app --factory``).
     """
-    state: dict[str, Any] = {"changed": asyncio.Event(), "body": b"", "end": False}
-    pumps: set[asyncio.Task[None]] = set()
-
-    def deliver(data: str | None) -> None:
-        changed, state["changed"] = state["changed"], asyncio.Event()
-        state["body"] = b"" if data is None else b"data: " + data.encode() + b"\n\n"
-        state["end"] = data is None
-        changed.set()
+    floor = _Floor()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -469,20 +540,12 @@ def floor_app() -> Any:
             await send({"type": "lifespan.shutdown.complete"})
             return
         if scope["path"] == "/ask":
-            task = asyncio.create_task(_pump(os.environ["BENCH_UPSTREAM"], deliver))
-            pumps.add(task)
-            task.add_done_callback(pumps.discard)
+            floor.ask()
             headers = [(b"content-type", b"application/json")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b'{"id": "one"}'})
             return
-        headers = [(b"content-type", b"text/event-stream")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b": hello\n\n", "more_body": True})
-        while not state["end"]:
-            await state["changed"].wait()
-            await send({"type": "http.response.body", "body": state["body"], "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        await floor.follow(send)
 
     return app
 
@@ -568,7 +631,10 @@ def report(
         "each event (one every 100 ms, stamped by the fake upstream when sent), "
         "the time until the last of the readers has it. Redis: generated on A, "
         "followed on B. sse-starlette: the same upstream read once, a queue per "
-        "reader (its usual pattern).",
+        "reader (its usual pattern). The floors: every reader waits on one shared "
+        "`asyncio.Event` and sends the bytes encoded once, as a bare ASGI app, and "
+        "as a response of a FastAPI app with the service's middleware (what the "
+        "framework's layers cost each send).",
         "",
         "| server | events measured | p50 | p99 | max | every reader got every event "
         "| p99 < 20 ms |",
@@ -595,7 +661,8 @@ def report(
         "- Fan-out includes the hop from the fake upstream to the service, the "
         "store, and this process reading 1,000 sockets (uvloop, raw protocol, no "
         "HTTP parsing). The event is encoded once: every follower yields the same "
-        "`Event` object.",
+        "`Event` object. The measuring process does not collect garbage while "
+        "it measures (its pauses would count against whichever server runs).",
         "- Everything shares the machine's cores with other jobs: rows move between "
         "runs by a few ms; compare within one run.",
     ]

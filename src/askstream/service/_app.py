@@ -4,6 +4,7 @@ and every generation task; its handlers give every error one JSON shape."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import (
@@ -161,6 +162,10 @@ def create_app(
                 settings.store,
                 _safe(settings),
             )
+            # Everything made so far (modules, the app, the engine) lives as long
+            # as the process: out of the collector's way, a full collection no
+            # longer walks it, which took 60-80 ms with 1,000 readers connected.
+            gc.freeze()
             yield
 
     app = FastAPI(
