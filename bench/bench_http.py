@@ -51,13 +51,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from _common import DOC, write_section
 from askstream.testing import ServerProcess
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DOC = ROOT / "docs" / "benchmarks.md"
-START_MARKER = "<!-- bench_http:start -->"
-END_MARKER = "<!-- bench_http:end -->"
 UVICORN_ARGS = ["--loop", "uvloop", "--http", "httptools", "--backlog", "4096"]
 LIBRARIES = ("askstream", "sse-starlette")
 
@@ -581,19 +579,6 @@ def report(results: Results, args: argparse.Namespace, command: str) -> str:
     return "\n".join(out)
 
 
-def write_section(body: str, path: Path = DOC) -> None:
-    """Replace the text between this script's markers; leave the rest of the file alone."""
-    section = f"{START_MARKER}\n{body}\n{END_MARKER}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = text.find(START_MARKER)
-    end = text.find(END_MARKER, start)
-    if start != -1 and end != -1:
-        text = text[:start] + section + text[end + len(END_MARKER) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer repeats")
@@ -623,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = report(results, args, command)
     print(body)
     if args.write:
-        write_section(body)
+        write_section("bench_http", body)
     return 0
 
 

@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import datetime
 import gc
-import importlib.metadata
 import json
 import os
 import platform
@@ -43,19 +42,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from _common import ROOT, percentile, versions, write_section
 from askstream.sse import Decoder
 from askstream.streams import MemoryStore, RedisStore, Store
 from askstream.testing import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
-START_MARKER = "<!-- bench_resume:start -->"
-END_MARKER = "<!-- bench_resume:end -->"
+LIBRARIES = ("askstream", "starlette", "uvicorn", "httpx", "redis", "sse-starlette")
+
 RESUME_TARGET_MS = 10.0
 FANOUT_TARGET_MS = 20.0
 SERVICE_ARGS = ["--timeout-graceful-shutdown", "1"]
@@ -136,11 +133,6 @@ async def _delete_prefix(url: str, prefix: str) -> None:
         await client.aclose()
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
 # -- 1. resume latency --------------------------------------------------------------------
 
 
@@ -183,7 +175,7 @@ async def _resume(deployed: Deployment, requests: int) -> Resume:
         for _ in range(100):  # warm up: connections, the worker's caches
             await one()
         samples = [await one() for _ in range(requests)]
-    return Resume(deployed.kind, requests, pct(samples, 50), pct(samples, 99))
+    return Resume(deployed.kind, requests, percentile(samples, 50), percentile(samples, 99))
 
 
 def resume(kind: str, requests: int, redis_url: str) -> Resume:
@@ -361,8 +353,8 @@ async def _fanout(deployed: Deployment, upstream: ServerProcess, readers: int) -
         deployed.kind,
         readers,
         measured,
-        pct(delays, 50),
-        pct(delays, 99),
+        percentile(delays, 50),
+        percentile(delays, 99),
         max(delays),
         complete,
     )
@@ -561,15 +553,6 @@ def _run(coroutine: Any) -> Any:
     return uvloop.run(coroutine)
 
 
-def _versions() -> str:
-    names = ["askstream", "starlette", "uvicorn", "httpx", "redis", "sse-starlette"]
-    parts = []
-    for name in names:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            parts.append(f"{name} {importlib.metadata.version(name)}")
-    return ", ".join(parts)
-
-
 def _redis_version(url: str) -> str:
     import redis
 
@@ -591,7 +574,7 @@ def report(
     lines = [
         "## Resumable streams (`bench/bench_resume.py`)",
         "",
-        f"{today}; CPython {platform.python_version()}; {_versions()}; Redis "
+        f"{today}; CPython {platform.python_version()}; {versions(*LIBRARIES)}; Redis "
         f"{_redis_version(redis_url)} on loopback; {os.cpu_count()} cores, "
         f"{platform.machine()}, {platform.system()}. Every server is one uvicorn "
         "worker (uvloop, httptools).",
@@ -669,18 +652,6 @@ def report(
     return "\n".join(lines)
 
 
-def write(section: str) -> None:
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    block = f"{START_MARKER}\n{section}\n{END_MARKER}"
-    if START_MARKER in text and END_MARKER in text:
-        head, rest = text.split(START_MARKER, 1)
-        _, tail = rest.split(END_MARKER, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOC.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
@@ -715,7 +686,7 @@ def main() -> None:
     section = report(resumes, throughputs, fanouts, command, args.redis_url)
     print(section)
     if args.write:
-        write(section)
+        write_section("bench_resume", section)
     print(f"median resume p99: {statistics.median(r.p99 for r in resumes):.2f} ms", file=sys.stderr)
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -50,13 +49,12 @@ from typing import Any
 import httpx
 import psutil
 
+from _common import versions, write_section
 from askstream.sse import Decoder
 from askstream.testing import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
-START_MARKER = "<!-- bench_service:start -->"
-END_MARKER = "<!-- bench_service:end -->"
+LIBRARIES = ("askstream", "fastapi", "starlette", "uvicorn", "httpx", "sqlalchemy")
+
 TARGET_MS = 5.0
 RATE = 20  # tokens/s per answer in the latency runs
 LATENCY_TOKENS = 200  # 10 s per answer at 20 tokens/s
@@ -315,23 +313,12 @@ def latency(levels: list[int]) -> list[tuple[Run, Run]]:
 # -- the report -------------------------------------------------------------------------
 
 
-def _versions() -> str:
-    names = ["askstream", "fastapi", "starlette", "uvicorn", "httpx", "sqlalchemy"]
-    parts = []
-    for name in names:
-        try:
-            parts.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return ", ".join(parts)
-
-
 def report(thr: list[tuple[Run, Run]], lat: list[tuple[Run, Run]]) -> str:
     today = datetime.date.today().isoformat()
     lines = [
         "## The ask service (`bench/bench_service.py`)",
         "",
-        f"{today}; CPython {platform.python_version()}; {_versions()}; "
+        f"{today}; CPython {platform.python_version()}; {versions(*LIBRARIES)}; "
         f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}. "
         "Upstream (FakeUpstream), service (one uvicorn worker, SQLite, in-process "
         "store) and client (httpx + askstream's Decoder) are three processes on "
@@ -415,18 +402,6 @@ def report(thr: list[tuple[Run, Run]], lat: list[tuple[Run, Run]]) -> str:
     return "\n".join(lines)
 
 
-def write(section: str) -> None:
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    block = f"{START_MARKER}\n{section}\n{END_MARKER}"
-    if START_MARKER in text and END_MARKER in text:
-        head, rest = text.split(START_MARKER, 1)
-        _, tail = rest.split(END_MARKER, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOC.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         client_main(sys.argv[2:])
@@ -445,7 +420,7 @@ def main() -> None:
     section = report(thr, lat)
     print(section)
     if args.write:
-        write(section)
+        write_section("bench_service", section)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -63,6 +62,8 @@ try:
 except ImportError as exc:  # the decoder may not have landed yet
     sys.exit(f"bench_sse: cannot import askstream.sse's Decoder/Event/encode yet: {exc}")
 
+from _common import DOC, ROOT, write_section
+
 CHUNK_SIZE = 4096
 DEFAULT_EVENTS = 200_000
 DEFAULT_REPEATS = 5
@@ -70,10 +71,6 @@ SEED = 20_240_601
 DECODER_TARGET = 3.0
 ENCODER_TARGET = 2.0
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
-START_MARKER = "<!-- bench_sse:start -->"
-END_MARKER = "<!-- bench_sse:end -->"
 DOC_INTRO = """\
 # Benchmarks
 
@@ -503,20 +500,6 @@ def render(
     return "\n".join(out)
 
 
-def write_section(body: str, path: Path = DOC) -> None:
-    """Replace the text between this script's markers; leave the rest of the file alone."""
-    section = f"{START_MARKER}\n{body}\n{END_MARKER}"
-    text = path.read_text(encoding="utf-8") if path.exists() else DOC_INTRO
-    start = text.find(START_MARKER)
-    end = text.find(END_MARKER, start)
-    if start != -1 and end != -1:
-        text = text[:start] + section + text[end + len(END_MARKER) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
@@ -560,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = render(workloads, decode_times, encode_times, phantoms, args.repeats)
     print(report)
     if args.write:
-        write_section(report)
+        write_section("bench_sse", report, intro=DOC_INTRO)
         print(f"bench_sse: updated {DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
