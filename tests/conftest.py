@@ -15,6 +15,22 @@ import pytest
 
 from askstream.testing import ServerProcess, in_ci
 
+#: The Redis every Redis test uses (CI and the developers' machines run one there).
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_available(url: str = REDIS_URL) -> bool:
+    """Whether a Redis answers at ``url`` within a second."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run soak and chaos tests")

@@ -28,11 +28,11 @@ import askstream
 from askstream.sse import Event
 from askstream.testing import ServerProcess, require
 
+from ..conftest import REDIS_URL, redis_available
 from .conftest import PG_ADMIN_DSN, SERVICE_APP, SERVICE_ARGS, SERVICE_ENV, llm_env, read_events
 
 pytestmark = pytest.mark.anyio
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 KINDS = ["memory", "redis"]
 # About 85 pieces 10 ms apart: "mid-answer" lasts most of a second.
 DEMO = {"ASKSTREAM_DEMO_DELAY": "0.01"}
@@ -40,18 +40,6 @@ TERMINAL = {"done", "error"}
 
 
 # -- the outside parts: Redis and PostgreSQL ------------------------------------
-
-
-def _redis_available() -> bool:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
 
 
 async def _pg(statement: str | None = None) -> bool:
@@ -73,7 +61,7 @@ async def _pg(statement: str | None = None) -> bool:
 def shared_parts() -> Iterator[dict[str, str]]:
     """Redis and a PostgreSQL database made for this session (dropped after): the
     environment every instance of a ``redis`` deployment shares, but its key prefix."""
-    require(_redis_available(), f"Redis at {REDIS_URL}")
+    require(redis_available(), f"Redis at {REDIS_URL}")
     require(asyncio.run(_pg()), f"PostgreSQL at {PG_ADMIN_DSN}")
     name = f"askstream_instances_{uuid.uuid4().hex[:12]}"
     asyncio.run(_pg(f'CREATE DATABASE "{name}"'))

@@ -17,21 +17,9 @@ import pytest
 from askstream.streams import MemoryStore, RedisStore, Store
 from askstream.testing import require
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from ..conftest import REDIS_URL, redis_available
 
 MakeStore = Callable[..., Awaitable[Store]]
-
-
-def redis_available(url: str = REDIS_URL) -> bool:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
 
 
 async def delete_prefix(prefix: str, url: str = REDIS_URL) -> None:
