@@ -1,0 +1,151 @@
+"""The public API as users write it: type-checked by ``mypy --strict``, never run.
+
+``./dev test`` runs ``mypy --strict tests/typing``: a change to a public
+signature that breaks code like this fails the build even when every runtime
+test still passes. Nothing here is called; the functions exist to be checked.
+``assert_type`` pins what the API promises to return.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from contextlib import aclosing
+from typing import assert_type
+
+import httpx
+from fastapi import FastAPI
+from starlette.applications import Starlette
+
+import askstream
+from askstream.service import (
+    Backend,
+    ChatMessage,
+    Chunk,
+    DemoBackend,
+    Settings,
+    UpstreamError,
+    create_app,
+)
+from askstream.sse import Decoder, Event, comment, encode
+from askstream.streams import MemoryStore, RedisStore, Store, StreamExpired, StreamNotFound
+from askstream.testing import FakeUpstream, ServerProcess, free_port, require
+
+
+def the_protocol_core(chunks: Sequence[bytes]) -> list[str]:
+    wire = encode(Event(data="line one\nline two", event="delta", id="7", retry=3000))
+    wire += comment("keep-alive")
+    decoder = Decoder(last_event_id="6", max_event_size=1 << 20)
+    events = [event for chunk in [wire, *chunks] for event in decoder.feed(chunk)]
+    assert_type(decoder.last_event_id, str)
+    assert_type(decoder.retry, int | None)
+    return [f"{event.id}:{event.event}:{event.data}" for event in events]
+
+
+def serving_from_fastapi() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/api/ask")
+    async def ask() -> askstream.EventStreamResponse:
+        async def answer() -> AsyncIterator[Event | str | dict[str, str]]:
+            yield Event(data='{"delta": "Hel"}', id="1")
+            yield "lo"  # data
+            yield {"delta": "!"}  # JSON data
+
+        return askstream.EventStreamResponse(
+            answer(), ping=15, retry=2000, send_timeout=30, on_disconnect="drain"
+        )
+
+    @app.get("/api/feed")
+    def feed() -> askstream.EventStreamResponse:
+        def numbers(last_event_id: str | None) -> Iterator[Event]:
+            start = int(last_event_id or 0)
+            for n in range(start + 1, start + 4):
+                yield Event(data=str(n), id=str(n))
+
+        return askstream.EventStreamResponse(numbers, headers={"X-Feed": "numbers"})
+
+    return app
+
+
+def serving_plain_asgi() -> Starlette:
+    app = Starlette()
+    app.add_middleware(askstream.ShutdownMiddleware)
+    return app
+
+
+async def reading_asynchronously(url: str) -> str:
+    answer = ""
+    body = {"chatId": None, "question": "Hello?"}
+    try:
+        async with askstream.aconnect(
+            "POST",
+            url,
+            json=body,
+            until={"done", "error"},
+            reconnect=askstream.Reconnect(max_attempts=3, delay=0.5, jitter=0.1),
+        ) as stream:
+            assert_type(stream, askstream.AsyncEventSource)
+            async for event in stream:
+                assert_type(event, Event)
+                if event.event == "message":
+                    answer += json.loads(event.data)["delta"]
+    except askstream.ResponseError as error:
+        return f"{error.status} {error.code}: {error.message}"
+    except askstream.AskstreamError as error:
+        return str(error)
+    return answer
+
+
+def reading_synchronously(client: httpx.Client, url: str) -> list[Event]:
+    with askstream.connect("GET", url, client=client, last_event_id="41", reconnect=None) as source:
+        assert_type(source, askstream.EventSource)
+        return list(source)
+
+
+async def a_store(store: Store) -> list[str]:
+    await store.create("m1", on_cancel=lambda: None)
+    event = await store.append("m1", '{"delta": "Hi"}')
+    assert_type(event, Event)
+    await store.finish("m1", "complete")
+    try:
+        return [e.data async for e in store.follow("m1", after=event.id)]
+    except (StreamNotFound, StreamExpired):
+        return []
+
+
+async def both_stores() -> None:
+    await a_store(MemoryStore(retention=60.0))
+    async with RedisStore("redis://127.0.0.1:6379/0", prefix="app:", retention=3600.0) as redis:
+        await a_store(redis)
+
+
+class EchoBackend:
+    """A back end of one's own: any class with ``stream`` and ``aclose``."""
+
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Chunk, None]:
+        if not messages:
+            raise UpstreamError("nothing to answer")
+        yield Chunk(messages[-1]["content"])
+        yield Chunk(finish_reason="stop")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def the_service() -> FastAPI:
+    backend: Backend = EchoBackend()
+    async with aclosing(DemoBackend(delay=0).stream([{"role": "user", "content": "Hi"}])) as chunks:
+        async for chunk in chunks:
+            assert_type(chunk.delta, str)
+    app = create_app(Settings.from_env(), store=MemoryStore(), backend=backend)
+    assert_type(app, FastAPI)
+    return app
+
+
+def the_test_helpers() -> None:
+    require(True, "Redis at 127.0.0.1:6379")
+    upstream = ServerProcess("askstream.testing:FakeUpstream.from_env", factory=True)
+    assert_type(free_port(), int)
+    assert_type(FakeUpstream.from_env({"ASKSTREAM_FAKE_TOKENS": "3"}), FakeUpstream)
+    upstream.stop()
