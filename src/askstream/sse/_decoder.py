@@ -3,33 +3,30 @@
 Every rule below is from the WHATWG HTML standard, §9.2.6 "Parsing an event
 stream" and "Interpreting an event stream".
 
-The exact path decodes complete lines and runs the spec's field table line by
-line. A Python loop per line is what makes SSE parsers slow, so three shortcuts
-handle the shapes real streams have without one, each taken only where counting
-proves it gives what the exact path would:
+The exact path (``_segments``) runs the spec's field table line by line. A Python
+loop per line is what makes SSE parsers slow, so the decoder first offers each
+run of whole events to the shortcuts in ``_batch``, which prove a run's shape
+before they decode it without one; anything they refuse goes the exact way.
+To give them whole runs, the lines of an event that has not ended yet wait in
+the buffer for the rest of it, where nothing a caller can see depends on them
+(``_held``). Inside the exact path, ``_segments`` has its own per-event
+shortcuts for a segment of data lines only, or one field line and data lines.
 
-- ``_fast``: on the raw bytes, a run of single-line ``data: `` events with LF, the
-  shape of nearly every LLM token stream;
-- ``_batch``: on decoded, line-end-normalised text, a run of events that are only
-  data lines, or one ``id:`` or one ``event:`` line and then data lines;
-- in ``_segments``, per event, a segment of data lines only, or one field line and
-  then data lines.
-
-tests/sse checks all of them against a literal transcription of the spec on the
+tests/sse checks every path against a literal transcription of the spec on the
 shared vectors and on random streams in random chunkings.
 """
 
 from __future__ import annotations
 
-from itertools import repeat
-
 from .._exceptions import EventTooLarge
+from ._batch import decode_run, decode_token_run
 from ._event import Event
 
 __all__ = ["Decoder"]
 
 _BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+_HOLD_LIMIT = 16 * 1024  # see Decoder._held
 
 
 def _size_bound(text: str) -> int:
@@ -49,6 +46,15 @@ def _digits_to_int(digits: str) -> int:
         part = digits[start : start + 4000]
         value = value * 10 ** len(part) + int(part)
     return value
+
+
+def _normalise(text: str) -> str:
+    """LF for every line end: CR, LF and CRLF each end a line (§9.2.6 "end-of-line")."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            text = text.replace("\r", "\n")
+    return text
 
 
 def _join_data(lines: str) -> str:
@@ -83,11 +89,14 @@ class Decoder:
     """
 
     __slots__ = (
+        "_batch_misses",
+        "_batch_skips",
         "_buffer",
         "_data",
         "_data_size",
         "_event_retry",
         "_event_type",
+        "_hold_max",
         "_id_buffer",
         "_in_event",
         "_last_event_id",
@@ -100,7 +109,7 @@ class Decoder:
     def __init__(
         self, *, last_event_id: str = "", max_event_size: int | None = DEFAULT_MAX_EVENT_SIZE
     ) -> None:
-        self._buffer = b""  # bytes after the last complete line
+        self._buffer = b""  # not interpreted yet: lines that wait (see _held), an unfinished line
         self._started = False  # the leading-BOM check is done
         self._pending_cr = False  # the last line ended in CR: a first LF next is part of it
         self._in_event = False  # lines have come since the last blank line
@@ -113,6 +122,11 @@ class Decoder:
         self._last_event_id = last_event_id  # "last event ID string", set at dispatch
         self._retry: int | None = None
         self._max = max_event_size if max_event_size is not None else float("inf")
+        self._hold_max = min(self._max, _HOLD_LIMIT)  # see _held
+        # Per line end (index 0 for LF, 1 for CRLF): runs in a row that _runs
+        # could not decode at once, and runs it leaves to the exact path before trying again.
+        self._batch_misses = [0, 0]
+        self._batch_skips = [0, 0]
 
     @property
     def last_event_id(self) -> str:
@@ -146,81 +160,130 @@ class Decoder:
             self._pending_cr = False
             if buf[0] == 0x0A:  # the LF of a CRLF that was cut between chunks
                 buf = buf[1:]
-        if not self._in_event:
+        # Single-line data events on LF, the bytes as they came. For LF streams
+        # only: the memchr spares CRLF streams the search for a blank line.
+        if not self._in_event and buf.startswith(b"data: ") and 13 not in buf:
             end = buf.rfind(b"\n\n")
-            if end > 0 and self._fast(buf[:end], events):
-                buf = buf[end + 2 :]
-        buf = self._exact(buf, events)
-        if len(buf) > self._max:
+            if 0 < end <= self._max:  # over the limit, the exact path decides
+                found = decode_token_run(buf[:end], self._last_event_id)
+                if found is not None:
+                    events = found
+                    buf = buf[end + 2 :]
+        self._buffer = self._interpret(buf, events)
+        return events
+
+    def _interpret(self, buf: bytes, events: list[Event]) -> bytes:
+        """Interpret the complete lines of ``buf``; return the bytes to keep for later."""
+        # Integer arguments: bytes methods given a bytes needle go through the
+        # buffer protocol, which costs more here than the search itself.
+        cut = buf.rfind(10) + 1
+        if buf.find(13, cut) >= 0:  # a CR after the last LF ends the last line
+            cut = buf.rfind(13) + 1
+        # Checked before anything is interpreted, so that when it raises,
+        # last_event_id still names the last event the caller was given.
+        if len(buf) - cut > self._max:
             raise EventTooLarge(
                 f"a line grew past {self._max} bytes without a line end", limit=int(self._max)
             )
-        self._buffer = buf
-        return events
-
-    def _fast(self, region: bytes, events: list[Event]) -> bool:
-        # region is whole events minus the final b"\n\n". Split at every
-        # "\n\ndata: ": when those separators hold every LF of the region, and
-        # it has no CR, no line is anything but "data: <value>" and each event
-        # has exactly one data line. Anything else is left to the exact path, as
-        # is a region over the size limit. ASCII bytes never occur inside a UTF-8
-        # sequence, so decoding the region at once replaces invalid bytes
-        # exactly as decoding it line by line would.
-        if not region.startswith(b"data: ") or b"\r" in region or len(region) > self._max:
-            return False
-        # Before decoding and splitting it all: are the first and the last
-        # event single data lines? Other streams fail here, at little cost.
-        first_end = region.find(b"\n")
-        last_start = region.rfind(b"\n")
-        if first_end >= 0 and (
-            region[first_end : first_end + 8] != b"\n\ndata: "
-            or region[last_start - 1 : last_start + 7] != b"\n\ndata: "
-        ):
-            return False
-        datas = region.decode("utf-8", "replace")[6:].split("\n\ndata: ")
-        if region.count(b"\n") != 2 * len(datas) - 2:
-            return False
-        last_id = self._last_event_id
-        if last_id:
-            events.extend([Event(data, "message", last_id) for data in datas])
-        else:
-            events.extend(map(Event, datas))
-        return True
-
-    def _exact(self, buf: bytes, events: list[Event]) -> bytes:
-        """Interpret the complete lines of ``buf``; return the unfinished rest."""
-        cut = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
-        if cut < 0:
+        if not cut:
             return buf
-        rest = buf[cut + 1 :]
-        text = buf[: cut + 1].decode("utf-8", "replace")
+        # A UTF-8 sequence never spans a line end, so the lines decode alone.
+        text = buf[:cut].decode("utf-8", "replace")
+        held = self._held(text)
+        if held:
+            if text.isascii():
+                cut -= len(held)
+            elif "\ufffd" in held:  # maybe an invalid byte: its size in bytes is unknown
+                held = ""
+            else:
+                cut -= len(held.encode())
+            if held:
+                text = text[: -len(held)]
+                if not text:
+                    return buf
         self._pending_cr = text[-1] == "\r"
         if "\r" in text:
-            # CR, LF and CRLF each end a line (§9.2.6 "end-of-line").
-            text = text.replace("\r\n", "\n")
-            if "\r" in text:
-                text = text.replace("\r", "\n")
+            # Try the CRLF shapes on the text as it came, which spares a pass
+            # over it; what they leave is normalised and tried again as LF.
+            text = self._runs(text, True, events)
+            if text:
+                text = _normalise(text)
+        if text:
+            text = self._runs(text, False, events)
+        if text:  # else the text ended with a blank line: nothing is left over
+            self._segments(text, events)
+        return buf[cut:]
 
-        # Cut the text at every "\n\n": each segment is a run of lines, and the
-        # "\n\n" after it is its last line's end plus a blank line: a dispatch.
-        # A segment of "data: " lines only (most events) becomes its event
-        # through C-level string calls; other segments go line by line through
-        # the spec's field table. Only the first segment can continue an event
-        # begun in an earlier chunk, so only it must skip the shortcut. The last
-        # piece is lines not yet followed by a blank line: no dispatch after it.
+    def _held(self, text: str) -> str:
+        """The lines at the end of ``text`` to keep undecoded for the next chunk, if any.
+
+        From a clean state, the complete lines of an event that has not ended
+        yet may wait in the buffer: decoded with the rest of their event, they
+        can go through a batch, where now they and the rest of their event would
+        go line by line. They wait only while nothing a caller can see changes
+        by it: when they hold no blank line (nothing is dispatched late), no
+        ``retry`` field (``retry`` is set when its line ends) and no more bytes
+        than ``max_event_size`` (they cannot make an error late), and at most
+        ``_HOLD_LIMIT`` bytes, so that waiting lines are not read again and again.
+        """
+        start = text.rfind("\r\n\r\n") + 4 if "\r" in text else text.rfind("\n\n") + 2
+        if start < 4:  # no blank line: these lines continue an event
+            if self._in_event:
+                return ""
+            start = 0
+        held = text[start:]
+        if (
+            0 < _size_bound(held) <= self._hold_max
+            and held[0] not in "\r\n"
+            and "\n\n" not in held
+            and "\r\r" not in held
+            and "\n\r" not in held
+            and "retry" not in held
+        ):
+            return held
+        return ""
+
+    def _runs(self, text: str, crlf: bool, events: list[Event]) -> str:
+        """Interpret complete lines up to the last blank line; return the lines after it.
+
+        ``text`` ends lines with LF only, or (``crlf``) is as received. Cut at
+        a blank line, text holds whole events: a run the ``_batch`` module may
+        decode at once. Only the event begun in an earlier chunk, if any, must
+        first be finished the slow way. The lines after the last blank line
+        wait for ``_segments``: no dispatch after them.
+        """
+        blank = "\r\n\r\n" if crlf else "\n\n"
         if self._in_event:
-            # Finish the event begun in an earlier chunk the slow way first.
-            first = text.find("\n\n")
+            first = text.find(blank)
             if first < 0:
-                self._segments(text, events)
-                return rest
-            self._segments(text[: first + 2], events)
-            text = text[first + 2 :]
-        end = text.rfind("\n\n")
-        if end > 0 and self._batch(text[:end], events):
-            text = text[end + 2 :]
-        self._segments(text, events)
-        return rest
+                return text
+            first += len(blank)
+            self._segments(_normalise(text[:first]), events)
+            text = text[first:]
+        end = text.rfind(blank)
+        if end <= 0:
+            return text
+        skips = self._batch_skips
+        if skips[crlf]:
+            skips[crlf] -= 1
+            return text
+        region = text[:end]
+        # Under the limit as a whole, no event in the run can pass it: an
+        # event's data is shorter than its lines. Over it, the exact path decides.
+        if _size_bound(region) <= self._max:
+            run = decode_run(region, crlf, self._last_event_id)
+            if run is not None:
+                events += run[0]
+                self._id_buffer = self._last_event_id = run[1]
+                self._batch_misses[crlf] = 0
+                return text[end + len(blank) :]
+        # A miss costs about what a hit saves, and a stream of many shapes
+        # misses again and again: after each miss in a row, skip twice as many
+        # runs (up to 31) before trying again. Either way the events are the same.
+        misses = self._batch_misses
+        misses[crlf] = min(misses[crlf] + 1, 5)
+        skips[crlf] = (1 << misses[crlf]) - 1
+        return text
 
     def _segments(self, text: str, events: list[Event]) -> None:
         """Interpret complete lines of normalised text, one segment at a time."""
@@ -264,22 +327,33 @@ class Decoder:
                         head = segment[:start]
                         if "\n" not in head and not data:
                             # One field line, the usual "id: 7" or "event: done".
+                            # An event begun in an earlier chunk may have set
+                            # its type or retry already: both go with it.
                             if head.startswith("id: ") and "\0" not in head:
                                 id_buffer = head[4:]
                                 self._last_event_id = id_buffer
                                 value = _join_data(tail)
                                 events.append(
-                                    Event(value, event_type or "message", id_buffer or None)
+                                    Event(
+                                        value,
+                                        event_type or "message",
+                                        id_buffer or None,
+                                        event_retry,
+                                    )
                                 )
                                 event_type = ""
+                                event_retry = None
                                 continue
-                            if head.startswith("event: ") and event_retry is None:
+                            if head.startswith("event: "):
                                 self._last_event_id = id_buffer
                                 value = _join_data(tail)
                                 events.append(
-                                    Event(value, head[7:] or "message", id_buffer or None)
+                                    Event(
+                                        value, head[7:] or "message", id_buffer or None, event_retry
+                                    )
                                 )
                                 event_type = ""
+                                event_retry = None
                                 continue
                         lines = head.split("\n")
                         lines.append("data: " + _join_data(tail))
@@ -343,74 +417,3 @@ class Decoder:
         self._event_type = event_type
         self._event_retry = event_retry
         self._id_buffer = id_buffer
-
-    def _batch(self, region: str, events: list[Event]) -> bool:
-        """Turn a run of whole events into events at once, if it has a known shape.
-
-        ``region`` is normalised text (LF only) of whole events minus the final
-        blank line, read from a clean state. Three shapes qualify: every event
-        is only "data: " lines; or every event is one "id: " line and then only
-        "data: " lines (askstream's own server); or one "event: " line and then
-        only "data: " lines (OpenAI's and Anthropic's streaming APIs).
-
-        Counting proves the shape. Each LF is followed by "data: ", by the
-        header field, or by a second LF, so ``count(LF) == count(LF "data: ") +
-        count(LF header) + count(LF LF)`` exactly when every line is a data or
-        header line and blank lines come singly (a run of three LFs counts two,
-        not three). One header per event, at its start: ``count(LF header)`` is
-        the number of events and every blank line is followed by one. Then
-        dropping every LF "data: " prefix joins each event's data lines with LF,
-        and the blank lines still separate the events.
-        """
-        if _size_bound(region) > self._max or "\0" in region or "\ndata: \n" in region:
-            return False
-        text = "\n" + region
-        if text.endswith("\ndata: "):  # an empty data line would read as a blank line
-            return False
-        lines = text.count("\n")
-        blank = text.count("\n\n")
-        data = text.count("\ndata: ")
-        if region.startswith("data: "):
-            return lines == data + blank and self._batch_data(text, events)
-        for header in ("\nid: ", "\nevent: "):
-            if region.startswith(header[1:]):
-                headers = text.count(header)
-                return (
-                    lines == data + headers + blank
-                    and headers == blank + 1
-                    and text.count("\n" + header) == blank
-                    and self._batch_headed(text, header, events)
-                )
-        return False
-
-    def _batch_data(self, text: str, events: list[Event]) -> bool:
-        values = text.replace("\ndata: ", "\n")[1:].split("\n\n")
-        last_id = self._last_event_id
-        if last_id:
-            events.extend([Event(value, "message", last_id) for value in values])
-        else:
-            events.extend(map(Event, values))
-        return True
-
-    def _batch_headed(self, text: str, header: str, events: list[Event]) -> bool:
-        # After dropping the data prefixes and splitting at the LF LF header
-        # between events, each piece is "<value>" LF "<data>", or only
-        # "<value>" for an event with no data: it sets its field and
-        # dispatches nothing.
-        pieces = text.replace("\ndata: ", "\n")[len(header) :].split("\n" + header)
-        split = map(str.partition, pieces, repeat("\n"))
-        if header == "\nid: ":
-            events.extend(
-                [Event(data, "message", value or None) for value, newline, data in split if newline]
-            )
-            self._id_buffer = self._last_event_id = pieces[-1].partition("\n")[0]
-        else:
-            last_id = self._last_event_id or None
-            events.extend(
-                [
-                    Event(data, value or "message", last_id)
-                    for value, newline, data in split
-                    if newline
-                ]
-            )
-        return True
