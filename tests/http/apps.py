@@ -255,10 +255,11 @@ async def _pass_through(request: Request, call_next: RequestResponseEndpoint) ->
     return await call_next(request)
 
 
-# The same idle stream behind BaseHTTPMiddleware, whose receive() runs anyio task
-# groups: askstream then awaits it in a listener task instead of driving it by hand.
+# The same streams behind BaseHTTPMiddleware, whose receive() runs anyio task
+# groups (and whose send() waits for the outer response to take each message):
+# the response's task awaits that receive() and cancels it when the stream ends.
 wrapped = Starlette(
-    routes=[Route("/idle/{name}", idle)],
+    routes=[Route("/idle/{name}", idle), Route("/tokens", tokens), Route("/boom", boom)],
     middleware=[Middleware(BaseHTTPMiddleware, dispatch=_pass_through)],
 )
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from askstream.http._pull import END, PENDING, AsyncPull, Pull, Step
+from askstream.http._pull import END, PENDING, AsyncGenPull, AsyncPull, Pull, open_pull
 
 pytestmark = pytest.mark.anyio
 
@@ -148,10 +148,49 @@ async def test_a_redelivered_cancellation_the_source_handles_gives_its_next_item
     assert pull.ready() == "handled"
 
 
-async def test_a_step_rejects_a_yield_that_is_not_a_future() -> None:
+async def test_a_yield_that_is_not_a_future_is_thrown_back_in() -> None:
     class Odd:
         def __await__(self):  # type: ignore[no-untyped-def]
             yield "not a future"
 
-    with pytest.raises(RuntimeError, match="not a future"):
-        Step(Odd())
+    async def source() -> AsyncIterator[str]:
+        try:
+            await Odd()
+        except RuntimeError as exc:
+            yield str(exc)
+
+    # As Task.__step answers a bad yield: a RuntimeError where the source awaits.
+    assert "not a future" in str(AsyncPull(source()).ready())
+
+
+async def test_async_generators_get_the_pull_whose_steps_may_be_awaited() -> None:
+    async def generator() -> AsyncIterator[str]:
+        yield "x"
+
+    class Iterator:
+        def __aiter__(self) -> Iterator:
+            return self
+
+        async def __anext__(self) -> str:
+            raise StopAsyncIteration
+
+    assert type(open_pull(generator(), None)) is AsyncGenPull
+    assert type(open_pull(Iterator(), None)) is AsyncPull
+
+
+async def test_a_step_run_by_hand_and_adopted_goes_on_as_if_the_pull_had_run_it() -> None:
+    gate = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        await gate.wait()
+        yield "late"
+        yield "next"
+
+    pull = AsyncGenPull(source())
+    step = anext(pull.iterator)
+    yielded = step.send(None)  # type: ignore[attr-defined]
+    assert pull.adopt(step, yielded) is PENDING
+    assert pull.blocker is yielded
+    gate.set()
+    assert await wait(pull) == "late"
+    assert pull.ready() == "next"

@@ -8,6 +8,7 @@ full). Deadlines here are generous behaviour bounds, never benchmarks.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import json
 import logging
@@ -15,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
 from askstream import Decoder, Event, EventStreamResponse
@@ -77,19 +79,31 @@ class Peer:
         return last.get("type") == "http.response.body" and not last.get("more_body", False)
 
 
-class SteppedPeer(Peer):
-    """A Peer that askstream treats as uvicorn: it drives ``receive()`` by hand
-    from callbacks instead of awaiting it in a listener task (see _stream.py)."""
+class ScopedPeer(Peer):
+    """A Peer whose ``receive()`` runs inside an anyio cancel scope, as the receive
+    wrappers of middleware (BaseHTTPMiddleware's) do. The response's task awaits
+    ``receive()`` and cancels it when the stream ends first."""
+
+    async def receive(self) -> dict[str, Any]:
+        with anyio.CancelScope():
+            return await super().receive()
 
 
-SteppedPeer.__module__ = "uvicorn.protocols.http.fake"  # what _steppable() recognises
+class BodyBlockedPeer(Peer):
+    """A Peer whose full buffers hold up the body, not the response start."""
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            await self.writable.wait()
+        self.messages.append(message)
+
 
 MakePeer = Callable[..., Peer]
 
 
-@pytest.fixture(params=[Peer, SteppedPeer], ids=["listener", "stepped"])
+@pytest.fixture(params=[Peer, ScopedPeer], ids=["plain-receive", "receive-in-a-cancel-scope"])
 def make_peer(request: pytest.FixtureRequest) -> MakePeer:
-    """Each test runs against both ways of listening to the reader."""
+    """Each test runs against a plain ``receive()`` and a middleware-like one."""
     peer_class: MakePeer = request.param
     return peer_class
 
@@ -388,6 +402,27 @@ async def test_a_reader_that_takes_nothing_is_dropped_after_send_timeout(
     assert not peer.complete  # returning unfinished makes the server close the connection
 
 
+async def test_a_heartbeat_that_takes_nothing_drops_the_reader_too(make_peer: MakePeer) -> None:
+    closed = Closed()
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            yield "open"
+            await asyncio.Event().wait()
+        finally:
+            closed()
+
+    peer = make_peer()
+    task = peer.run(EventStreamResponse(source(), ping=0.05, send_timeout=0.2))
+    await wait_until(lambda: peer.events)
+    peer.writable.clear()  # from now on even a heartbeat waits forever
+    stalled = time.monotonic()
+    await asyncio.wait_for(task, timeout=2)
+    assert closed.at is not None
+    assert 0.15 < closed.at - stalled < 1.5
+    assert not peer.complete
+
+
 # Batching -----------------------------------------------------------------------
 
 
@@ -419,9 +454,7 @@ async def test_what_was_ready_is_sent_before_the_source_waits(make_peer: MakePee
     assert [event.data for event in peer.events] == ["a", "b", "c"]
 
 
-async def test_a_source_timeout_that_fires_while_we_send_still_reaches_the_source(
-    make_peer: MakePeer,
-) -> None:
+async def test_a_source_timeout_that_fires_while_we_send_still_reaches_the_source() -> None:
     # The source waits under its own asyncio.timeout while the response is
     # stuck writing what came before: the timeout's cancellation lands in our
     # write, and must be handed on to the source, as a plain await would.
@@ -435,7 +468,7 @@ async def test_a_source_timeout_that_fires_while_we_send_still_reaches_the_sourc
         await asyncio.sleep(0)
         yield "after"
 
-    peer = make_peer()
+    peer = BodyBlockedPeer()
     peer.writable.clear()
     task = peer.run(EventStreamResponse(source()))
     await asyncio.sleep(0.2)  # the source's timeout fires meanwhile
@@ -443,6 +476,136 @@ async def test_a_source_timeout_that_fires_while_we_send_still_reaches_the_sourc
     await asyncio.wait_for(task, timeout=1)
     assert [event.data for event in peer.events] == ["first", "timed out", "after"]
     assert peer.complete
+
+
+async def test_a_source_timeout_that_fires_while_it_waits_reaches_it(make_peer: MakePeer) -> None:
+    async def source() -> AsyncIterator[str]:
+        yield "first"
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            yield "timed out"
+
+    peer = await stream(EventStreamResponse(source()), make_peer())
+    assert [event.data for event in peer.events] == ["first", "timed out"]
+    assert peer.complete
+
+
+async def test_every_kind_of_await_in_the_source_behaves_as_in_a_task(make_peer: MakePeer) -> None:
+    # Futures, tasks and timers are awaited on the hot path, a bare yield to
+    # the loop takes the careful one: each must look to the source exactly as
+    # awaiting it in a task of its own does, a failed future included.
+    loop = asyncio.get_running_loop()
+
+    async def answer() -> str:
+        await asyncio.sleep(0)
+        return "from a task"
+
+    async def source() -> AsyncIterator[str]:
+        yield "start"
+        yield await loop.create_task(answer())
+        await asyncio.sleep(0)
+        yield "after a bare yield"
+        failed: asyncio.Future[str] = loop.create_future()
+        loop.call_soon(failed.set_exception, KeyError("lost"))
+        try:
+            await failed
+        except KeyError as exc:
+            yield f"caught {exc}"
+        await asyncio.sleep(0.01)
+        yield "after a timer"
+
+    peer = await stream(EventStreamResponse(source()), make_peer())
+    assert [event.data for event in peer.events] == [
+        "start",
+        "from a task",
+        "after a bare yield",
+        "caught 'lost'",
+        "after a timer",
+    ]
+    assert peer.complete
+
+
+async def test_an_async_iterator_that_is_not_a_generator_streams_the_same(
+    make_peer: MakePeer,
+) -> None:
+    class Countdown:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __aiter__(self) -> Countdown:
+            return self
+
+        async def __anext__(self) -> str:
+            if self.n == 0:
+                raise StopAsyncIteration
+            self.n -= 1
+            await asyncio.sleep(0.001)
+            return str(self.n)
+
+    peer = await stream(EventStreamResponse(Countdown(3)), make_peer())
+    assert [event.data for event in peer.events] == ["2", "1", "0"]
+    assert peer.complete
+
+
+async def test_the_source_sees_the_context_variables_of_the_request(make_peer: MakePeer) -> None:
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+    request_id.set("r-41")
+
+    async def source() -> AsyncIterator[str]:
+        await asyncio.sleep(0)
+        yield request_id.get("unset")
+
+    peer = await stream(EventStreamResponse(source()), make_peer())
+    assert peer.events == [Event("r-41")]
+
+
+async def test_cancelling_the_response_closes_the_source_and_is_not_swallowed(
+    make_peer: MakePeer,
+) -> None:
+    closed = Closed()
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            yield "open"
+            await asyncio.Event().wait()
+        finally:
+            closed()
+
+    peer = make_peer()
+    task = peer.run(EventStreamResponse(source()))
+    await wait_until(lambda: peer.events)
+    task.cancel()  # as a middleware's task group, or the server, may do
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=1)
+    assert closed.at is not None
+    assert not peer.complete
+
+
+async def test_a_cancel_scope_in_the_source_is_left_in_the_task_that_entered_it(
+    make_peer: MakePeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # anyio refuses to exit a cancel scope in another task than the one that
+    # entered it: the source must be closed where it ran.
+    closed = Closed()
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            with anyio.move_on_after(30):
+                yield "open"
+                await asyncio.Event().wait()
+        finally:
+            closed()
+
+    peer = make_peer()
+    task = peer.run(EventStreamResponse(source()))
+    await wait_until(lambda: peer.events)
+    peer.leave()
+    with caplog.at_level(logging.ERROR, logger="askstream"):
+        await asyncio.wait_for(task, timeout=1)
+    assert closed.at is not None
+    assert "event source failed" not in caplog.text
 
 
 async def test_a_fast_source_lets_the_rest_of_the_loop_run(make_peer: MakePeer) -> None:

@@ -23,7 +23,7 @@ from tests.http.support import UVICORN_ARGS, Poll, Report, open_raw, read_until,
 
 
 @pytest.mark.parametrize(
-    "prefix", ["", "/wrapped"], ids=["receive-driven-by-hand", "receive-in-a-listener-task"]
+    "prefix", ["", "/wrapped"], ids=["uvicorn-receive", "receive-behind-base-http-middleware"]
 )
 def test_the_reader_leaving_closes_the_source_within_a_second(
     server: ServerProcess, report: Report, poll: Poll, prefix: str
@@ -79,9 +79,21 @@ async def test_chinese_text_cut_across_tcp_segments_arrives_intact(server: Serve
     assert events == [Event(f"{n}:" + CHINESE * 2000, event="zh", id=str(n)) for n in range(5)]
 
 
+@pytest.mark.parametrize("prefix", ["", "/wrapped"], ids=["plain", "behind-base-http-middleware"])
+def test_a_stream_that_ends_ends_cleanly(server: ServerProcess, prefix: str) -> None:
+    # The stream ends before the reader leaves: the response's task, listening
+    # to the reader all along, must stop listening and let the response end.
+    with httpx.stream("GET", f"{server.url}{prefix}/tokens?n=5000", timeout=10) as response:
+        body = response.read()
+    assert body == b"data: token\n\n" * 5000
+
+
 @pytest.mark.anyio
-async def test_a_failing_source_ends_with_a_generic_error_event(server: ServerProcess) -> None:
-    async with aconnect("GET", f"{server.url}/boom", reconnect=None) as source:
+@pytest.mark.parametrize("prefix", ["", "/wrapped"], ids=["plain", "behind-base-http-middleware"])
+async def test_a_failing_source_ends_with_a_generic_error_event(
+    server: ServerProcess, prefix: str
+) -> None:
+    async with aconnect("GET", f"{server.url}{prefix}/boom", reconnect=None) as source:
         events = [event async for event in source]
     assert [event.data for event in events[:2]] == ["one", "two"]
     assert events[2].event == "error"
@@ -114,6 +126,8 @@ def test_an_unrelated_request_is_answered_while_a_stream_floods(server: ServerPr
 
     def read_flood() -> None:
         nonlocal received
+        marker = b"data: token\n\n"
+        carry = b""  # an event cut between two reads is counted with its end
         sock = open_raw(server, f"/tokens?n={events}")
         sock.settimeout(30)
         with sock:
@@ -121,7 +135,9 @@ def test_an_unrelated_request_is_answered_while_a_stream_floods(server: ServerPr
                 chunk = sock.recv(1 << 20)
                 if not chunk:
                     break
-                received += chunk.count(b"data: token\n\n") * len(b"data: token\n\n")
+                data = carry + chunk
+                received += data.count(marker) * len(marker)
+                carry = data[-(len(marker) - 1) :]
         finished.set()
 
     reader = threading.Thread(target=read_flood)

@@ -1,76 +1,87 @@
-"""Heartbeats and slow-reader drops, decided on a fake clock (plain numbers)."""
+"""Heartbeats and slow-reader drops, decided look by look (no clock at all)."""
 
 from __future__ import annotations
 
 import pytest
 
-from askstream.http._watchdog import Action, Watchdog
+from askstream.http._watchdog import LOOKS, Action, Watchdog
 
 PING, DROP = Action.PING, Action.DROP
 
 
-def dog(ping: float | None = 15.0, send_timeout: float | None = 30.0) -> Watchdog:
-    return Watchdog(ping=ping, send_timeout=send_timeout, now=100.0)
+def looks(dog: Watchdog, busy: object, count: int, *, writing: bool = False) -> list[Action | None]:
+    return [dog.look(busy, writing=writing) for _ in range(count)]
 
 
 @pytest.mark.parametrize(
-    ("ping", "send_timeout", "now", "wake"),
+    ("ping", "send_timeout", "every"),
     [
-        (15.0, 30.0, 100.0, 115.0),  # the next heartbeat comes first
-        (15.0, 5.0, 100.0, 105.0),  # a short send timeout looks more often
-        (15.0, None, 100.0, 115.0),
-        (None, 30.0, 100.0, 130.0),
-        (None, None, 100.0, None),  # nothing but the reader to watch
-        (15.0, 30.0, 110.0, 115.0),
+        (15.0, 30.0, 15.0 / LOOKS),  # the shorter of the two sets the pace
+        (15.0, 5.0, 5.0 / LOOKS),
+        (15.0, None, 15.0 / LOOKS),
+        (None, 30.0, 30.0 / LOOKS),
+        (None, None, None),  # nothing to watch: no timer at all
     ],
-    ids=["ping-first", "timeout-first", "no-timeout", "no-ping", "nothing", "later"],
+    ids=["ping-first", "timeout-first", "no-timeout", "no-ping", "nothing"],
 )
-def test_next_wake_while_idle(
-    ping: float | None, send_timeout: float | None, now: float, wake: float | None
+def test_the_stream_looks_every_quarter_of_the_shorter_limit(
+    ping: float | None, send_timeout: float | None, every: float | None
 ) -> None:
-    assert dog(ping, send_timeout).next_wake(now) == wake
+    assert Watchdog(ping=ping, send_timeout=send_timeout).every == every
 
 
-def test_heartbeat_is_due_ping_seconds_after_the_last_write() -> None:
-    watchdog = dog()
-    assert watchdog.due(114.9) is None
-    assert watchdog.due(115.0) is PING
-    watchdog.sending(115.0)
-    watchdog.sent(115.1)
-    assert watchdog.due(130.0) is None
-    assert watchdog.next_wake(130.0) == pytest.approx(130.1)
-    assert watchdog.due(130.1) is PING
+def test_a_heartbeat_is_due_once_nothing_changed_for_ping_seconds_of_looks() -> None:
+    dog = Watchdog(ping=15.0, send_timeout=30.0)
+    waiting = object()
+    # The first look sees a new state (it began at most one look ago); four
+    # more quiet looks make 15 s of quiet for sure.
+    assert looks(dog, waiting, 5) == [None, None, None, None, PING]
+    # Then one every 15 s while nothing else happens.
+    assert looks(dog, waiting, 4) == [None, None, None, PING]
+
+
+def test_progress_between_looks_puts_the_heartbeat_off() -> None:
+    dog = Watchdog(ping=15.0, send_timeout=30.0)
+    first, second = object(), object()
+    assert looks(dog, first, 4) == [None] * 4
+    # A new wait (or a write) since the last look: the count starts again.
+    assert looks(dog, second, 4) == [None] * 4
+    assert looks(dog, second, 1) == [PING]
+
+
+def test_a_write_that_takes_nothing_for_send_timeout_drops_the_reader() -> None:
+    dog = Watchdog(ping=15.0, send_timeout=30.0)
+    stuck = {"type": "http.response.body"}
+    # 30 s is 8 looks of 3.75 s after the look that first saw the write.
+    assert looks(dog, stuck, 9, writing=True) == [None] * 8 + [DROP]
 
 
 def test_no_heartbeat_while_a_write_is_under_way() -> None:
-    watchdog = dog(send_timeout=None)
-    watchdog.sending(101.0)
-    assert watchdog.due(200.0) is None
-    # It keeps looking, so heartbeats resume when the write ends.
-    assert watchdog.next_wake(200.0) == 215.0
+    dog = Watchdog(ping=15.0, send_timeout=None)
+    assert looks(dog, {"type": "http.response.body"}, 20, writing=True) == [None] * 20
 
 
-def test_a_write_stalled_for_send_timeout_drops_the_reader() -> None:
-    watchdog = dog(ping=15.0, send_timeout=30.0)
-    watchdog.sending(101.0)
-    assert watchdog.next_wake(102.0) == 131.0
-    assert watchdog.due(130.9) is None
-    assert watchdog.due(131.0) is DROP
+def test_writes_that_keep_completing_are_never_a_slow_reader() -> None:
+    dog = Watchdog(ping=15.0, send_timeout=30.0)
+    # Each look finds the producer in a different write: the reader takes them.
+    actions = [dog.look({"n": n}, writing=True) for n in range(100)]
+    assert actions == [None] * 100
 
 
-def test_a_stall_that_began_between_checks_is_caught_on_time() -> None:
-    # The watcher slept until 105 (send_timeout 5) not knowing a write began at
-    # 101; at 105 it learns, and wakes again exactly at 106.
-    watchdog = dog(ping=15.0, send_timeout=5.0)
-    assert watchdog.next_wake(100.0) == 105.0
-    watchdog.sending(101.0)
-    assert watchdog.due(105.0) is None
-    assert watchdog.next_wake(105.0) == 106.0
-    assert watchdog.due(106.0) is DROP
-
-
-def test_a_write_that_completes_clears_the_stall() -> None:
-    watchdog = dog(send_timeout=5.0)
-    watchdog.sending(101.0)
-    watchdog.sent(104.0)
-    assert watchdog.due(106.0) is None
+@pytest.mark.parametrize(
+    ("ping", "send_timeout", "ping_after", "drop_after"),
+    [
+        (15.0, 30.0, 4, 8),
+        (0.05, 0.2, 4, 16),
+        (7.0, 30.0, 4, 18),  # 30 / 1.75 = 17.1: rounded up, never early
+    ],
+)
+def test_limits_that_are_not_a_whole_number_of_looks_round_up(
+    ping: float, send_timeout: float, ping_after: int, drop_after: int
+) -> None:
+    waiting, writing = object(), {"type": "http.response.body"}
+    dog = Watchdog(ping=ping, send_timeout=send_timeout)
+    assert looks(dog, waiting, ping_after + 1) == [None] * ping_after + [PING]
+    dog = Watchdog(ping=ping, send_timeout=send_timeout)
+    actions = looks(dog, writing, drop_after + 1, writing=True)
+    assert actions == [None] * drop_after + [DROP]

@@ -64,7 +64,7 @@ def encode_item(item: object) -> bytes:
     if type(item) is str:
         # The hot path: one token. Same bytes as encode(Event(item)); a test proves it.
         if "\n" not in item and "\r" not in item:
-            return ("data: " + item + "\n\n").encode()
+            return f"data: {item}\n\n".encode()  # one BUILD_STRING: faster than two +
         return encode(Event(item))
     if isinstance(item, Event):
         return _encode_shared(item)

@@ -9,8 +9,12 @@ to its first suspension. If it produced an item without suspending, the item is
 ready. Otherwise it returns ``PENDING`` and :attr:`Pull.blocker` is the future
 the source waits on; once that is done, :meth:`Pull.resume` continues the step
 exactly as the task would have (``Task.__wakeup``: the future's exception, if
-any, is thrown in). The response waits on that future *and* on the reader in
-one task (see ``_stream.py``).
+any, is thrown in).
+
+An async *generator* gets :class:`AsyncGenPull`: what ``anext()`` returns for it
+is its own awaitable, so the response's hot path steps it by hand only to its
+first suspension and then simply awaits the rest (see ``_stream.py``); a step
+it cannot finish that way it hands over with :meth:`AsyncPull.adopt`.
 
 A sync source is iterated in a worker thread, one item per hop, as Starlette's
 ``StreamingResponse`` does: it may block. Lists and tuples are iterated inline.
@@ -31,6 +35,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from types import AsyncGeneratorType
 from typing import Any, Final, TypeAlias
 
 import anyio.to_thread
@@ -40,11 +45,11 @@ from ._items import Item
 __all__ = [
     "END",
     "PENDING",
+    "AsyncGenPull",
     "AsyncPull",
     "Pull",
     "SequencePull",
     "Source",
-    "Step",
     "SyncPull",
     "open_pull",
 ]
@@ -70,56 +75,6 @@ _Gen = Generator[Any, None, object]
 Items: TypeAlias = AsyncIterable[Item] | Iterable[Item]
 Source: TypeAlias = Items | Callable[[str | None], Items]
 """What :class:`EventStreamResponse` streams: items, or a function of Last-Event-ID to items."""
-
-
-class Step:
-    """One ``await`` driven by hand (the response drives uvicorn's ``receive()`` so).
-
-    ``Step(awaitable)`` runs it to its first suspension. Then ``done`` says
-    whether it finished (``value`` holds the result; an exception propagates
-    from the call that ran it), and ``blocker`` is what it waits on: a future,
-    or ``None`` for a bare yield to the event loop. Once the blocker is done,
-    :meth:`resume` runs it on.
-    """
-
-    __slots__ = ("_gen", "blocker", "done", "value")
-
-    def __init__(self, awaitable: Awaitable[object]) -> None:
-        self._gen: _Gen = awaitable.__await__()
-        self.blocker: asyncio.Future[Any] | None = None
-        self.done = False
-        self.value: object = None
-        self._run(None)
-
-    def _run(self, exc: BaseException | None) -> None:
-        try:
-            yielded = self._gen.send(None) if exc is None else self._gen.throw(exc)
-        except StopIteration as stop:
-            self.done, self.value, self.blocker = True, stop.value, None
-            return None
-        except BaseException:
-            self.done, self.blocker = True, None
-            raise
-        if yielded is not None:
-            if not asyncio.isfuture(yielded):
-                exc = RuntimeError(f"an await yielded {yielded!r}, not a future")
-                return self._run(exc)
-            yielded._asyncio_future_blocking = False  # as Task.__step does
-        self.blocker = yielded
-        return None
-
-    def resume(self) -> None:
-        """Run on after ``blocker`` is done (or after a bare yield)."""
-        blocker = self.blocker
-        exc: BaseException | None = None
-        if blocker is not None and blocker.done():
-            exc = asyncio.CancelledError() if blocker.cancelled() else blocker.exception()
-        self._run(exc)
-
-    def close(self) -> None:
-        """Abandon it: ``GeneratorExit`` where it waits."""
-        self._gen.close()
-        self.done = True
 
 
 class Pull:
@@ -153,6 +108,30 @@ class Pull:
     async def aclose(self) -> None:
         """Close the source so that its ``finally`` blocks run."""
 
+    async def drain(self) -> None:
+        """Pull the source to its end, throwing the items away (an error is logged).
+
+        For a source whose work must complete after its reader left.
+        """
+        count = 0
+        try:
+            while True:
+                item = self.ready()
+                while item is PENDING:
+                    blocker = self.blocker
+                    if blocker is None:
+                        await asyncio.sleep(0)
+                    else:
+                        await asyncio.wait([blocker])
+                    item = self.resume()
+                if item is END:
+                    return
+                count += 1
+                if count % _DRAIN_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a source that never waits must not hog the loop
+        except Exception:
+            logger.exception("event source failed after its reader left")
+
 
 class AsyncPull(Pull):
     """Steps an async iterator by hand (see the module docstring).
@@ -160,12 +139,11 @@ class AsyncPull(Pull):
     The step is kept flat (no ``Step`` object): this runs twice per event.
     """
 
-    __slots__ = ("_anext", "_gen", "_iterator", "_outcome")
+    __slots__ = ("_gen", "_outcome", "iterator")
 
     def __init__(self, iterator: AsyncIterator[object]) -> None:
         super().__init__()
-        self._iterator = iterator
-        self._anext = iterator.__anext__
+        self.iterator = iterator
         self._gen: _Gen | None = None  # the step under way
         self._outcome: object = PENDING  # what a redelivered exception produced
 
@@ -175,7 +153,7 @@ class AsyncPull(Pull):
         if self._outcome is not PENDING:
             outcome, self._outcome = self._outcome, PENDING
             return outcome
-        gen: _Gen = self._anext().__await__()
+        gen: _Gen = anext(self.iterator).__await__()
         try:
             yielded = gen.send(None)
         except StopIteration as stop:
@@ -183,6 +161,18 @@ class AsyncPull(Pull):
         except StopAsyncIteration:
             return END
         self._gen = gen
+        return self._waits_on(yielded)
+
+    def adopt(self, step: Any, yielded: Any) -> object:
+        """Take over a step someone ran by hand until it yielded ``yielded``.
+
+        ``step`` is the ``__await__`` iterator of an ``anext()`` of this source
+        (an async generator's ``anext()`` is its own). Then as :meth:`ready`:
+        ``PENDING`` with :attr:`blocker` set, or what the step gave if the
+        yield was not a future and the ``RuntimeError`` thrown in for it ended
+        the step.
+        """
+        self._gen = step
         return self._waits_on(yielded)
 
     def _waits_on(self, yielded: Any) -> object:
@@ -257,12 +247,19 @@ class AsyncPull(Pull):
         except Exception:
             logger.exception("event source failed while it was being closed")
         self._gen = self.blocker = None
-        aclose: Callable[[], Awaitable[object]] | None = getattr(self._iterator, "aclose", None)
+        aclose: Callable[[], Awaitable[object]] | None = getattr(self.iterator, "aclose", None)
         if aclose is not None:
             try:
                 await aclose()
             except Exception:
                 logger.exception("event source failed while it was being closed")
+
+
+class AsyncGenPull(AsyncPull):
+    """An async generator: what ``anext()`` returns for it may be sent into by
+    hand and then awaited (the response's hot path does both; see ``_stream.py``)."""
+
+    __slots__ = ()
 
 
 def _next_or_end(iterator: Iterator[object]) -> object:
@@ -324,6 +321,7 @@ class SyncPull(Pull):
 
 
 _HOP_CLOSE_TIMEOUT = 5.0
+_DRAIN_YIELD_EVERY = 256
 
 
 class SequencePull(Pull):
@@ -344,7 +342,10 @@ def open_pull(source: Source, last_event_id: str | None) -> Pull:
     if callable(source) and not isinstance(source, AsyncIterable | Iterable):
         source = source(last_event_id)
     if isinstance(source, AsyncIterable):
-        return AsyncPull(aiter(source))
+        iterator = aiter(source)
+        if isinstance(iterator, AsyncGeneratorType):
+            return AsyncGenPull(iterator)
+        return AsyncPull(iterator)
     if isinstance(source, list | tuple):
         return SequencePull(source)
     if isinstance(source, Iterable) and not isinstance(source, str | bytes | Mapping):

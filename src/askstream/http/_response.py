@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final, Literal
+from collections.abc import Coroutine, Mapping
+from typing import Any, Final, Literal
 
 from starlette.background import BackgroundTask
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ._headers import stream_headers
 from ._pull import Source
@@ -105,24 +105,34 @@ class EventStreamResponse(Response):
             # response, and this saves every one of them ~0.4 KiB.
             self.raw_headers = list(_DEFAULT_RAW_HEADERS)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        # Not `async def`: it hands back the coroutine that does the work rather
+        # than awaiting it in a frame of its own. `await response(...)` is the
+        # same either way, and an open stream holds one frame (~0.3 KiB) less.
         if scope["type"] == "websocket":
             send = self._wrap_websocket_denial_send(send)
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
+        start = {
+            "type": "http.response.start",
+            "status": self.status_code,
+            "headers": self.raw_headers,
+        }
         if scope["type"] != "http" or scope["method"] == "HEAD":
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        else:
-            last_event_id = _last_event_id(scope)
-            stream = Stream(
-                receive,
-                send,
-                ping=self.ping,
-                send_timeout=self.send_timeout,
-                on_disconnect=self.on_disconnect,
-            )
-            head = b"retry: %d\n\n" % self.retry if self.retry is not None else b""
-            await stream.run(self.source, last_event_id, head, scope.get(SCOPE_KEY))
+            return self._headers_only(start, send)
+        stream = Stream(
+            send, ping=self.ping, send_timeout=self.send_timeout, on_disconnect=self.on_disconnect
+        )
+        return stream.run(
+            start,
+            receive,
+            self.source,
+            last_event_id=_last_event_id(scope),
+            head=b"retry: %d\n\n" % self.retry if self.retry is not None else b"",
+            shutdown=scope.get(SCOPE_KEY),
+            background=self.background,
+        )
+
+    async def _headers_only(self, start: Message, send: Send) -> None:
+        await send(start)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
         if self.background is not None:
             await self.background()

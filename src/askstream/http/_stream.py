@@ -1,32 +1,40 @@
 """One event stream being sent: the machinery behind :class:`EventStreamResponse`.
 
-The response's own task is the *producer*. It pulls from the source, writes,
-and waits on the future the source waits on, exactly as a plain ``await``
-would: a token costs one task wake-up, nothing more. Everything else arrives
-by callback, so an idle stream holds one task, one timer and a few small
-objects (memory per idle connection is a measured claim, docs/benchmarks.md):
+Two tasks per stream, as a bare ``async for`` + ``send`` loop has. The
+response's own task (``Stream.run``) sends the start, starts the *producer*,
+then only awaits ``receive()`` (``http.disconnect``: the reader left). It sits
+deep under the server's and the framework's frames, and a wake-up resumes every
+frame of a task, so the events never pass through it. The producer task, one
+frame deep, pulls from the source, writes, and waits on what the source waits
+on as a plain ``await`` would; it also closes the source (so its ``finally``
+and cancel scopes run in the task that ran it) and ends the body, and wakes the
+response's task by cancelling its ``receive()`` when it ends first.
 
-* The reader leaving: ``receive()`` returns ``http.disconnect``. When
-  ``receive`` is uvicorn's own, which awaits a plain ``asyncio.Event``, its
-  await is driven by hand from done-callbacks (``Step`` in ``_pull.py``); any
-  other (a middleware's wrapper may run anyio cancel scopes) is awaited in a
-  small listener task.
-* Heartbeats and slow readers: one timer (``Watchdog`` decides). A heartbeat
-  is written by a short task that exists only while it writes.
-* Server shutdown: a callback from ``ShutdownMiddleware``.
+Everything else arrives by callback: a timer looks now and then at what the
+producer's coroutine awaits (``_doing``; ``Watchdog`` decides on heartbeats and
+slow readers), so an event pays nothing for them; a heartbeat is written by a
+short task that lives while it writes; ``ShutdownMiddleware`` calls back. Any
+of them stops the producer by setting a reason and cancelling it, but only in
+one of its own awaits (the source, a write, a yield), never in the cleanup.
+Task.cancel() also cancels the future the source waits on, which closing the
+source needs anyway; with ``on_disconnect="drain"`` a leaving reader never
+cancels a waiting source.
 
-Any of them stops the producer by setting a reason and cancelling it, but only
-while it sits in one of its own awaits (the source, a write, a yield), so a
-cancellation never lands in the cleanup. Task.cancel() also cancels the future
-the source waits on, which is what closing the source needs anyway; with
-``on_disconnect="drain"`` a leaving reader never cancels a waiting source.
+The hot path, ``_produce_async``, serves async generators (nearly every source):
+the step of ``anext()`` runs by hand only to the source's first suspension,
+which tells a ready item from one to come. If the source waits, what the
+producer holds is written, and the rest of the step is one plain ``await`` of
+the step, so whatever it waits on (its outcome, a cancellation) reaches the
+source exactly as in a task of its own. What does not fit (a write cut
+mid-step, a wait on something that is not a future) goes to ``_careful``, which
+hands the step to the ``Pull``'s exact, slower path; other sources go through
+``_produce``, which asks the ``Pull`` for every item.
 
-Batching: everything the source has ready goes out in one ``send``, up to
-``_BATCH_BYTES`` or ``_BATCH_SECONDS`` of work, then the task yields to the
-event loop. uvicorn's ``send`` returns without suspending while the socket
-takes the bytes, so without that yield a fast source would starve every other
-request of the worker, and a source that never awaits would never let the
-reader's disconnect in.
+Batching: all the source has ready goes out in one ``send``, up to
+``_BATCH_BYTES`` or ``_BATCH_SECONDS`` of work; then the producer yields to the
+loop. uvicorn's ``send`` returns without suspending while the socket takes the
+bytes, so without that yield a fast source would starve the rest of the worker,
+and a source that never awaits would never let the reader's disconnect in.
 """
 
 from __future__ import annotations
@@ -35,13 +43,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Literal
+from typing import Any, Literal
 
+from starlette.background import BackgroundTask
 from starlette.types import Message, Receive, Send
 
 from ..sse import Event, comment, encode
 from ._items import encode_item
-from ._pull import END, PENDING, Pull, Source, Step, open_pull
+from ._pull import END, PENDING, AsyncGenPull, AsyncPull, Pull, Source, open_pull
 from ._shutdown import Shutdown
 from ._watchdog import Action, Watchdog
 
@@ -51,123 +60,156 @@ logger = logging.getLogger("askstream")
 
 _BATCH_BYTES = 64 * 1024
 _BATCH_SECONDS = 0.002
-_DRAIN_YIELD_EVERY = 256
 _BATCH_CHECK_EVERY = 16  # ready events between looks at the clock
+# One shared name: a task left to name itself makes a new "Task-N" string per stream.
+_PRODUCER_NAME = "askstream producer"
 
 PING = comment("ping")
 ERROR_EVENT = encode(
     Event(json.dumps({"code": 500, "message": "The event source failed."}), event="error")
 )
 
-Reason = Literal["error", "disconnect", "shutdown", "slow"]
-
-
-def _steppable(receive: Receive) -> bool:
-    """Whether ``receive()`` may be driven by hand: uvicorn's, a plain ``Event.wait()``."""
-    owner = getattr(receive, "__self__", None)
-    return type(owner).__module__.startswith("uvicorn.protocols.http.")
+Reason = Literal["error", "disconnect", "shutdown", "slow", "cancelled"]
 
 
 class Stream:
-    """Sends one source's events over one started ASGI response, then ends it."""
+    """Sends one source's events over one ASGI response: :meth:`run` is the response."""
 
     __slots__ = (
+        "_busy",
         "_cancelled",
         "_dog",
-        "_listener",
-        "_loop",
+        "_listening",
+        "_main",
         "_on_disconnect",
         "_pinger",
-        "_reader",
         "_reason",
-        "_receive",
         "_send",
         "_send_timeout",
         "_stoppable",
         "_task",
         "_timer",
-        "_waiting_on_source",
     )
 
     def __init__(
         self,
-        receive: Receive,
         send: Send,
         *,
         ping: float | None,
         send_timeout: float | None,
         on_disconnect: Literal["close", "drain"],
     ) -> None:
-        self._receive = receive
         self._send = send
         self._send_timeout = send_timeout
         self._on_disconnect = on_disconnect
-        self._loop = asyncio.get_running_loop()
-        self._dog = Watchdog(ping=ping, send_timeout=send_timeout, now=self._loop.time())
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
+        self._dog = Watchdog(ping=ping, send_timeout=send_timeout)
         self._reason: Reason | None = None
+        self._main: asyncio.Task[Any] | None = None  # the response's own task
+        self._task: asyncio.Task[None] | None = None  # the producer
+        self._listening = False  # the response's task awaits receive()
         self._stoppable = False  # the producer sits in one of its own awaits
-        self._waiting_on_source = False
         self._cancelled = False  # we cancelled the producer and have not taken it back
-        self._reader: Step | None = None  # receive(), driven by hand
-        self._listener: asyncio.Task[None] | None = None  # or awaited in a task
+        # What the producer's helpers are busy with (the hot path is read from
+        # its coroutine instead, see _doing): the message they write (a dict)
+        # or what they wait on for the source.
+        self._busy: object = None
         self._pinger: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     async def run(
-        self, source: Source, last_event_id: str | None, head: bytes, shutdown: Shutdown | None
+        self,
+        start: Message,
+        receive: Receive,
+        source: Source,
+        *,
+        last_event_id: str | None,
+        head: bytes,
+        shutdown: Shutdown | None,
+        background: BackgroundTask | None,
     ) -> None:
-        """Stream until the source ends or something stops it."""
+        """The whole response: the start, the stream until it ends or is stopped, the background."""
+        main = self._main = asyncio.current_task()
+        assert main is not None
+        await self._send(start)
         if shutdown is not None and not shutdown.subscribe(self._on_shutdown):
             self._reason = "shutdown"
-        pull: Pull | None = None
         try:
             pull = open_pull(source, last_event_id)
-            if _steppable(self._receive):
-                self._listen()
-            else:
-                self._listener = self._loop.create_task(self._listen_in_task())
-            self._arm()
-            await self._produce(pull, head)
-        except asyncio.CancelledError:
-            if not self._take_back_cancel():
-                raise
         except Exception:
-            if self._reason is None:
-                logger.exception("event source failed; the stream ends with an error event")
-                self._reason = "error"
-        finally:
+            logger.exception("event source failed; the stream ends with an error event")
+            self._reason = "error"
             self._quiet(shutdown)
-            if pull is None:
-                pass
-            elif self._reason in ("disconnect", "slow") and self._on_disconnect == "drain":
-                await self._drain(pull)
+            await self._finish(ERROR_EVENT)
+        else:
+            if type(pull) is AsyncGenPull:
+                produce = self._produce_async(pull, head, shutdown)
             else:
-                await pull.aclose()
-        if self._reason in (None, "error", "shutdown"):
-            await self._finish(ERROR_EVENT if self._reason == "error" else b"")
-        # "disconnect": nobody to tell. "slow": returning without finishing
-        # makes the server close the connection (ASGI has no abort message).
+                produce = self._produce(pull, head, shutdown)
+            loop = asyncio.get_running_loop()
+            producer = self._task = loop.create_task(produce, name=_PRODUCER_NAME)
+            if self._dog.every is not None:
+                self._timer = loop.call_later(self._dog.every, self._on_timer)
+            self._listening = True
+            try:
+                while (await receive())["type"] != "http.disconnect":
+                    pass  # a request body chunk nobody reads
+            except asyncio.CancelledError:
+                # The producer ended and woke us (then _listening is off), or
+                # a real cancellation: the producer stops and cleans up first.
+                if self._listening or main.uncancel():
+                    self._listening = False
+                    self._stop("cancelled")
+                    await asyncio.wait([producer])
+                    raise
+            except Exception:
+                logger.exception("receive() failed; treating the reader as gone")
+                self._listening = False
+                self._stop("disconnect")
+            else:
+                self._listening = False
+                self._stop("disconnect")
+            await producer
+        if background is not None:
+            await background()
 
     def _quiet(self, shutdown: Shutdown | None) -> None:
-        """Stop every timer, callback and helper task: nothing may stop us any more."""
+        """Stop the timer, the heartbeat and the shutdown callback: nothing may stop us now."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._reader is not None:
-            if self._reader.blocker is not None:
-                self._reader.blocker.remove_done_callback(self._listen)
-            self._reader.close()
-            self._reader = None
-        for helper in (self._listener, self._pinger):
-            if helper is not None:
-                helper.cancel()
+        if self._pinger is not None:
+            self._pinger.cancel()
         if shutdown is not None:
             shutdown.unsubscribe(self._on_shutdown)
         if self._cancelled:  # the source swallowed our cancellation
             self._take_back_cancel()
+
+    async def _end(self, pull: Pull, shutdown: Shutdown | None, pending: bytes) -> None:
+        """The producer's last act: close the source and end the body (or not)."""
+        self._stoppable = False
+        if self._listening:  # the response's task still listens: wake it, it is over
+            self._listening = False
+            assert self._main is not None
+            self._main.cancel()
+        self._quiet(shutdown)
+        if self._reason in ("disconnect", "slow") and self._on_disconnect == "drain":
+            await pull.drain()
+        else:
+            await pull.aclose()
+        if self._reason in (None, "error", "shutdown"):
+            # An error: what the source yielded before goes out, then the error event.
+            await self._finish(pending + ERROR_EVENT if self._reason == "error" else b"")
+        # "disconnect": nobody to tell. "slow": returning without finishing
+        # makes the server close the connection (ASGI has no abort message).
+        # "cancelled": the response's task is being cancelled; it says no more.
+
+    def _failed(self) -> bool:
+        """The source failed (the exception is being handled): whether that ends the stream."""
+        if self._reason is not None:
+            return False  # it was being stopped anyway
+        logger.exception("event source failed; the stream ends with an error event")
+        self._reason = "error"
+        return True
 
     # Stopping ---------------------------------------------------------------------
 
@@ -177,9 +219,14 @@ class Stream:
         self._reason = reason
         if self._pinger is not None:
             self._pinger.cancel()
-        if self._waiting_on_source and self._on_disconnect == "drain" and reason != "shutdown":
+        if (
+            self._on_disconnect == "drain"
+            and reason in ("disconnect", "slow")
+            and not self._doing()[1]  # not writing: waiting on the source
+        ):
             return  # the source must not be cancelled; the producer stops after this item
         if self._stoppable and not self._cancelled:
+            assert self._task is not None
             self._cancelled = True
             self._task.cancel()
 
@@ -188,148 +235,249 @@ class Stream:
         if not self._cancelled:
             return False
         self._cancelled = False
+        assert self._task is not None
         return self._task.uncancel() == 0
 
     def _on_shutdown(self) -> None:
         self._stop("shutdown")
 
-    # The reader ---------------------------------------------------------------------
-
-    def _listen(self, _: object = None) -> None:
-        """Drive ``receive()`` on as far as it goes (first call in the task, then callbacks)."""
-        step = self._reader
-        try:
-            while True:
-                if step is None:
-                    step = Step(self._receive())
-                else:
-                    step.resume()
-                if not step.done:
-                    break
-                message: Message = step.value  # type: ignore[assignment]
-                step = None
-                if message["type"] == "http.disconnect":
-                    self._reader = None
-                    self._stop("disconnect")
-                    return
-                # A request body chunk nobody read: listen on.
-        except Exception:
-            logger.exception("receive() failed; treating the reader as gone")
-            self._reader = None
-            self._stop("disconnect")
-            return
-        self._reader = step
-        if step.blocker is None:
-            self._loop.call_soon(self._listen)
-        else:
-            step.blocker.add_done_callback(self._listen)
-
-    async def _listen_in_task(self) -> None:
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
-        self._stop("disconnect")
-
     # The timer and the heartbeat -----------------------------------------------------
 
-    def _arm(self) -> None:
-        when = self._dog.next_wake(self._loop.time())
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None if when is None else self._loop.call_at(when, self._on_timer)
-
     def _on_timer(self) -> None:
-        self._timer = None
-        action = self._dog.due(self._loop.time())
+        pinger = self._pinger
+        if pinger is not None:  # a heartbeat is being written: that is the write to watch
+            action = self._dog.look(pinger, writing=True)
+        else:
+            busy, writing = self._doing()
+            action = self._dog.look(busy, writing=writing)
         if action is Action.DROP:
+            self._timer = None
             logger.warning("dropping a reader that took nothing for %ss", self._send_timeout)
             self._stop("slow")
-        elif action is Action.PING and self._pinger is None and self._reason is None:
-            self._pinger = self._loop.create_task(self._ping())
-        else:
-            self._arm()
+            return
+        if action is Action.PING and self._reason is None:
+            self._pinger = asyncio.get_running_loop().create_task(self._ping())
+        every = self._dog.every
+        assert every is not None  # a timer runs only when there is something to watch
+        self._timer = asyncio.get_running_loop().call_later(every, self._on_timer)
+
+    def _doing(self) -> tuple[object, bool]:
+        """What the producer is busy with now, and whether that is a write.
+
+        The hot path keeps no account of it; what its coroutine awaits
+        (``cr_await``, the view ``inspect`` documents) tells: a step of the
+        source (an async generator's ``asend``) is a wait on the source, one of
+        our helpers keeps ``_busy`` for itself, anything else is the hot path's
+        write (or its wait for a heartbeat to be written). Asked only by the
+        timer and when stopping, never per event.
+        """
+        awaited = None if self._task is None else getattr(self._task.get_coro(), "cr_await", None)
+        if type(awaited).__name__ == "async_generator_asend":
+            return awaited, False
+        if awaited is None or getattr(awaited, "cr_code", None) in _ACCOUNTED:
+            busy = self._busy
+            return busy, type(busy) is dict
+        return awaited, True
 
     async def _ping(self) -> None:
-        dog, loop = self._dog, self._loop
-        dog.sending(loop.time())
-        self._arm()  # a heartbeat that stalls is a slow reader too
         try:
             await self._send({"type": "http.response.body", "body": PING, "more_body": True})
         except Exception:  # OSError (ASGI 2.4) or anything the server raised
             self._pinger = None
             self._stop("disconnect")
             return
-        dog.sent(loop.time())
         self._pinger = None
-        self._arm()
 
-    # The producer -------------------------------------------------------------------
+    # The producer: async generators -------------------------------------------------
 
-    async def _produce(self, pull: Pull, head: bytes) -> None:
-        # The hot path: each event passes here once. One flat loop, few calls,
-        # the write inlined (_write_again is its rare slow path); measured with
-        # bench/bench_http.py (server CPU per event).
-        loop, dog, send = self._loop, self._dog, self._send
-        ready, resume = pull.ready, pull.resume
-        chunks: list[bytes] = [head] if head else []
-        size = len(head)
-        batch_end = 0.0  # when a long batch must go out; 0: not timed yet
-        self._stoppable = True
+    async def _produce_async(
+        self, pull: AsyncGenPull, body: bytes, shutdown: Shutdown | None
+    ) -> None:
+        # The producer task's coroutine, and the hot path: each event of an
+        # async generator passes here once, so it is one flat loop over locals
+        # that touches `self` only to read two flags (one cache line; a store
+        # per event to a stream object gone cold cost measurably more). Per
+        # event: one hand step that stops where the source waits, one write,
+        # one plain await. Measured with bench/bench_http.py (server CPU per
+        # event at 1,000 streams x 20 events/s).
+        send = self._send
+        source: Any = pull.iterator  # an async generator
+        pending = b""
         try:
+            self._stoppable = True
             while self._reason is None:
-                item = ready()
-                if item is PENDING:
-                    if chunks:
-                        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                        chunks.clear()
-                        size = 0
+                step = anext(source)
+                try:
+                    waits_on = step.send(None)
+                except StopIteration as ready:
+                    held, body = body, b""
+                    gathered = await self._gather(pull, held, ready.value)
+                    if gathered is None:
+                        return
+                    body, step, waits_on = gathered
+                except StopAsyncIteration:
+                    break
+                # From here until the step ends only `step` knows where the
+                # source is: every way out that leaves it mid-step goes
+                # through _careful, which hands it to the pull to close.
+                try:
+                    if body:  # the source waits: what we hold goes out first
                         if self._pinger is not None:  # one writer at a time
                             await asyncio.wait([self._pinger])
-                        dog.sending_since = started = loop.time()
-                        try:
-                            await send(
-                                {"type": "http.response.body", "body": body, "more_body": True}
-                            )
-                        except asyncio.CancelledError as exc:
-                            if self._cancelled:
-                                raise
-                            await self._write_again(body, pull, exc)
-                        except OSError:  # ASGI 2.4 servers raise it once the reader is gone
-                            self._reason = self._reason or "disconnect"
-                        dog.sending_since = None
-                        dog.last_write = started
-                    while item is PENDING and self._reason is None:
-                        blocker = pull.blocker
-                        self._waiting_on_source = True
-                        try:
-                            if blocker is None:
-                                await asyncio.sleep(0)  # the source yielded to the loop bare
-                            else:
-                                # What the source's own await does: the task sleeps on
-                                # the future; the source reads its outcome on resume().
-                                await blocker
-                        except asyncio.CancelledError as exc:
-                            self._waiting_on_source = False
-                            if self._cancelled:
-                                raise
-                            # Not ours: had the task been awaiting the source, the
-                            # source would have got it. So it does.
-                            item = pull.throw(exc)
-                            continue
-                        except Exception:  # noqa: S110 - the source's own await raises it
-                            pass
-                        self._waiting_on_source = False
-                        item = resume()
-                    batch_end = 0.0
-                if item is END or item is PENDING or self._reason is not None:
-                    break
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                        body = b""
+                    # The source's await yielded the future and took it, as
+                    # Task.__step would. Untaken, the step resumed yields it
+                    # again: the rest of the step is one plain await, and the
+                    # future's outcome (a cancellation, too) reaches the source
+                    # exactly as in a task that awaited it.
+                    waits_on._asyncio_future_blocking = False
+                except BaseException as exc:
+                    # The write was cut (the body is still held), or the source
+                    # waits on something other than a future (a bare yield).
+                    held, body = body, b""
+                    item = await self._careful(pull, step, waits_on, held, exc if held else None)
+                    if item is END or item is PENDING:
+                        break
+                else:
+                    try:
+                        item = await step
+                    except StopAsyncIteration:
+                        break
                 if type(item) is str and "\n" not in item and "\r" not in item:
-                    chunk = ("data: " + item + "\n\n").encode()  # encode_item's hot path
+                    body = f"data: {item}\n\n".encode()  # encode_item's hot path
+                else:
+                    body = encode_item(item)
+            if body and self._reason is None:
+                await self._write(body, None)
+        except asyncio.CancelledError:
+            if not self._take_back_cancel():
+                raise
+        except Exception:
+            if self._failed():
+                pending = body
+        finally:
+            await self._end(pull, shutdown, pending)
+
+    async def _gather(
+        self, pull: AsyncGenPull, body: bytes, item: object
+    ) -> tuple[bytes, Any, Any] | None:
+        """The source had ``item`` ready at once: take all it has ready, in batches.
+
+        Full batches go out as they fill, each followed by a yield to the event
+        loop. Once the source must wait, returns what is left to write, the step
+        under way and what it waits on. ``None``: the source ended (everything
+        is written) or the stream was stopped.
+        """
+        source: Any = pull.iterator
+        chunks = [body] if body else []
+        size = len(body)
+        batch_end = 0.0  # when a long batch must go out; 0: not timed yet
+        try:
+            while True:
+                if type(item) is str and "\n" not in item and "\r" not in item:
+                    chunk = f"data: {item}\n\n".encode()  # encode_item's hot path
                 else:
                     chunk = encode_item(item)
                 chunks.append(chunk)
                 size += len(chunk)
                 if size >= _BATCH_BYTES or not len(chunks) % _BATCH_CHECK_EVERY:
-                    now = loop.time()
+                    now = asyncio.get_running_loop().time()
+                    if not batch_end:
+                        batch_end = now + _BATCH_SECONDS
+                    if size >= _BATCH_BYTES or now >= batch_end:
+                        await self._write(b"".join(chunks), None)
+                        chunks.clear()
+                        size = 0
+                        await asyncio.sleep(0)  # let the rest of the worker run
+                        if self._reason is not None:
+                            return None
+                        batch_end = 0.0
+                step = anext(source)
+                try:
+                    waits_on = step.send(None)
+                except StopIteration as ready:
+                    item = ready.value
+                    continue
+                except StopAsyncIteration:
+                    break
+                return b"".join(chunks), step, waits_on
+        except Exception:
+            # The source failed: what it yielded before still goes out, first.
+            if chunks and self._reason is None:
+                await self._write(b"".join(chunks), None)
+            raise
+        if chunks and self._reason is None:
+            await self._write(b"".join(chunks), None)
+        return None
+
+    async def _careful(
+        self,
+        pull: AsyncPull,
+        step: Any,
+        waits_on: Any,
+        body: bytes,
+        exc: BaseException | None,
+    ) -> object:
+        """Finish a step the hot path could not: the pull takes it over.
+
+        The source is mid-step, suspended where it yielded ``waits_on``, and
+        ``body`` is still to be written. ``exc`` cut that write; ``None``:
+        ``waits_on`` is not a future (a bare yield), nothing went wrong.
+        Returns the step's item, ``END``, or ``PENDING`` if the stream stops
+        meanwhile (the pull then holds the step, so that closing or draining
+        finds it).
+        """
+        item = pull.adopt(step, waits_on)
+        if isinstance(exc, asyncio.CancelledError):
+            if self._cancelled:
+                raise exc
+            try:
+                pull.redeliver(exc)  # not ours: meant for the source's wait (see _write)
+            except Exception:
+                await self._write(body, None)  # what it yielded before goes out first
+                raise
+        elif isinstance(exc, OSError):  # ASGI 2.4 servers raise it once the reader is gone
+            self._reason = self._reason or "disconnect"
+            return PENDING
+        elif exc is not None:
+            raise exc
+        if body:
+            await self._write(body, pull)
+            if item is PENDING:  # a redelivered cancellation may have ended the step
+                item = pull.ready()
+        return await self._wait_source(pull, item)
+
+    # The producer: any source ------------------------------------------------------
+
+    async def _produce(self, pull: Pull, head: bytes, shutdown: Shutdown | None) -> None:
+        # The producer task's coroutine for any source but an async generator:
+        # the pull tells ready items from ones to come (a sync source runs in a
+        # worker thread, a list inline).
+        chunks: list[bytes] = [head] if head else []
+        size = len(head)
+        batch_end = 0.0  # when a long batch must go out; 0: not timed yet
+        pending = b""
+        try:
+            self._stoppable = True
+            while self._reason is None:
+                item = pull.ready()
+                if item is PENDING:
+                    if chunks:
+                        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                        chunks.clear()
+                        size = 0
+                        await self._write(body, pull)
+                        item = pull.ready()  # a redelivered cancellation may have ended the step
+                    item = await self._wait_source(pull, item)
+                    batch_end = 0.0
+                if item is END or item is PENDING or self._reason is not None:
+                    break
+                chunk = encode_item(item)
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= _BATCH_BYTES or not len(chunks) % _BATCH_CHECK_EVERY:
+                    now = asyncio.get_running_loop().time()
                     if not batch_end:
                         batch_end = now + _BATCH_SECONDS
                     if size >= _BATCH_BYTES or now >= batch_end:
@@ -338,65 +486,59 @@ class Stream:
                         size = 0
                         await asyncio.sleep(0)  # let the rest of the worker run
                         batch_end = 0.0
+            if chunks and self._reason is None:
+                await self._write(b"".join(chunks), None)
+        except asyncio.CancelledError:
+            if not self._take_back_cancel():
+                raise
         except Exception:
-            # The source failed: what it yielded before still goes out, first.
-            if chunks and self._reason is None:
-                await self._write(b"".join(chunks), None)
-            raise
-        else:
-            if chunks and self._reason is None:
-                await self._write(b"".join(chunks), None)
+            if self._failed():
+                pending = b"".join(chunks)
         finally:
-            self._stoppable = False
-            self._waiting_on_source = False
+            await self._end(pull, shutdown, pending)
+
+    async def _wait_source(self, pull: Pull, item: object) -> object:
+        """Until the step under way gives its item (``PENDING``: stopped meanwhile)."""
+        while item is PENDING and self._reason is None:
+            blocker = pull.blocker
+            self._busy = pull if blocker is None else blocker
+            try:
+                if blocker is None:
+                    await asyncio.sleep(0)  # the source yielded to the loop bare
+                else:
+                    # What the source's own await does: the task sleeps on the
+                    # future; the source reads its outcome on resume().
+                    await blocker
+            except asyncio.CancelledError as exc:
+                if self._cancelled:
+                    raise
+                # Not ours: had the task been awaiting the source, the source
+                # would have got it. So it does.
+                item = pull.throw(exc)
+                continue
+            except Exception:  # noqa: S110 - the source's own await raises it
+                pass
+            item = pull.resume()
+        return item
 
     async def _write(self, body: bytes, waiting: Pull | None) -> None:
         """Send ``body``; ``waiting`` is the source if it is mid-step meanwhile."""
         if self._pinger is not None:  # one writer at a time
             await asyncio.wait([self._pinger])
-        dog = self._dog
-        dog.sending_since = started = self._loop.time()
+        message = {"type": "http.response.body", "body": body, "more_body": True}
+        self._busy = message
         try:
-            await self._send({"type": "http.response.body", "body": body, "more_body": True})
+            await self._send(message)
         except asyncio.CancelledError as exc:
             if waiting is None or self._cancelled:
                 raise
-            await self._write_again(body, waiting, exc)
+            # Not ours, so it was meant for the task's real wait, the source's
+            # (its own timeout, say): the source gets it, may take it and go
+            # on, and the write is made again. If it lets it through, so do we.
+            waiting.redeliver(exc)
+            await self._write(body, waiting)
         except OSError:  # ASGI 2.4 servers raise it once the reader is gone
             self._reason = self._reason or "disconnect"
-        dog.sending_since = None
-        dog.last_write = started
-
-    async def _write_again(self, body: bytes, waiting: Pull, exc: asyncio.CancelledError) -> None:
-        """A cancellation that was not ours cut a write while the source was mid-step.
-
-        It was meant for the task's real wait, the source's (its own timeout,
-        say): the source gets it, may take it and go on, and the write is made
-        again. If the source lets it through, so do we.
-        """
-        waiting.redeliver(exc)
-        await self._write(body, waiting)
-
-    async def _drain(self, pull: Pull) -> None:
-        # The reader left and the caller asked for the source to run to its end.
-        count = 0
-        try:
-            while True:
-                item = pull.ready()
-                while item is PENDING:
-                    blocker = pull.blocker
-                    if blocker is None:
-                        await asyncio.sleep(0)
-                    else:
-                        await asyncio.wait([blocker])
-                    item = pull.resume()
-                if item is END:
-                    return
-                count += 1
-                if count % _DRAIN_YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-        except Exception:
-            logger.exception("event source failed after its reader left")
 
     async def _finish(self, body: bytes) -> None:
         message = {"type": "http.response.body", "body": body, "more_body": False}
@@ -404,3 +546,16 @@ class Stream:
         with contextlib.suppress(TimeoutError, OSError):
             async with asyncio.timeout(self._send_timeout):
                 await self._send(message)
+
+
+# The producer's helpers, which keep Stream._busy themselves (see Stream._doing).
+_ACCOUNTED = frozenset(
+    method.__code__
+    for method in (
+        Stream._gather,
+        Stream._careful,
+        Stream._wait_source,
+        Stream._write,
+        Stream._end,
+    )
+)

@@ -1,72 +1,77 @@
-"""When an open stream must next wake up, and why: heartbeats and slow readers.
+"""When an open stream must send a heartbeat or drop its reader: pure bookkeeping.
 
-Pure arithmetic over times the caller passes in (the event loop's clock in the
-response, plain numbers in tests), so the rules are tested without sleeping.
+The stream does not tell the watchdog about each write: a clock read and a
+timer per event are what made heartbeats and slow readers the costliest part
+of sending an event. Instead one timer looks, every :attr:`Watchdog.every`
+seconds, at what the stream's producer is busy with (the message it is
+writing, or what it waits on for the source) and shows it to :meth:`look`. The
+same object at two looks in a row means no progress in between. Counting looks
+instead of reading a clock keeps the rules free of time (tested with plain
+calls) and makes them late by at most one look, never early.
 """
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 
-__all__ = ["Action", "Watchdog"]
+__all__ = ["LOOKS", "Action", "Watchdog"]
+
+LOOKS = 4
+"""Looks per the shorter of ``ping`` and ``send_timeout``: how late either may act, in quarters."""
 
 
 class Action(Enum):
     PING = "ping"  # nothing was written for `ping` seconds: send a heartbeat comment
-    DROP = "drop"  # one write has waited `send_timeout` seconds: the reader takes nothing
+    DROP = "drop"  # one write has taken `send_timeout` seconds: the reader takes nothing
 
 
 class Watchdog:
-    """Tracks writes; says when to send a heartbeat and when to drop the reader.
+    """Says, look by look, when to send a heartbeat and when to drop the reader.
 
-    The writer calls :meth:`sending` before each write and :meth:`sent` after
-    it. The watcher sleeps until :meth:`next_wake` and asks :meth:`due`.
+    ``every``: the seconds between looks (``None``: no ping, no send timeout,
+    nothing to look at). A state first seen at a look began at most one look
+    earlier, so a heartbeat goes out between ``ping`` and ``ping + every``
+    seconds after the last write, and a write that takes nothing is dropped
+    between ``send_timeout`` and ``send_timeout + every`` seconds after it began.
 
-    >>> dog = Watchdog(ping=15.0, send_timeout=30.0, now=0.0)
-    >>> dog.next_wake(now=0.0), dog.due(now=15.0)
-    (15.0, <Action.PING: 'ping'>)
-    >>> dog.sending(now=20.0); dog.due(now=50.0)
-    <Action.DROP: 'drop'>
+    >>> dog = Watchdog(ping=15.0, send_timeout=30.0)
+    >>> dog.every
+    3.75
+    >>> waiting = object()  # the producer waits on the source, look after look
+    >>> [dog.look(waiting, writing=False) for _ in range(5)]
+    [None, None, None, None, <Action.PING: 'ping'>]
     """
 
-    __slots__ = ("last_write", "ping", "send_timeout", "sending_since")
+    __slots__ = ("_drop_after", "_ping_after", "_quiet", "_seen", "every")
 
-    def __init__(self, *, ping: float | None, send_timeout: float | None, now: float) -> None:
-        self.ping = ping
-        self.send_timeout = send_timeout
-        self.last_write = now  # the end of the last completed write (or the start)
-        self.sending_since: float | None = None  # the start of the write under way
+    def __init__(self, *, ping: float | None, send_timeout: float | None) -> None:
+        limits = [limit for limit in (ping, send_timeout) if limit is not None]
+        self.every = min(limits) / LOOKS if limits else None
+        self._ping_after = _looks(ping, self.every)
+        self._drop_after = _looks(send_timeout, self.every)
+        self._seen: object = None  # what the producer was busy with at the last look
+        self._quiet = 0  # looks since then that saw the same
 
-    def sending(self, now: float) -> None:
-        self.sending_since = now
-
-    def sent(self, now: float) -> None:
-        self.sending_since = None
-        self.last_write = now
-
-    def next_wake(self, now: float) -> float | None:
-        """The time to check again (``None``: nothing to watch, only the reader)."""
-        wake: float | None = None
-        if self.sending_since is None:
-            if self.ping is not None:
-                wake = self.last_write + self.ping
-            if self.send_timeout is not None:
-                # A write may start (and stall) at any moment without telling
-                # the watcher: look again within send_timeout.
-                check = now + self.send_timeout
-                wake = check if wake is None else min(wake, check)
-        elif self.send_timeout is not None:
-            wake = self.sending_since + self.send_timeout
-        elif self.ping is not None:
-            wake = now + self.ping  # only to pick up pings again once it ends
-        return wake
-
-    def due(self, now: float) -> Action | None:
-        """What to do at ``now``, if anything."""
-        if self.sending_since is not None:
-            if self.send_timeout is not None and now - self.sending_since >= self.send_timeout:
+    def look(self, busy: object, *, writing: bool) -> Action | None:
+        """One look: ``busy`` is what the producer is busy with, ``writing`` whether it writes."""
+        if busy is not self._seen:
+            self._seen = busy
+            self._quiet = 0
+            return None
+        self._quiet = quiet = self._quiet + 1
+        if writing:
+            if quiet >= self._drop_after:
                 return Action.DROP
-            return None  # bytes are on their way: no heartbeat needed
-        if self.ping is not None and now - self.last_write >= self.ping:
+        elif quiet >= self._ping_after:
+            self._quiet = 0  # the next heartbeat is another `ping` later
             return Action.PING
         return None
+
+
+def _looks(limit: float | None, every: float | None) -> float:
+    """Quiet looks that make ``limit`` seconds (rounded up; infinite: never)."""
+    if limit is None or every is None:
+        return math.inf
+    # The tolerance keeps 30 / 7.5 at 4 looks, not 5, whatever the rounding.
+    return math.ceil(limit / every - 1e-9)
