@@ -51,7 +51,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from _common import DOC, write_section
+from _common import DOC, lifespan, write_section
 from askstream.testing import ServerProcess
 
 HERE = Path(__file__).resolve().parent
@@ -98,10 +98,7 @@ def _plain_app(respond: Respond) -> Any:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            await receive()
-            await send({"type": "lifespan.startup.complete"})
-            await receive()
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
         source = _source(scope["path"], scope["query_string"].decode())
         if source is None:
@@ -151,10 +148,7 @@ def floor_app() -> Any:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            await receive()
-            await send({"type": "lifespan.startup.complete"})
-            await receive()
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
         source = _source(scope["path"], scope["query_string"].decode())
         if source is None:

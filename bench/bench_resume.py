@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from _common import ROOT, percentile, versions, write_section
+from _common import ROOT, lifespan, percentile, versions, write_section
 from askstream.sse import Decoder
 from askstream.streams import MemoryStore, RedisStore, Store
 from askstream.testing import ServerProcess
@@ -527,9 +527,7 @@ def floor_app() -> Any:
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
         if scope["path"] == "/ask":
             floor.ask()
