@@ -56,10 +56,12 @@ LIBRARIES = ("askstream", "starlette", "uvicorn", "httpx", "redis", "sse-starlet
 RESUME_TARGET_MS = 10.0
 FANOUT_TARGET_MS = 20.0
 SERVICE_ARGS = ["--timeout-graceful-shutdown", "1"]
+RAW = "raw sockets, no HTTP server (the machine's floor)"
 RIVALS = {
     "sse-starlette": "rival_app",
     "bare ASGI in FastAPI (floor)": "fastapi_floor_app",
     "bare ASGI (floor)": "floor_app",
+    RAW: "",  # RawServer
 }
 
 # -- servers ------------------------------------------------------------------------------
@@ -87,7 +89,9 @@ def deployment(kind: str, env: dict[str, str], redis_url: str) -> Iterator[Deplo
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for n in range(2 if kind == "redis" else 1):
-                if kind in RIVALS:
+                if kind == RAW:
+                    server: ServerProcess = RawServer("raw", env=env)
+                elif kind in RIVALS:
                     server = ServerProcess(
                         f"bench_resume:{RIVALS[kind]}",
                         factory=True,
@@ -516,6 +520,69 @@ def fastapi_floor_app() -> Any:
     return app
 
 
+class RawServer(ServerProcess):
+    """The machine's floor: ``python bench/bench_resume.py --raw-server PORT``, an
+    asyncio server (uvloop) with no HTTP server or framework under it: it writes
+    the response head itself, then each event, framed as a chunk once, with one
+    ``transport.write`` per reader. What is left is the loop, the sockets and the
+    kernel."""
+
+    def command(self) -> list[str]:
+        script = str(ROOT / "bench" / "bench_resume.py")
+        return [sys.executable, script, "--raw-server", str(self.port)]
+
+
+async def _raw_server(port: int) -> None:
+    readers: list[asyncio.Transport] = []
+    pumps: set[asyncio.Task[None]] = set()
+
+    def deliver(data: str | None) -> None:
+        if data is None:
+            frame = b"0\r\n\r\n"
+        else:
+            body = b"data: " + data.encode() + b"\n\n"
+            frame = b"%x\r\n%s\r\n" % (len(body), body)
+        for transport in readers:
+            transport.write(frame)
+
+    class Connection(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+            self.head = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.head += data
+            if b"\r\n\r\n" not in self.head:
+                return
+            if self.head.startswith(b"POST /ask"):
+                task = asyncio.create_task(_pump(os.environ["BENCH_UPSTREAM"], deliver))
+                pumps.add(task)
+                task.add_done_callback(pumps.discard)
+                body = b'{"id": "one"}'
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (len(body), body)
+                )
+            else:
+                hello = b": hello\n\n"
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(hello), hello)
+                )
+                readers.append(self.transport)
+            self.head = b""
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.transport in readers:
+                readers.remove(self.transport)
+
+    server = await asyncio.get_running_loop().create_server(
+        Connection, "127.0.0.1", port, backlog=4096
+    )
+    async with server:
+        await server.serve_forever()
+
+
 def floor_app() -> Any:
     """The floor: a bare ASGI app, no framework, no middleware. Every reader waits
     on one shared ``asyncio.Event`` and sends the bytes encoded once; only
@@ -615,7 +682,10 @@ def report(
         "reader (its usual pattern). The floors: every reader waits on one shared "
         "`asyncio.Event` and sends the bytes encoded once, as a bare ASGI app, and "
         "as a response of a FastAPI app with the service's middleware (what the "
-        "framework's layers cost each send).",
+        "framework's layers cost each send). The machine's floor: no HTTP server at "
+        "all, an asyncio server that writes each event, framed once, with one "
+        "`transport.write` per reader (what the loop, the sockets and the kernel "
+        "cost).",
         "",
         "| server | events measured | p50 | p99 | max | every reader got every event "
         "| p99 < 20 ms |",
@@ -651,6 +721,9 @@ def report(
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--raw-server"]:  # RawServer's process
+        _run(_raw_server(int(sys.argv[2])))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")

@@ -20,8 +20,10 @@ from ._exceptions import (
 )
 from .http import (
     AsyncEventSource,
+    Broadcast,
     EventSource,
     EventStreamResponse,
+    Join,
     Reconnect,
     ShutdownMiddleware,
     aconnect,
@@ -34,12 +36,14 @@ __version__ = "0.1.0"
 __all__ = [
     "AskstreamError",
     "AsyncEventSource",
+    "Broadcast",
     "ContentTypeError",
     "Decoder",
     "Event",
     "EventSource",
     "EventStreamResponse",
     "EventTooLarge",
+    "Join",
     "LocalProtocolError",
     "ProtocolError",
     "Reconnect",

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from askstream.testing import ServerProcess
+from tests.http.peers import MakePeer, Peer, ScopedPeer
 from tests.http.support import UVICORN_ARGS, Poll, Report, report_of, wait_for
 
 
@@ -32,3 +33,10 @@ def report(server: ServerProcess) -> Report:
 @pytest.fixture
 def poll() -> Poll:
     return wait_for
+
+
+@pytest.fixture(params=[Peer, ScopedPeer], ids=["plain-receive", "receive-in-a-cancel-scope"])
+def make_peer(request: pytest.FixtureRequest) -> MakePeer:
+    """Each test runs against a plain ``receive()`` and a middleware-like one."""
+    peer_class: MakePeer = request.param
+    return peer_class

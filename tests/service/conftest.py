@@ -22,6 +22,9 @@ import pytest
 from askstream.sse import Decoder, Event
 from askstream.testing import ServerProcess, require
 
+# The stores of tests/streams, each test once per kind (tests of the hubs, _fanout.py).
+from ..streams.conftest import make_store  # noqa: F401
+
 SERVICE_APP = "askstream.service:create_app"
 UPSTREAM_APP = "askstream.testing:FakeUpstream.from_env"
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"

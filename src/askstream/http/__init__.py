@@ -2,7 +2,8 @@
 
 Server side, :class:`EventStreamResponse` streams a source's events from any
 Starlette or FastAPI endpoint, and :class:`ShutdownMiddleware` ends open streams
-when the server stops. Client side, :func:`aconnect` and :func:`connect` read a
+when the server stops, and a :class:`Broadcast` writes one source's events to
+many streams, each encoded once. Client side, :func:`aconnect` and :func:`connect` read a
 stream with httpx and reconnect where it broke off.
 
 >>> from askstream.http import EventStreamResponse
@@ -12,6 +13,7 @@ stream with httpx and reconnect where it broke off.
 """
 
 from ._async_client import AsyncEventSource, aconnect
+from ._broadcast import Broadcast, Join
 from ._reconnect import Reconnect
 from ._response import EventStreamResponse
 from ._shutdown import ShutdownMiddleware
@@ -19,8 +21,10 @@ from ._sync_client import EventSource, connect
 
 __all__ = [
     "AsyncEventSource",
+    "Broadcast",
     "EventSource",
     "EventStreamResponse",
+    "Join",
     "Reconnect",
     "ShutdownMiddleware",
     "aconnect",

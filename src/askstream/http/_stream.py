@@ -43,12 +43,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any, Literal
+import types
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any, Literal, cast
 
 from starlette.background import BackgroundTask
 from starlette.types import Message, Receive, Send
 
 from ..sse import Event, comment, encode
+from ._broadcast import Join
 from ._items import encode_item
 from ._pull import END, PENDING, AsyncGenPull, AsyncPull, Pull, Source, open_pull
 from ._shutdown import Shutdown
@@ -78,10 +81,12 @@ class Stream:
     __slots__ = (
         "_busy",
         "_cancelled",
+        "_cursor",
         "_dog",
         "_listening",
         "_main",
         "_on_disconnect",
+        "_parked",
         "_pinger",
         "_reason",
         "_send",
@@ -115,6 +120,10 @@ class Stream:
         self._busy: object = None
         self._pinger: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # Joined to a broadcast (see _park): what the producer awaits until it
+        # is let go, and the position of the last item the stream was given.
+        self._parked: asyncio.Future[object] | None = None
+        self._cursor = 0
 
     async def run(
         self,
@@ -219,6 +228,11 @@ class Stream:
         self._reason = reason
         if self._pinger is not None:
             self._pinger.cancel()
+        parked = self._parked
+        if parked is not None and not parked.done():
+            # Joined to a broadcast: the source is between two items, nothing to cancel.
+            parked.set_result(None)
+            return
         if (
             self._on_disconnect == "drain"
             and reason in ("disconnect", "slow")
@@ -346,6 +360,8 @@ class Stream:
                         break
                 if type(item) is str and "\n" not in item and "\r" not in item:
                     body = f"data: {item}\n\n".encode()  # encode_item's hot path
+                elif type(item) is Join:
+                    await self._park(item, b"")  # what came before is written
                 else:
                     body = encode_item(item)
             if body and self._reason is None:
@@ -375,24 +391,33 @@ class Stream:
         batch_end = 0.0  # when a long batch must go out; 0: not timed yet
         try:
             while True:
-                if type(item) is str and "\n" not in item and "\r" not in item:
-                    chunk = f"data: {item}\n\n".encode()  # encode_item's hot path
+                if type(item) is Join:
+                    body = b"".join(chunks)
+                    chunks.clear()
+                    size = 0
+                    batch_end = 0.0
+                    await self._park(item, body)
+                    if self._reason is not None:
+                        return None
                 else:
-                    chunk = encode_item(item)
-                chunks.append(chunk)
-                size += len(chunk)
-                if size >= _BATCH_BYTES or not len(chunks) % _BATCH_CHECK_EVERY:
-                    now = asyncio.get_running_loop().time()
-                    if not batch_end:
-                        batch_end = now + _BATCH_SECONDS
-                    if size >= _BATCH_BYTES or now >= batch_end:
-                        await self._write(b"".join(chunks), None)
-                        chunks.clear()
-                        size = 0
-                        await asyncio.sleep(0)  # let the rest of the worker run
-                        if self._reason is not None:
-                            return None
-                        batch_end = 0.0
+                    if type(item) is str and "\n" not in item and "\r" not in item:
+                        chunk = f"data: {item}\n\n".encode()  # encode_item's hot path
+                    else:
+                        chunk = encode_item(item)
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= _BATCH_BYTES or not len(chunks) % _BATCH_CHECK_EVERY:
+                        now = asyncio.get_running_loop().time()
+                        if not batch_end:
+                            batch_end = now + _BATCH_SECONDS
+                        if size >= _BATCH_BYTES or now >= batch_end:
+                            await self._write(b"".join(chunks), None)
+                            chunks.clear()
+                            size = 0
+                            await asyncio.sleep(0)  # let the rest of the worker run
+                            if self._reason is not None:
+                                return None
+                            batch_end = 0.0
                 step = anext(source)
                 try:
                     waits_on = step.send(None)
@@ -473,6 +498,13 @@ class Stream:
                     batch_end = 0.0
                 if item is END or item is PENDING or self._reason is not None:
                     break
+                if type(item) is Join:
+                    body = b"".join(chunks)
+                    chunks.clear()
+                    size = 0
+                    batch_end = 0.0
+                    await self._park(item, body)
+                    continue
                 chunk = encode_item(item)
                 chunks.append(chunk)
                 size += len(chunk)
@@ -540,6 +572,84 @@ class Stream:
         except OSError:  # ASGI 2.4 servers raise it once the reader is gone
             self._reason = self._reason or "disconnect"
 
+    # Joined to a broadcast ----------------------------------------------------------
+
+    async def _park(self, join: Join, body: bytes) -> None:
+        """The source yielded ``join``: write ``body``, then let the broadcast write.
+
+        The producer waits here until the broadcast lets go (see ``_offer``) or
+        the stream stops, then sets ``join.position`` for the source.
+        """
+        if body:
+            await self._write(body, None)
+        broadcast = join.broadcast
+        if self._reason is not None or not broadcast._admit(self, join.position):
+            return  # stopping, or the broadcast is past the source: it goes on alone
+        self._cursor = join.position
+        parked = self._parked = asyncio.get_running_loop().create_future()
+        self._busy = parked  # for the watchdog: a wait, not a write
+        try:
+            outcome = await parked
+        finally:
+            self._parked = None
+            broadcast._leave(self)
+            join.position = self._cursor
+        if outcome is None:
+            return
+        try:
+            if isinstance(outcome, BaseException):
+                raise outcome  # the broadcast's write failed
+            # A write the broadcast began and that has to wait: finished here,
+            # as a write of this stream's own (the watchdog sees _busy, a message).
+            if type(outcome) is tuple:
+                write, waits_on = cast("tuple[Coroutine[Any, Any, None], object]", outcome)
+                await _rest_of(write, waits_on)
+            else:
+                await cast("Awaitable[None]", outcome)
+        except OSError:  # ASGI 2.4 servers raise it once the reader is gone
+            self._reason = self._reason or "disconnect"
+
+    def _offer(self, frame: bytes, position: int) -> bool:
+        """The broadcast publishes ``frame``: write it now if that needs no wait.
+
+        Called in the publisher's task. ``False``: the stream lets go (it is
+        stopping, a heartbeat is being written, or the write must wait: then
+        the producer finishes it) and must be dropped from the broadcast.
+        """
+        parked = self._parked
+        if parked is None or parked.done():
+            return False
+        if position <= self._cursor:  # joined ahead of the broadcast: it has this one
+            return True
+        outcome: object = None  # let go, nothing to finish: a heartbeat is being written
+        if self._pinger is None:  # one writer at a time
+            message = {"type": "http.response.body", "body": frame, "more_body": True}
+            write: Any = self._send(message)
+            self._cursor = position
+            self._busy = message  # a write, for the watchdog, until it is done
+            if type(write) is not types.CoroutineType:
+                outcome = write  # some other awaitable: the producer awaits it
+            else:
+                try:
+                    # uvicorn's send returns without suspending while the socket
+                    # takes the bytes: the common case, one call, no task woken.
+                    waits_on = write.send(None)
+                except StopIteration:
+                    self._busy = frame  # progress, for the watchdog
+                    return True
+                except Exception as exc:
+                    outcome = exc
+                else:
+                    outcome = (write, waits_on)
+        parked.set_result(outcome)
+        return False
+
+    def _let_go(self, outcome: object) -> None:
+        """The broadcast closes: the producer goes back to its source."""
+        parked = self._parked
+        if parked is not None and not parked.done():
+            parked.set_result(outcome)
+
     async def _finish(self, body: bytes) -> None:
         message = {"type": "http.response.body", "body": body, "more_body": False}
         # A reader that takes nothing more: the server closes the connection.
@@ -548,10 +658,38 @@ class Stream:
                 await self._send(message)
 
 
+@types.coroutine
+def _rest_of(
+    coroutine: Coroutine[Any, Any, None], waits_on: object
+) -> Generator[object, Any, None]:
+    """Await the rest of ``coroutine``, begun by hand and suspended where it
+    yielded ``waits_on``: what ``await`` would have done from there on.
+
+    ``waits_on`` goes to the awaiting task untouched, as the coroutine yielded
+    it (a future still marked as awaited); the task's outcome for it, a value
+    or an exception, goes back in. Resuming the coroutine first would not do:
+    a future awaited by nobody refuses to be resumed before it is done.
+    """
+    while True:
+        try:
+            sent = yield waits_on
+        except BaseException as exc:
+            try:
+                waits_on = coroutine.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waits_on = coroutine.send(sent)
+            except StopIteration:
+                return
+
+
 # The producer's helpers, which keep Stream._busy themselves (see Stream._doing).
 _ACCOUNTED = frozenset(
     method.__code__
     for method in (
+        Stream._park,
         Stream._gather,
         Stream._careful,
         Stream._wait_source,

@@ -25,6 +25,7 @@ from ..streams import MemoryStore, Store
 from ._backend import Backend
 from ._demo import DemoBackend
 from ._errors import ServiceError
+from ._fanout import Fanout
 from ._generation import Generations
 from ._history import ChatHistory, create_engine
 from ._middleware import BodyLimit, InternalErrors
@@ -153,8 +154,14 @@ def create_app(
                 reap_forever(log, history, interval=settings.lease_renew / 2)
             )
             stack.push_async_callback(_stop, reaper)
+            fanout = Fanout(log)
+            stack.push_async_callback(fanout.aclose)
             app.state.askstream = Services(
-                settings=settings, store=log, history=history, generations=generations
+                settings=settings,
+                store=log,
+                history=history,
+                generations=generations,
+                fanout=fanout,
             )
             logger.info(
                 "askstream: %s model, %s store, database %s",

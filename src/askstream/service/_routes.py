@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from ..http import EventStreamResponse
 from ..streams import InvalidEventId, Store, StreamExpired, StreamNotFound
 from ._errors import ServiceError
+from ._fanout import Fanout
 from ._generation import Generations
 from ._history import ChatHistory
 from ._schemas import (
@@ -36,6 +37,7 @@ class Services:
     store: Store
     history: ChatHistory
     generations: Generations
+    fanout: Fanout
 
 
 def services(request: Request) -> Services:
@@ -90,7 +92,7 @@ async def ask(request: Request, deps: Deps) -> Response:
         context = found
     answer = await deps.generations.start(body.chat_id, body.question, context)
     return EventStreamResponse(
-        deps.store.follow(answer.message_id),
+        deps.fanout.follow(answer.message_id),
         ping=deps.settings.heartbeat,
         headers={"Content-Location": f"/api/streams/{answer.message_id}"},
     )
@@ -119,7 +121,7 @@ async def follow_stream(
     except InvalidEventId:
         raise ServiceError(400, f"stream {message_id!r} has no event id {after!r}") from None
     return EventStreamResponse(
-        deps.store.follow(message_id, after),
+        deps.fanout.follow(message_id, after),
         ping=deps.settings.heartbeat,
         headers={"Content-Location": f"/api/streams/{message_id}"},
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from ..sse import Event
 from ._errors import InvalidEventId, StreamExpired, StreamNotFound
@@ -122,7 +122,7 @@ class MemoryStore:
         log = self._log(stream_id)
         return log.events[self._start(log, stream_id, after) :]
 
-    async def follow(self, stream_id: str, after: str | None = None) -> AsyncIterator[Event]:
+    async def follow(self, stream_id: str, after: str | None = None) -> AsyncGenerator[Event, None]:
         log = self._log(stream_id)
         position = self._start(log, stream_id, after)
         events = log.events  # a reference: it keeps working if the log expires meanwhile

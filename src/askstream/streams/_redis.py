@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -343,7 +343,7 @@ class RedisStore:
     async def read(self, stream_id: str, after: str | None = None) -> list[Event]:
         return (await self._snapshot(stream_id, after))[1]
 
-    async def follow(self, stream_id: str, after: str | None = None) -> AsyncIterator[Event]:
+    async def follow(self, stream_id: str, after: str | None = None) -> AsyncGenerator[Event, None]:
         is_open, events, position = await self._snapshot(stream_id, after)
         for event in events:
             yield event

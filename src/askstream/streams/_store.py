@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Literal, Protocol
 
 from ..sse import Event
@@ -87,11 +87,12 @@ class Store(Protocol):
         """
         ...
 
-    def follow(self, stream_id: str, after: str | None = None) -> AsyncIterator[Event]:
+    def follow(self, stream_id: str, after: str | None = None) -> AsyncGenerator[Event, None]:
         """Replay the events after ``after``, then yield new ones as they are
         appended, and end once the stream is finished and fully yielded.
 
-        Errors as for :meth:`read`, raised on the first iteration.
+        Errors as for :meth:`read`, raised on the first iteration. An async
+        generator: close it (``aclose``) if you stop reading before its end.
         """
         ...
 

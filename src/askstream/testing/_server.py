@@ -63,7 +63,8 @@ class ServerProcess:
         assert self._proc is not None, "server not started"
         return self._proc
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
+        """The server's command line: uvicorn running ``app`` (a subclass may run another)."""
         command = [
             sys.executable, "-m", "uvicorn", self.app,
             "--host", self.host, "--port", str(self.port),
@@ -71,10 +72,12 @@ class ServerProcess:
         ]  # fmt: skip
         if self._factory:
             command.append("--factory")
-        command += self._args
+        return command + self._args
+
+    def start(self) -> None:
         # The command is built from our own arguments, never from a shell string.
         self._proc = subprocess.Popen(  # noqa: S603
-            command,
+            self.command(),
             env={**os.environ, **self._env},
             start_new_session=True,
         )

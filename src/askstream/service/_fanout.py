@@ -1,0 +1,132 @@
+"""Readers of one answer in this process share one follower of the stream log.
+
+Every response follows the log (``Store.follow``), so that any reader can
+resume anywhere. Left at that, a thousand readers of one answer are a thousand
+followers: per event, a thousand task wake-ups (and, with Redis, a thousand
+deliveries). Here a reader follows the log by itself only until it has caught
+up; then it joins its answer's *hub*, one task per answer and process that
+follows the log once and writes each event, encoded once, to every joined
+reader (:class:`~askstream.http.Broadcast`). A reader the hub lets go (its
+socket was full, the answer ended, a heartbeat was due) follows the log by
+itself again from the last event it was given, and joins again once it has
+caught up. Ids are the log's positions: ``"1"``, ``"2"``, ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from ..http import Broadcast, Join
+from ..sse import Event
+from ..streams import Store
+
+__all__ = ["Fanout"]
+
+logger = logging.getLogger("askstream.service")
+
+
+class _Hub:
+    """One answer's follower of the log in this process, publishing to its readers."""
+
+    __slots__ = ("broadcast", "readers", "task")
+
+    def __init__(self, broadcast: Broadcast, task: asyncio.Task[None]) -> None:
+        self.broadcast = broadcast
+        self.task = task
+        self.readers = 0  # followers that have joined it at least once and are still open
+
+
+class Fanout:
+    """Where the service's responses get their events: :meth:`follow`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._hubs: dict[str, _Hub] = {}
+
+    async def follow(self, stream_id: str, after: str | None = None) -> AsyncIterator[Event | Join]:
+        """What ``Store.follow`` yields, for an ``EventStreamResponse``: once
+        caught up, the response joins the answer's hub instead (a ``Join``).
+
+        Errors as ``Store.follow`` raises them, on the first iteration.
+        """
+        hub: _Hub | None = None
+        open_: bool | None = None  # whether the answer was open, once asked: it never reopens
+        try:
+            while True:
+                joinable: _Hub | None = None
+                async with contextlib.aclosing(self._store.follow(stream_id, after)) as events:
+                    async for event in events:
+                        yield event
+                        position = int(event.id or 0)
+                        joinable = self._hubs.get(stream_id)
+                        if joinable is None:
+                            # A replay of a finished answer makes no hub.
+                            if open_ is None:
+                                open_ = await self._store.status(stream_id) == "open"
+                            if open_:
+                                joinable = self._start(stream_id, position)
+                        elif joinable.broadcast.closed or joinable.broadcast.position > position:
+                            joinable = None  # ended, or ahead: catch up alone first
+                        if joinable is not None:
+                            break
+                if joinable is None:
+                    return  # the answer ended, and this reader has had all of it
+                if hub is not joinable:
+                    if hub is not None:
+                        self._leave(stream_id, hub)
+                    hub = joinable
+                    hub.readers += 1
+                join = hub.broadcast.join(position)
+                yield join
+                after = str(join.position)
+        finally:
+            if hub is not None:
+                self._leave(stream_id, hub)
+
+    def _start(self, stream_id: str, position: int) -> _Hub:
+        """A hub for ``stream_id``, publishing what comes after ``position``."""
+        broadcast = Broadcast(position)
+        task = asyncio.get_running_loop().create_task(
+            self._publish(stream_id, broadcast), name="askstream hub"
+        )
+        hub = self._hubs[stream_id] = _Hub(broadcast, task)
+        return hub
+
+    async def _publish(self, stream_id: str, broadcast: Broadcast) -> None:
+        after = str(broadcast.position) if broadcast.position else None
+        try:
+            async with contextlib.aclosing(self._store.follow(stream_id, after)) as events:
+                async for event in events:
+                    broadcast.publish(int(event.id or 0), event)
+        except Exception:
+            # Its readers go on alone and meet the failure themselves, each
+            # ending with an error event if it lasts.
+            logger.debug("the hub of stream %s failed", stream_id, exc_info=True)
+        finally:
+            broadcast.close()
+            hub = self._hubs.get(stream_id)
+            if hub is not None and hub.broadcast is broadcast:
+                del self._hubs[stream_id]
+
+    def _leave(self, stream_id: str, hub: _Hub) -> None:
+        hub.readers -= 1
+        if hub.readers == 0:  # nobody left to write to: stop following the log
+            hub.task.cancel()
+            if self._hubs.get(stream_id) is hub:
+                del self._hubs[stream_id]
+
+    def joined(self, stream_id: str) -> int:
+        """How many responses the hub of ``stream_id`` writes to now."""
+        hub = self._hubs.get(stream_id)
+        return 0 if hub is None else len(hub.broadcast)
+
+    async def aclose(self) -> None:
+        """Stop every hub (the app's lifespan ends)."""
+        hubs, self._hubs = list(self._hubs.values()), {}
+        for hub in hubs:
+            hub.task.cancel()
+        if hubs:
+            await asyncio.wait([hub.task for hub in hubs])
