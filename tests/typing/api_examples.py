@@ -68,6 +68,25 @@ def serving_from_fastapi() -> FastAPI:
     return app
 
 
+def one_source_to_many_readers() -> askstream.EventStreamResponse:
+    log: list[Event] = []
+    hub = askstream.Broadcast()
+    log.append(Event("first", id="1"))
+    hub.publish(len(log), log[-1])
+
+    async def follow(after: int) -> AsyncIterator[Event | askstream.Join]:
+        position = after
+        while position < len(log):
+            position += 1
+            yield log[position - 1]
+        if not hub.closed:
+            join = hub.join(position)
+            yield join
+            assert_type(join.position, int)
+
+    return askstream.EventStreamResponse(follow(0))
+
+
 def serving_plain_asgi() -> Starlette:
     app = Starlette()
     app.add_middleware(askstream.ShutdownMiddleware)
