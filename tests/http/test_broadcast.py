@@ -288,6 +288,31 @@ async def test_a_write_that_fails_ends_the_stream_as_a_disconnect() -> None:
     assert b"error" not in peer.body  # nobody to tell
 
 
+async def test_a_reader_whose_send_breaks_does_not_hold_up_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(Peer):
+        broken = False
+
+        async def send(self, message: dict[str, Any]) -> None:
+            if self.broken:
+                raise RuntimeError("a server bug")
+            await super().send(message)
+
+    log = Log()
+    broken, fine = Broken(), Peer()
+    tasks = [peer.run(EventStreamResponse(log.follow(), ping=None)) for peer in (broken, fine)]
+    await wait_until(lambda: len(log.hub) == 2)
+    broken.broken = True
+    log.append("1")  # the publisher is not the one to fail
+    log.append("2")
+    log.end()
+    await asyncio.wait_for(tasks[1], timeout=1)
+    assert datas(fine) == ["1", "2"]
+    await asyncio.wait_for(asyncio.wait([tasks[0]]), timeout=1)
+    assert "a server bug" in caplog.text  # the broken stream's own failure, logged
+
+
 def test_positions_must_increase() -> None:
     hub = Broadcast()
     hub.publish(1, "a")

@@ -624,23 +624,21 @@ class Stream:
         outcome: object = None  # let go, nothing to finish: a heartbeat is being written
         if self._pinger is None:  # one writer at a time
             message = {"type": "http.response.body", "body": frame, "more_body": True}
-            write: Any = self._send(message)
             self._cursor = position
             self._busy = message  # a write, for the watchdog, until it is done
-            if type(write) is not types.CoroutineType:
-                outcome = write  # some other awaitable: the producer awaits it
-            else:
-                try:
+            try:
+                write: Any = self._send(message)
+                if type(write) is not types.CoroutineType:
+                    outcome = write  # some other awaitable: the producer awaits it
+                else:
                     # uvicorn's send returns without suspending while the socket
                     # takes the bytes: the common case, one call, no task woken.
-                    waits_on = write.send(None)
-                except StopIteration:
-                    self._busy = frame  # progress, for the watchdog
-                    return True
-                except Exception as exc:
-                    outcome = exc
-                else:
-                    outcome = (write, waits_on)
+                    outcome = (write, write.send(None))
+            except StopIteration:
+                self._busy = frame  # progress, for the watchdog
+                return True
+            except Exception as exc:  # one reader's failure is its own, not the publisher's
+                outcome = exc
         parked.set_result(outcome)
         return False
 
