@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from askstream import EventTooLarge
 from askstream.sse import Decoder
-from askstream.sse._batch import decode_run, decode_token_run
+from askstream.sse._batch import _crlf_only, decode_run, decode_token_run
 
 from .spec_model import parse as spec_parse
 from .test_decoder import as_dict, one_byte_at_a_time, random_chunks
@@ -142,6 +142,81 @@ def test_every_run_of_a_common_shape_is_decoded_at_once_as_the_spec_says(
 
 
 @settings(max_examples=100, deadline=None)
+@pytest.mark.parametrize("header", ["", "id", "event"])
+@given(data=st.data())
+def test_a_crlf_run_is_certified_and_decoded_with_lf_markers(
+    header: str, data: st.DataObject
+) -> None:
+    # Every line end CRLF: decode_run marks data lines with LF, which makes each
+    # event's data buffer at once, and must still give what the spec gives.
+    stream = data.draw(runs(header, "\r\n"))
+    region = stream[:-4]
+    assert _crlf_only(region) is ("\r\n" in region)  # a lone data line has no line end
+    run = decode_run(region, True, "")
+    assert run is not None
+    model = spec_parse(stream.encode())
+    assert ([as_dict(event) for event in run[0]], run[1]) == (model.events, model.last_event_id)
+
+
+# Values that look like the start of another line, or are empty: what a line end
+# of another kind would need to pass a data line off as a blank line and a header.
+TRICKY_VALUES = st.sampled_from(["", "x", "id: 5", "event: e", "data: y", " "]) | CLEAN_VALUES
+
+
+@st.composite
+def crlf_runs_with_stray_line_ends(draw: st.DrawFn, header: str) -> str:
+    """A CRLF run of one shape (without its last blank line) with lone CRs and LFs put in."""
+    lines: list[str] = []
+    for _ in range(draw(st.integers(1, 5))):
+        if header:
+            lines.append(f"{header}: {draw(TRICKY_VALUES)}")
+        lines += ["data: " + draw(TRICKY_VALUES) for _ in range(draw(st.integers(1, 3)))]
+        lines.append("")
+    region = "\r\n".join(lines[:-1])
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(region)))
+        region = region[:at] + draw(st.sampled_from(["\r", "\n"])) + region[at:]
+    return region
+
+
+@settings(max_examples=300, deadline=None)
+@pytest.mark.parametrize("header", ["", "id", "event"])
+@given(data=st.data())
+def test_lone_crs_and_lfs_in_a_crlf_run_are_decoded_as_the_spec_says_or_refused(
+    header: str, data: st.DataObject
+) -> None:
+    # Mostly NUL marks the data lines then; LF when the CRs and LFs put in made
+    # only new CRLF line ends.
+    region = data.draw(crlf_runs_with_stray_line_ends(header))
+    run = decode_run(region, True, "")
+    if run is not None:
+        model = spec_parse((region + "\r\n\r\n").encode())
+        assert ([as_dict(event) for event in run[0]], run[1]) == (
+            model.events,
+            model.last_event_id,
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "certified"),
+    [
+        pytest.param("a\r\nb", True, id="crlf"),
+        pytest.param("\r\n\r\n", True, id="blank_line"),
+        pytest.param("é\r\n你\r\n", True, id="crlf_non_ascii"),
+        pytest.param("a\r\n\0b", True, id="nul_is_no_line_end"),
+        pytest.param("ab", False, id="no_line_end"),
+        pytest.param("a\rb", False, id="lone_cr"),
+        pytest.param("a\nb", False, id="lone_lf"),
+        pytest.param("a\r\r\nb", False, id="lone_cr_before_crlf"),
+        pytest.param("a\r\n\nb", False, id="lone_lf_after_crlf"),
+        pytest.param("a\r\nb\r", False, id="lone_cr_at_the_end"),
+    ],
+)
+def test_only_runs_whose_every_line_end_is_crlf_are_certified(text: str, certified: bool) -> None:
+    assert _crlf_only(text) is certified
+
+
+@settings(max_examples=100, deadline=None)
 @given(values=st.lists(CLEAN_VALUES, min_size=1, max_size=8), last_id=st.sampled_from(["", "5"]))
 def test_every_run_of_single_line_data_events_is_decoded_on_the_bytes(
     values: list[str], last_id: str
@@ -169,6 +244,20 @@ REFUSED_RUNS = [
     pytest.param(": hello\ndata: a", False, id="comment_first"),
     pytest.param("id: 1\n\nid: 2\ndata: a\ndata: b", False, id="dataless_block_and_two_lines"),
     pytest.param("data: a\ndata: \0", False, id="nul_in_data"),
+    # A lone CR before a data line, with LF markers, would read as a blank line;
+    # the LF after it would pass for a marker.
+    pytest.param(
+        "id: 1\r\n\r\r\ndata: id: 5\r\ndata: y\nz", True, id="lone_cr_and_lf_faking_a_blank_line"
+    ),
+    pytest.param(
+        "id: 1\r\ndata: a\r\r\ndata: \r\nid: 2\r\ndata: b", True, id="lone_cr_before_a_data_line"
+    ),
+    pytest.param(
+        "event: a\r\ndata: b\r\n\r\r\ndata: event: c\r\ndata: d", True, id="lone_cr_in_a_blank_line"
+    ),
+    pytest.param("retry: 1\r\ndata: a", True, id="other_field_first"),
+    pytest.param("data:a\r\n\r\ndata: b", True, id="first_data_line_without_the_space"),
+    pytest.param("-\r\ndata: a", True, id="unknown_first_character"),
 ]
 
 
@@ -215,6 +304,18 @@ EDGE_STREAMS = [
     pytest.param(b"data: a\r\ndata: \r\n\r\ndata: b\r\n\r\n", id="empty_data_line_crlf"),
     pytest.param(b"data: a\ndata: \n\ndata: b\n\n", id="empty_data_line_lf"),
     pytest.param(b"event: e\ndata: a\n\nevent:\ndata: b\n\n", id="empty_event_type_in_a_run"),
+    pytest.param(
+        b"event: a\r\ndata: 1\r\n\r\nevent: b\r\ndata: \xff\r\ndata: 2\r\n\r\n",
+        id="invalid_utf8_in_lines_that_wait",
+    ),
+    pytest.param(
+        b"id: 1\r\ndata: a\r\n\r\nid: 2\r\n\r\r\ndata: id: 5\r\ndata: y\nz\r\n\r\n",
+        id="lone_cr_and_lf_faking_a_blank_line",
+    ),
+    pytest.param(
+        b"event: a\ndata: 1\n\nevent: b\ndata: 2\ndata: 3\n\nevent: c\ndata: retry\n\n",
+        id="lf_event_run_and_retry_in_a_value",
+    ),
 ]
 
 
@@ -234,6 +335,48 @@ def test_an_event_cut_across_three_chunks_at_every_pair_of_offsets() -> None:
     raw = b"id: 7\r\ndata: a\r\n\r\nid: 8\r\ndata: b\r\ndata: c\r\n\r\nid: 9\r\ndata: d\r\n\r\n"
     for first, second in itertools.combinations(range(len(raw) + 1), 2):
         assert_decodes_like_the_spec([raw[:first], raw[first:second], raw[second:]])
+
+
+# ------------------------------------------------------------------ the cut on the bytes
+
+CUTS = [
+    pytest.param(b"event: a\r\ndata: 1\r\n\r\nevent: b\r\ndata: 2\r\nda", True, id="crlf"),
+    pytest.param(b"id: 1\ndata: a\n\nid: 2\ndata: b\n", True, id="lf"),
+    pytest.param(b"id: 1\r\ndata: a\r\n\r\n", True, id="nothing_waits"),
+    pytest.param("event: 一\r\ndata: 你\r\n\r\nevent: 二\r\n".encode(), True, id="non_ascii"),
+    pytest.param(b"id: 1\r\ndata: a\r\n\r\nretry: 5\r\ndata: b", False, id="retry_after_the_cut"),
+    pytest.param(b"id: 1\r\ndata: a\r\n\r\n\r\nid: 2\r\n", True, id="two_blank_lines_before_it"),
+    pytest.param(b"id: 1\r\ndata: a\r\n\r\n\nid: 2\r\n", False, id="lf_blank_line_after_the_cut"),
+    pytest.param(b"id: 1\r\ndata: a\r\n\r\nid: 2\n\ndata: b", False, id="lf_blank_line_after_it"),
+    pytest.param(b"id: 1\r\ndata: a", False, id="no_blank_line"),
+    pytest.param(b"\r\n\r\nid: 1\r\n", False, id="blank_line_first"),
+    pytest.param(b"data: a\n\ndata: b\ndata: c\n\n", False, id="lf_data_events_go_on_the_bytes"),
+]
+
+
+@pytest.mark.parametrize(("raw", "cut_on_the_bytes"), CUTS)
+def test_a_chunk_of_whole_events_is_cut_on_the_bytes_unless_a_waiting_line_could_show(
+    raw: bytes, cut_on_the_bytes: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    interpreted: list[bytes] = []
+    interpret = Decoder._interpret
+
+    def spy(self: Decoder, buf: bytes, events: list[Any]) -> bytes:
+        interpreted.append(buf)
+        return interpret(self, buf, events)
+
+    monkeypatch.setattr(Decoder, "_interpret", spy)
+    assert_decodes_like_the_spec([raw])
+    assert (not interpreted) is cut_on_the_bytes
+
+
+def test_lines_that_wait_after_the_cut_on_the_bytes_complete_their_event() -> None:
+    decoder = Decoder()
+    assert [event.data for event in decoder.feed(b"id: 1\r\ndata: a\r\n\r\nid: 2\r\nda")] == ["a"]
+    assert decoder.last_event_id == "1"
+    assert [as_dict(event) for event in decoder.feed(b"ta: b\r\n\r\n")] == [
+        {"data": "b", "event": "message", "id": "2", "retry": None}
+    ]
 
 
 # ------------------------------------------------------------------ size limit and long streams

@@ -23,17 +23,19 @@ before the run dispatched nothing). The shapes:
 
 from __future__ import annotations
 
+from io import IncrementalNewlineDecoder
 from itertools import repeat
 
 from ._event import Event
 
 __all__ = ["decode_run", "decode_token_run"]
 
-# For each line end: a blank line; the start of a data line, line end included;
-# and, once those are NUL, what comes before each data-only event, each "id: "
-# event and each "event: " event.
-_LF = ("\n\n", "\ndata: ", "\n\0", "\n\nid: ", "\n\nevent: ")
-_CRLF = ("\r\n\r\n", "\r\ndata: ", "\r\n\0", "\r\n\r\nid: ", "\r\n\r\nevent: ")
+# For each line end: itself; a blank line; the start of a data line, line end
+# included; and what comes before each "id: " event and each "event: " event.
+_LF = ("\n", "\n\n", "\ndata: ", "\n\nid: ", "\n\nevent: ")
+_CRLF = ("\r\n", "\r\n\r\n", "\r\ndata: ", "\r\n\r\nid: ", "\r\n\r\nevent: ")
+# A run's first line, by its first character.
+_HEADERS = {"d": "data: ", "i": "id: ", "e": "event: "}
 
 # Calling Event from a comprehension goes through type.__call__, which packs the
 # arguments in a tuple and calls __init__ from C. object.__new__ and then the
@@ -72,6 +74,20 @@ def decode_token_run(region: bytes, last_id: str) -> list[Event] | None:
     return list(map(Event, datas))
 
 
+def _crlf_only(text: str) -> bool:
+    """Whether ``text`` has line ends and every one is CRLF: no CR without an LF
+    after it, no LF without a CR before it.
+
+    io's newline decoder records which kinds of line end it has seen in one C
+    pass that copies nothing (its ``newlines``); about as fast as
+    ``str.count``. A fresh one per call: a shared one would be state that two
+    threads' decoders could interleave.
+    """
+    lines = IncrementalNewlineDecoder(None, False)  # no codec, translate nothing
+    lines.decode(text, True)  # final: a CR at the end is a line end
+    return lines.newlines == "\r\n"
+
+
 def decode_run(region: str, crlf: bool, last_id: str) -> tuple[list[Event], str] | None:
     """The events of a run of one of the text shapes and the last event id after it, or None.
 
@@ -80,38 +96,48 @@ def decode_run(region: str, crlf: bool, last_id: str) -> tuple[list[Event], str]
 
     The proof. Put a blank line before the run, so that every event, the first
     included, follows one. Replace every line end that starts a ``data: `` line,
-    together with that prefix, by NUL (the run holds no NUL of its own: checked).
-    Split the result at every blank line followed by the start of an event's
-    first line: ``eol eol "id: "``, ``eol eol "event: "``, or ``eol NUL`` for
-    data-only events. No separator holds a NUL, so each was in the run as it
-    came, and is a blank line (a line end, then an empty line) and the start of
-    a line. If the pieces between them hold no CR and no LF, every other line end
-    of the run starts a data line: the run is exactly the shape. Each piece is
-    then an event's header value (if the shape has a header) and, after a NUL
-    each, the values of its data lines; with the NULs between data values turned
-    into LFs, that is §9.2.6's data buffer.
+    together with that prefix, by a marker, NUL (the run holds no NUL of its
+    own: checked). Split the result at every blank line followed by the start
+    of an event's first line: ``eol eol "id: "``, ``eol eol "event: "``, or
+    ``eol NUL`` for data-only events. No separator holds a NUL, so each was in
+    the run as it came, and is a blank line (a line end, then an empty line)
+    and the start of a line. If the pieces between them hold no CR and no LF,
+    every other line end of the run starts a data line: the run is exactly the
+    shape. Each piece is then an event's header value (if the shape has a
+    header) and, after a marker each, the values of its data lines; with the
+    markers between data values turned into LFs, that is §9.2.6's data buffer.
+
+    When every line end of the run is CRLF (``_crlf_only``), the marker is LF
+    instead, and each piece holds its data buffer as it is, which spares a
+    ``replace`` per event. The proof still holds: every CR is then followed by
+    its own LF, and a replacement, which starts at a CR, never takes a CR's LF
+    without the CR; so each CR LF pair left is a line end of the run, and a
+    separator (which holds no other LF) was in the run as it came. If the
+    pieces hold no CR, every line end left is in a separator, and the LFs in
+    the pieces are exactly the markers. (A lone CR or LF could have made a
+    separator out of a marker, or passed for one: a reason to keep NUL then.)
     """
-    if "\0" in region:  # NUL is the marker below (and an id holding one is ignored)
+    if "\0" in region:  # NUL is a marker below (and an id holding one is ignored)
         return None
-    blank, data_start, data_separator, id_separator, event_separator = _CRLF if crlf else _LF
-    if region.startswith("data: "):
-        header, separator = "", data_separator
-    elif region.startswith("id: "):
-        header, separator = "id: ", id_separator
-    elif region.startswith("event: "):
-        header, separator = "event: ", event_separator
+    eol, blank, data_start, id_separator, event_separator = _CRLF if crlf else _LF
+    marker = "\n" if crlf and _crlf_only(region) else "\0"
+    header = _HEADERS.get(region[:1])
+    if header is None or not region.startswith(header):
+        return None
+    if header == "data: ":
+        header, separator = "", eol + marker
     else:
-        return None
+        separator = id_separator if header == "id: " else event_separator
     text = blank + region
-    marked = text.replace(data_start, "\0")
+    marked = text.replace(data_start, marker)
     pieces = marked.split(separator)
     before = pieces.pop(0)  # empty when the run starts with the shape's first line
     rest = "".join(pieces)
-    if before or "\n" in rest or "\r" in rest:
+    if before or "\r" in rest or (marker == "\0" and "\n" in rest):
         return None
-    # Each replacement shortened the text by len(data_start) - 1. More of them
-    # than events: some event has several data lines, joined by NULs.
-    joined = (len(text) - len(marked)) // (len(data_start) - 1) > len(pieces)
+    # With NUL markers: each replacement shortened the text by len(data_start) - 1.
+    # More of them than events: some event has several data lines, to be joined.
+    joined = marker == "\0" and (len(text) - len(marked)) // (len(data_start) - 1) > len(pieces)
     if not header:
         datas = [piece.replace("\0", "\n") for piece in pieces] if joined else pieces
         if last_id:
@@ -119,9 +145,9 @@ def decode_run(region: str, crlf: bool, last_id: str) -> tuple[list[Event], str]
         else:
             events = list(map(Event, datas))
         return events, last_id
-    # Each piece is "<value>" NUL "<data>", or only "<value>" for a block with
+    # Each piece is "<value>" marker "<data>", or only "<value>" for a block with
     # no data line: its field still counts, but nothing is dispatched.
-    split = map(str.partition, pieces, repeat("\0"))
+    split = map(str.partition, pieces, repeat(marker))
     if header == "id: ":
         if joined:
             events = [
@@ -138,7 +164,7 @@ def decode_run(region: str, crlf: bool, last_id: str) -> tuple[list[Event], str]
                 for value, nul, data in split
                 if nul
             ]
-        last_id = pieces[-1].partition("\0")[0]
+        last_id = pieces[-1].partition(marker)[0]
     else:
         event_id = last_id or None
         if joined:
@@ -160,7 +186,7 @@ def decode_run(region: str, crlf: bool, last_id: str) -> tuple[list[Event], str]
                 for value, nul, data in split
                 if nul
             ]
-    if not joined and len(events) < len(pieces):
+    if marker == "\0" and not joined and len(events) < len(pieces):
         # Blocks without data lines left NULs uncounted: some event may have
         # several data lines after all.
         return None

@@ -160,16 +160,52 @@ class Decoder:
             self._pending_cr = False
             if buf[0] == 0x0A:  # the LF of a CRLF that was cut between chunks
                 buf = buf[1:]
-        # Single-line data events on LF, the bytes as they came. For LF streams
-        # only: the memchr spares CRLF streams the search for a blank line.
-        if not self._in_event and buf.startswith(b"data: ") and 13 not in buf:
-            end = buf.rfind(b"\n\n")
-            if 0 < end <= self._max:  # over the limit, the exact path decides
-                found = decode_token_run(buf[:end], self._last_event_id)
-                if found is not None:
-                    events = found
-                    buf = buf[end + 2 :]
+        if not self._in_event:
+            crlf = 13 in buf
+            if not crlf and buf.startswith(b"data: "):
+                # Single-line data events on LF, the bytes as they came.
+                end = buf.rfind(b"\n\n")
+                if 0 < end <= self._max:  # over the limit, the exact path decides
+                    found = decode_token_run(buf[:end], self._last_event_id)
+                    if found is not None:
+                        events = found
+                        buf = buf[end + 2 :]
+            else:
+                # Whole events, then the first lines of one that has not ended.
+                blank = b"\r\n\r\n" if crlf else b"\n\n"
+                end = buf.rfind(blank)
+                rest = end + len(blank)
+                if end > 0 and (rest == len(buf) or self._may_wait(buf[rest:].decode("latin-1"))):
+                    events = self._whole_events(buf[:end].decode("utf-8", "replace"), crlf)
+                    self._buffer = buf[rest:]
+                    return events
         self._buffer = self._interpret(buf, events)
+        return events
+
+    def _whole_events(self, text: str, crlf: bool) -> list[Event]:
+        """The events of ``text``: whole events, read from a clean state, up to
+        the line end of their last line.
+
+        ``feed`` hands over the usual chunk this way: whole events, then the
+        first lines of one that has not ended. It finds that cut on the bytes
+        (the last blank line), where ``_interpret`` finds it on the decoded
+        text, which spares decoding the lines that wait and copying the text
+        around them: a few microseconds a chunk. The bytes after the cut wait
+        only under ``_may_wait``'s conditions, as ``_held`` would let them, so
+        nothing a caller can see changes by it; ``feed`` checks them one
+        character per byte (latin-1), which keeps every ASCII pattern in place.
+        ``_pending_cr`` stays False: the text ends in LF.
+        """
+        run = self._batch(text, crlf)
+        if run is not None:
+            return run
+        # What _interpret_lines does with a run that _runs did not take.
+        events: list[Event] = []
+        text = _normalise(text) + "\n\n"
+        if crlf:
+            text = self._runs(text, False, events)
+        if text:
+            self._segments(text, events)
         return events
 
     def _interpret(self, buf: bytes, events: list[Event]) -> bytes:
@@ -201,6 +237,11 @@ class Decoder:
                 text = text[: -len(held)]
                 if not text:
                     return buf
+        self._interpret_lines(text, events)
+        return buf[cut:]
+
+    def _interpret_lines(self, text: str, events: list[Event]) -> None:
+        """Interpret ``text``, complete lines as they came."""
         self._pending_cr = text[-1] == "\r"
         if "\r" in text:
             # Try the CRLF shapes on the text as it came, which spares a pass
@@ -212,7 +253,6 @@ class Decoder:
             text = self._runs(text, False, events)
         if text:  # else the text ended with a blank line: nothing is left over
             self._segments(text, events)
-        return buf[cut:]
 
     def _held(self, text: str) -> str:
         """The lines at the end of ``text`` to keep undecoded for the next chunk, if any.
@@ -232,16 +272,18 @@ class Decoder:
                 return ""
             start = 0
         held = text[start:]
-        if (
-            0 < _size_bound(held) <= self._hold_max
-            and held[0] not in "\r\n"
-            and "\n\n" not in held
-            and "\r\r" not in held
-            and "\n\r" not in held
-            and "retry" not in held
-        ):
-            return held
-        return ""
+        return held if held and self._may_wait(held) else ""
+
+    def _may_wait(self, lines: str) -> bool:
+        """Whether ``lines``, after a blank line, may wait in the buffer (see ``_held``)."""
+        return (
+            _size_bound(lines) <= self._hold_max
+            and lines[0] not in "\r\n"
+            and "\n\n" not in lines
+            and "\r\r" not in lines
+            and "\n\r" not in lines
+            and "retry" not in lines
+        )
 
     def _runs(self, text: str, crlf: bool, events: list[Event]) -> str:
         """Interpret complete lines up to the last blank line; return the lines after it.
@@ -263,27 +305,36 @@ class Decoder:
         end = text.rfind(blank)
         if end <= 0:
             return text
+        run = self._batch(text[:end], crlf)
+        if run is None:
+            return text
+        events += run
+        return text[end + len(blank) :]
+
+    def _batch(self, region: str, crlf: bool) -> list[Event] | None:
+        """The events of the run ``region``, if a ``_batch`` shortcut takes it, else None.
+
+        A run starts from a clean state and stops before its last blank line.
+        """
         skips = self._batch_skips
         if skips[crlf]:
             skips[crlf] -= 1
-            return text
-        region = text[:end]
+            return None
         # Under the limit as a whole, no event in the run can pass it: an
         # event's data is shorter than its lines. Over it, the exact path decides.
         if _size_bound(region) <= self._max:
             run = decode_run(region, crlf, self._last_event_id)
             if run is not None:
-                events += run[0]
                 self._id_buffer = self._last_event_id = run[1]
                 self._batch_misses[crlf] = 0
-                return text[end + len(blank) :]
+                return run[0]
         # A miss costs about what a hit saves, and a stream of many shapes
         # misses again and again: after each miss in a row, skip twice as many
         # runs (up to 31) before trying again. Either way the events are the same.
         misses = self._batch_misses
         misses[crlf] = min(misses[crlf] + 1, 5)
         skips[crlf] = (1 << misses[crlf]) - 1
-        return text
+        return None
 
     def _segments(self, text: str, events: list[Event]) -> None:
         """Interpret complete lines of normalised text, one segment at a time."""
