@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -113,3 +113,12 @@ async def wait_until(condition: Any, within: float = 2.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def open_then_wait(closed: Closed) -> AsyncIterator[str]:
+    """A source that yields "open", then waits for ever; ``closed`` notes when its finally ran."""
+    try:
+        yield "open"
+        await asyncio.Event().wait()
+    finally:
+        closed()

@@ -19,7 +19,7 @@ from askstream import Event, EventStreamResponse
 from askstream.http._shutdown import SCOPE_KEY, Shutdown
 from askstream.http._stream import ERROR_EVENT
 
-from .peers import BodyBlockedPeer, Closed, MakePeer, stream, wait_until
+from .peers import BodyBlockedPeer, Closed, MakePeer, open_then_wait, stream, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -151,15 +151,8 @@ async def test_an_item_of_the_wrong_type_is_an_error_event_and_the_source_is_clo
 async def test_the_reader_leaving_closes_the_source_at_once(make_peer: MakePeer) -> None:
     closed = Closed()
 
-    async def source() -> AsyncIterator[str]:
-        try:
-            yield "open"
-            await asyncio.Event().wait()
-        finally:
-            closed()
-
     peer = make_peer()
-    task = peer.run(EventStreamResponse(source()))
+    task = peer.run(EventStreamResponse(open_then_wait(closed)))
     await wait_until(lambda: peer.events)
     left = time.monotonic()
     peer.leave()
@@ -228,17 +221,10 @@ async def test_drain_pulls_the_source_to_its_end_after_the_reader_left(make_peer
 async def test_server_shutdown_ends_open_streams_cleanly(make_peer: MakePeer) -> None:
     closed = Closed()
 
-    async def source() -> AsyncIterator[str]:
-        try:
-            yield "open"
-            await asyncio.Event().wait()
-        finally:
-            closed()
-
     shutdown = Shutdown()
     peer = make_peer()
     peer.scope[SCOPE_KEY] = shutdown
-    task = peer.run(EventStreamResponse(source()))
+    task = peer.run(EventStreamResponse(open_then_wait(closed)))
     await wait_until(lambda: peer.events)
     shutdown.set()
     await asyncio.wait_for(task, timeout=1)
@@ -260,12 +246,8 @@ async def test_a_stream_opened_during_shutdown_ends_at_once(make_peer: MakePeer)
 
 
 async def test_an_idle_stream_gets_heartbeats(make_peer: MakePeer) -> None:
-    async def source() -> AsyncIterator[str]:
-        yield "open"
-        await asyncio.Event().wait()
-
     peer = make_peer()
-    task = peer.run(EventStreamResponse(source(), ping=0.05))
+    task = peer.run(EventStreamResponse(open_then_wait(Closed()), ping=0.05))
     await wait_until(lambda: peer.body.count(b": ping\n\n") >= 2)
     assert peer.events == [Event("open")]  # comments are not events
     peer.leave()
@@ -299,15 +281,8 @@ async def test_a_reader_that_takes_nothing_is_dropped_after_send_timeout(
 async def test_a_heartbeat_that_takes_nothing_drops_the_reader_too(make_peer: MakePeer) -> None:
     closed = Closed()
 
-    async def source() -> AsyncIterator[str]:
-        try:
-            yield "open"
-            await asyncio.Event().wait()
-        finally:
-            closed()
-
     peer = make_peer()
-    task = peer.run(EventStreamResponse(source(), ping=0.05, send_timeout=0.2))
+    task = peer.run(EventStreamResponse(open_then_wait(closed), ping=0.05, send_timeout=0.2))
     await wait_until(lambda: peer.events)
     peer.writable.clear()  # from now on even a heartbeat waits forever
     stalled = time.monotonic()
@@ -460,15 +435,8 @@ async def test_cancelling_the_response_closes_the_source_and_is_not_swallowed(
 ) -> None:
     closed = Closed()
 
-    async def source() -> AsyncIterator[str]:
-        try:
-            yield "open"
-            await asyncio.Event().wait()
-        finally:
-            closed()
-
     peer = make_peer()
-    task = peer.run(EventStreamResponse(source()))
+    task = peer.run(EventStreamResponse(open_then_wait(closed)))
     await wait_until(lambda: peer.events)
     task.cancel()  # as a middleware's task group, or the server, may do
     with pytest.raises(asyncio.CancelledError):
