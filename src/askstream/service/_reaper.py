@@ -19,14 +19,17 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ..streams import Store, StoreError
+from ._health import unavailable
 from ._history import ChatHistory
 
-__all__ = ["LOST", "LOST_DATA", "reap_forever", "reap_once"]
+__all__ = ["LOST", "LOST_DATA", "VANISHED", "fail_lost", "reap_forever", "reap_once"]
 
 logger = logging.getLogger("askstream.service")
 
 #: What readers and the history are told about an answer whose instance died.
 LOST = "the server generating this answer stopped; ask again"
+#: What the history says of an answer whose stream vanished from the store.
+VANISHED = "the answer's stream was lost by the stream store; ask again"
 LOST_DATA = json.dumps({"code": 503, "message": LOST}, separators=(",", ":"))
 
 
@@ -73,9 +76,25 @@ async def reap_forever(
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> None:
     """Call :func:`reap_once` every ``interval`` seconds until cancelled."""
+    failing = False
     while True:
         await sleep(interval)
         try:
             await reap_once(store, history)
-        except Exception:  # Redis or the database away for a moment: the next round retries
-            logger.exception("looking for answers whose server died failed")
+        except Exception as exc:  # Redis or the database away for a moment: the next round retries
+            if unavailable(exc) is None:
+                logger.exception("looking for answers whose server died failed")
+            elif not failing:  # an outage: said once, not every round
+                logger.warning("looking for answers whose server died failed: %s", exc)
+            failing = True
+        else:
+            failing = False
+
+
+async def fail_lost(store: Store, history: ChatHistory, message_id: str) -> None:
+    """A reader found the stream of ``message_id`` gone from the store (Redis
+    restarted empty): no lease is left to reap, so the answer is marked
+    ``failed`` here, keeping the text saved so far. A live producer, if there
+    is one, fails too the next time it writes, and stores the same."""
+    if await store.status(message_id) is None:
+        await history.fail_answer(message_id, VANISHED)
