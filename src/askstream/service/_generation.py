@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 
-from ..streams import FinishStatus, Store
+from ..streams import FinishStatus, Store, StreamExpired, StreamNotFound
 from ._backend import Backend, ChatMessage
 from ._errors import ServiceError, Unavailable
 from ._health import Dependencies, unavailable
@@ -227,7 +227,7 @@ class Generations:
         try:
             await self._run(answer, started)
         except Exception as exc:  # the last line of defence: logged, never raised on
-            outage = unavailable(exc)
+            outage = _unavailable(exc)
             _fail(started, outage or ServiceError(500, "generating the answer failed"))
             self._outage(exc)
             if outage is None:
@@ -251,9 +251,9 @@ class Generations:
             await self._store.append(message_id, error, event="error")
             await self._store.finish(message_id, "failed")
 
-    def _outage(self, exc: BaseException) -> ServiceError | None:
+    def _outage(self, exc: BaseException) -> Unavailable | None:
         """The 503 for ``exc`` if it says a dependency is unreachable (and note that)."""
-        error = unavailable(exc)
+        error = _unavailable(exc)
         if error is not None and error.dependency and self._dependencies is not None:
             self._dependencies.down(error.dependency, exc)
         return error
@@ -395,6 +395,14 @@ class Generations:
         logger.debug(
             "saved %d answers in %.1f ms", len(dirty), (time.perf_counter() - started) * 1e3
         )
+
+
+def _unavailable(exc: BaseException) -> Unavailable | None:
+    # The stream gone from under its producer: the store restarted empty (or
+    # was flushed). An outage of the store, not a bug: no traceback.
+    if isinstance(exc, StreamNotFound | StreamExpired):
+        return Unavailable("the stream store lost this answer's stream")
+    return unavailable(exc)
 
 
 def _fail(started: asyncio.Future[None], error: BaseException) -> None:
