@@ -16,6 +16,7 @@ from askstream.service._fanout import Fanout
 from askstream.service._generation import SHUTDOWN, Generations
 from askstream.service._health import DATABASE, STORE, Dependencies, unavailable
 from askstream.service._history import ChatHistory, create_engine
+from askstream.service._reaper import VANISHED, sweep_once
 from askstream.service._stopping import Stopping
 from askstream.sse import Event
 from askstream.streams import MemoryStore, StoreUnavailable
@@ -237,3 +238,18 @@ async def test_stopping_cancels_what_outlives_the_timeout(history: ChatHistory) 
         stored = (await history.messages(answer.chat_id))[-1]
         assert (stored.status, stored.content) == ("cancelled", "a")
         await fanout.aclose()
+
+
+async def test_the_sweep_fails_stale_answers_that_have_no_stream_only(
+    history: ChatHistory,
+) -> None:
+    store = MemoryStore()
+    await history.begin_answer("c1", "lost?", "q1", "lost", new_chat=True)
+    await history.begin_answer("c1", "alive?", "q2", "alive", new_chat=False)
+    await store.create("alive")  # its producer still writes its stream
+    assert await sweep_once(store, history, idle=3600) == []  # not stale yet
+    assert await sweep_once(store, history, idle=0) == ["lost"]
+    statuses = {m.id: (m.status, m.error) for m in await history.messages("c1")}
+    assert statuses["lost"] == ("failed", VANISHED)
+    assert statuses["alive"] == ("streaming", None)
+    assert await sweep_once(store, history, idle=0) == []  # once

@@ -32,6 +32,8 @@ pytestmark = pytest.mark.anyio
 LEASE = {"ASKSTREAM_LEASE_TTL": "1", "ASKSTREAM_LEASE_RENEW": "0.5"}
 # About 85 pieces 50 ms apart: an answer is still generating seconds later.
 SLOW = {"ASKSTREAM_DEMO_DELAY": "0.05"}
+# The sweep for answers no lease covers waits out the model's timeouts first.
+QUICK_SWEEP = {"ASKSTREAM_LLM_CONNECT_TIMEOUT": "0.5", "ASKSTREAM_LLM_READ_TIMEOUT": "0.5"}
 RECOVERY = 5.0  # seconds within which asks must succeed again (issue 12, item 1)
 
 
@@ -163,7 +165,7 @@ async def test_a_reader_of_a_vanished_stream_gets_503_and_the_answer_is_stored_f
 ) -> None:
     shared = {"ASKSTREAM_REDIS_URL": own_redis.url, "ASKSTREAM_DATABASE_URL": pg_database}
     generator = spawn(**shared, **LEASE, **SLOW)
-    reader = spawn(**shared, **LEASE, **SLOW)
+    reader = spawn(**shared, **LEASE, **SLOW, **QUICK_SWEEP)
     async with client.stream(
         "POST", generator.url + "/api/ask", json={"question": "Hi?"}
     ) as response:
@@ -176,17 +178,47 @@ async def test_a_reader_of_a_vanished_stream_gets_503_and_the_answer_is_stored_f
     ) as response:
         assert response.status_code == 200
         events = read_events(response)
-        await anext(events)  # following live on the other instance
+        for _ in range(5):  # following live on the other instance, past a save
+            await anext(events)
         generator.server.kill()  # the generator is gone...
         own_redis.kill()
         own_redis.start()  # ...and Redis comes back empty: no lease left to reap
         rest = [event async for event in events]
     body = error_of(rest[-1])
     assert body["code"] == 503
-    chat = (await client.get(f"{reader.url}/api/chats/{piece['chatId']}")).json()
-    answer = chat["messages"][-1]
-    assert answer["status"] == "failed"
+    answer = await until_failed(client, reader.url, piece["chatId"])
     assert answer["content"]  # what was saved before the end is kept
+
+
+async def until_failed(client: httpx.AsyncClient, url: str, chat_id: str) -> dict[str, Any]:
+    """The chat's answer once it is stored ``failed`` (within a few sweeps)."""
+    began = time.monotonic()
+    while True:
+        chat = (await client.get(f"{url}/api/chats/{chat_id}")).json()
+        answer: dict[str, Any] = chat["messages"][-1]
+        if answer["status"] != "streaming":
+            assert answer["status"] == "failed", answer
+            return answer
+        assert time.monotonic() - began < 15, "the lost answer is still streaming"
+        await _pause(0.1)
+
+
+async def test_an_answer_whose_stream_and_generator_are_both_gone_is_stored_failed(
+    own_redis: RedisServer, spawn: Spawn, client: httpx.AsyncClient, pg_database: str
+) -> None:
+    # No reader at all: the other instance's sweep finds the answer.
+    shared = {"ASKSTREAM_REDIS_URL": own_redis.url, "ASKSTREAM_DATABASE_URL": pg_database}
+    generator = spawn(**shared, **LEASE, **SLOW)
+    survivor = spawn(**shared, **LEASE, **SLOW, **QUICK_SWEEP)
+    async with client.stream(
+        "POST", generator.url + "/api/ask", json={"question": "Hi?"}
+    ) as response:
+        first = await anext(read_events(response))
+    generator.server.kill()
+    own_redis.kill()
+    own_redis.start()  # empty: no lease left for the reaper
+    answer = await until_failed(client, survivor.url, json.loads(first.data)["chatId"])
+    assert answer["error"] == "the answer's stream was lost by the stream store; ask again"
 
 
 async def test_a_database_outage_is_503_and_asks_succeed_again_without_a_restart(

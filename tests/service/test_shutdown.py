@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from askstream.service._history import ChatHistory, create_engine
 from askstream.sse import Event
 from askstream.testing import ServerProcess, require
 
@@ -222,9 +223,20 @@ def test_ctrl_c_prints_one_line_and_no_traceback_even_when_idle(
 # -- two instances, and two workers, on Redis ------------------------------------------
 
 
+async def create_tables(url: str) -> None:
+    history = ChatHistory(create_engine(url))
+    try:
+        await history.create_tables()
+    finally:
+        await history.aclose()
+
+
 @pytest.fixture
 def redis_env(pg_database: str) -> Iterator[dict[str, str]]:
     require(redis_available(), f"Redis at {REDIS_URL}")
+    # Made first: instances (or workers) starting together on an empty database
+    # would race to create the tables (docs/deploy.md).
+    asyncio.run(create_tables(pg_database))
     prefix = f"askstream-test-{uuid.uuid4().hex[:12]}:"
     yield {
         "ASKSTREAM_REDIS_URL": REDIS_URL,

@@ -40,7 +40,7 @@ from ._health import (
 )
 from ._history import ChatHistory, create_engine
 from ._middleware import BodyLimit, InternalErrors
-from ._reaper import fail_lost, reap_forever
+from ._reaper import fail_lost, reap_forever, sweep_forever
 from ._routes import Services, router
 from ._settings import Settings
 from ._stopping import RESUME_EVENT, Stopping
@@ -176,6 +176,10 @@ def create_app(
                 reap_forever(log, history, interval=settings.lease_renew / 2)
             )
             stack.push_async_callback(_stop, reaper)
+            # And the answers no lease covers any more (the store lost them).
+            idle = settings.llm_connect_timeout + settings.llm_read_timeout + settings.lease_ttl
+            sweeper = asyncio.create_task(sweep_forever(log, history, idle=idle))
+            stack.push_async_callback(_stop, sweeper)
             fanout = Fanout(log, on_lost=partial(fail_lost, log, history))
             stack.push_async_callback(fanout.aclose)
             watcher = asyncio.create_task(stopping.watch(generations, fanout, dependencies))

@@ -22,7 +22,16 @@ from ..streams import Store, StoreError
 from ._health import unavailable
 from ._history import ChatHistory
 
-__all__ = ["LOST", "LOST_DATA", "VANISHED", "fail_lost", "reap_forever", "reap_once"]
+__all__ = [
+    "LOST",
+    "LOST_DATA",
+    "VANISHED",
+    "fail_lost",
+    "reap_forever",
+    "reap_once",
+    "sweep_forever",
+    "sweep_once",
+]
 
 logger = logging.getLogger("askstream.service")
 
@@ -98,3 +107,37 @@ async def fail_lost(store: Store, history: ChatHistory, message_id: str) -> None
     is one, fails too the next time it writes, and stores the same."""
     if await store.status(message_id) is None:
         await history.fail_answer(message_id, VANISHED)
+
+
+async def sweep_once(store: Store, history: ChatHistory, idle: float) -> list[str]:
+    """Mark ``failed`` the answers still ``streaming`` in the history whose row
+    was not written for ``idle`` seconds and whose stream the store does not
+    hold: their producer is gone and no lease is left to reap (the store lost
+    it: Redis restarted empty; or this process crashed with a memory store).
+    ``idle`` must outlast the wait for a model's first piece, when the row
+    exists but the stream does not yet. The ids this call failed."""
+    failed = []
+    for message_id in await history.stale_answers(idle):
+        if await store.status(message_id) is None and await history.fail_answer(
+            message_id, VANISHED
+        ):
+            logger.warning("answer %s had no stream left; it is stored as failed", message_id)
+            failed.append(message_id)
+    return failed
+
+
+async def sweep_forever(
+    store: Store,
+    history: ChatHistory,
+    *,
+    idle: float,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> None:
+    """Call :func:`sweep_once` every ``idle`` seconds until cancelled."""
+    while True:
+        await sleep(idle)
+        try:
+            await sweep_once(store, history, idle)
+        except Exception as exc:  # an outage: the next round retries (the tracker told)
+            if unavailable(exc) is None:
+                logger.exception("looking for answers that lost their stream failed")
