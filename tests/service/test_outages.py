@@ -226,13 +226,20 @@ async def test_a_database_outage_is_503_and_asks_succeed_again_without_a_restart
 ) -> None:
     with TcpProxy(5432) as proxy:
         through_proxy = pg_database.replace(":5432/", f":{proxy.port}/")
-        service = spawn(ASKSTREAM_DATABASE_URL=through_proxy)
+        service = spawn(ASKSTREAM_DATABASE_URL=through_proxy, ASKSTREAM_DEMO_DELAY="0.02")
         url = service.url
         first = await ask(client, url, "Hi?")
         assert first.status == 200
         chat_id = first.done["chatId"]
 
-        proxy.cut()  # every database connection breaks, new ones are refused
+        async with client.stream("POST", url + "/api/ask", json={"question": "Long?"}) as response:
+            events = read_events(response)
+            piece = json.loads((await anext(events)).data)
+            proxy.cut()  # every database connection breaks, new ones are refused
+            rest = [event async for event in events]
+        # The answer in flight streamed on, but its end could not be stored: 503.
+        assert error_of(rest[-1])["code"] == 503
+        assert len(rest) > 10
         for _ in range(20):
             assert_503(await client.post(url + "/api/ask", json={"question": "Now?"}))
         assert_503(
@@ -245,6 +252,10 @@ async def test_a_database_outage_is_503_and_asks_succeed_again_without_a_restart
         proxy.restore()
         await ask_until_done(client, url, RECOVERY)
         assert (await client.get(url + "/api/ready")).status_code == 200
+        # Its end is written once the database is back, with all its text.
+        answer = await until_failed(client, url, piece["chatId"])
+        deltas = [json.loads(e.data)["delta"] for e in rest if e.event == "message"]
+        assert answer["content"] == piece["delta"] + "".join(deltas)
     lines = service.lines()
     assert not [line for line in lines if "Traceback" in line]
     assert len([line for line in lines if "the database is unreachable" in line]) == 1

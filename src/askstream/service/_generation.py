@@ -98,6 +98,8 @@ class Generations:
         self._dependencies = dependencies
         self._tasks: dict[str, tuple[Answer, asyncio.Task[None]]] = {}
         self._dirty: dict[str, Answer] = {}
+        # Ends (text, status, error) the database could not take during an outage.
+        self._unsaved: dict[str, tuple[str, FinishStatus, str]] = {}
         self._running = False
         self._draining = False
         self._saver_task: asyncio.Task[None] | None = None
@@ -359,9 +361,12 @@ class Generations:
         try:
             await self._history.finish_answer(mid, answer.text, status, error=message)
         except Exception as exc:
-            # The readers must still hear how it ended; the row stays "streaming".
+            # The readers must still hear how it ended. The row stays
+            # "streaming" until the saver writes its end, once the database is back.
             if self._outage(exc) is None:
                 logger.exception("saving answer %s as %s failed", mid, status)
+            else:
+                self._unsaved[mid] = (answer.text, status, message)
         answer.ended = True
         await self._store.append(mid, _json({"code": code, "message": message}), event="error")
         await self._store.finish(mid, status)
@@ -379,7 +384,17 @@ class Generations:
                 logger.exception("saving answers in progress failed")
 
     async def save_now(self) -> None:
-        """Write the text so far of every answer that grew since the last save."""
+        """Write the text so far of every answer that grew since the last save,
+        and the ends that could not be written during an outage."""
+        for mid, (text, status, message) in list(self._unsaved.items()):
+            try:
+                await self._history.finish_answer(mid, text, status, error=message)
+            except Exception as exc:
+                if self._outage(exc) is None:
+                    logger.exception("saving answer %s as %s failed", mid, status)
+                    del self._unsaved[mid]  # a bug, not an outage: trying again will not help
+                break  # still away: the next tick tries again
+            del self._unsaved[mid]
         dirty, self._dirty = self._dirty, {}
         if not dirty:
             return
