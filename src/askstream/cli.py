@@ -46,7 +46,16 @@ def _parser() -> argparse.ArgumentParser:
         if not field.metadata.get("flag"):
             continue
         default = getattr(defaults, field.name)
-        shown = "" if default is None else f" (default: {default})"
+        if default is False:  # a switch: given means on
+            serve.add_argument(
+                "--" + field.name.replace("_", "-"),
+                action="store_const",
+                const=True,
+                default=None,
+                help=field.metadata["help"],
+            )
+            continue
+        shown = "" if default in (None, ()) else f" (default: {_shown(default)})"
         serve.add_argument(
             "--" + field.name.replace("_", "-"),
             type=_PARSERS[field.name],
@@ -68,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the service (default: $ASKSTREAM_URL or {DEFAULT_URL})",
     )
     return parser
+
+
+def _shown(value: object) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +113,23 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
     )
+    if not settings.loopback and not settings.user_tokens():
+        if not settings.insecure:
+            print(
+                f"askstream: refusing to serve {settings.host} with no tokens: anyone who "
+                "reaches it could read and write every chat.\n"
+                "  Give users tokens: ASKSTREAM_TOKENS_FILE=/path/to/tokens (one 'user token' "
+                "line each; see docs/security.md),\n"
+                "  or serve 127.0.0.1 only, or pass --insecure if something in front of "
+                "askstream already checks who asks.",
+                file=sys.stderr,
+            )
+            return 2
+        logging.getLogger("askstream").warning(
+            "serving %s with no tokens (--insecure): anyone who reaches it can read and "
+            "write every chat",
+            settings.host,
+        )
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

@@ -37,6 +37,11 @@ SERVICE_ENV = {
     "ASKSTREAM_LOG_LEVEL": "warning",
     "ASKSTREAM_SAVE_INTERVAL": "0.1",
 }
+# One user with a token, for tests that talk to a service from several clients
+# (a cookie would name a new anonymous user in each): docs/security.md.
+TOKEN = "tester-token-0123456789abcdef"
+TOKEN_ENV = {"ASKSTREAM_TOKENS": f"tester:{TOKEN}"}
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Streams still open when a test ends must not hold up the server's stop.
 SERVICE_ARGS = ["--timeout-graceful-shutdown", "1"]
 

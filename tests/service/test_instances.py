@@ -29,13 +29,23 @@ from askstream.sse import Event
 from askstream.testing import ServerProcess, require
 
 from ..conftest import REDIS_URL, redis_available
-from .conftest import PG_ADMIN_DSN, SERVICE_APP, SERVICE_ARGS, SERVICE_ENV, llm_env, read_events
+from .conftest import (
+    AUTH,
+    PG_ADMIN_DSN,
+    SERVICE_APP,
+    SERVICE_ARGS,
+    SERVICE_ENV,
+    TOKEN_ENV,
+    llm_env,
+    read_events,
+)
 
 pytestmark = pytest.mark.anyio
 
 KINDS = ["memory", "redis"]
 # About 85 pieces 10 ms apart: "mid-answer" lasts most of a second.
-DEMO = {"ASKSTREAM_DEMO_DELAY": "0.01"}
+# Every client is one user, by token: the instances share no session key.
+DEMO = {"ASKSTREAM_DEMO_DELAY": "0.01", **TOKEN_ENV}
 TERMINAL = {"done", "error"}
 
 
@@ -172,7 +182,7 @@ def deploy(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deploy]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(20.0)) as client:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(20.0), headers=AUTH) as client:
         yield client
 
 
@@ -459,19 +469,20 @@ async def test_the_async_client_resumes_a_dropped_post_on_the_other_instance(
     pair: Deployment,
 ) -> None:
     async with (
-        balancer(pair.servers, cut_after=1500) as lb,
+        balancer(pair.servers, cut_after=2000) as lb,
         askstream.aconnect(
             "POST",
             lb.url + "/api/ask",
             json={"question": "resume me elsewhere, async"},
             until=TERMINAL,
+            headers=AUTH,
             reconnect=askstream.Reconnect(delay=0.05, jitter=0.0),
         ) as source,
     ):
         events = [event async for event in source]
     assert lb.connections == 2  # the POST to A, then one resuming GET to B
     answer = check_whole(events)
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=AUTH) as client:
         message = await stored(client, pair.b, events[-1])
     assert message["content"] == answer
 
@@ -485,11 +496,12 @@ async def test_the_sync_client_resumes_a_dropped_post_on_the_other_instance(
             url + "/api/ask",
             json={"question": "resume me elsewhere, sync"},
             until=TERMINAL,
+            headers=AUTH,
             reconnect=askstream.Reconnect(delay=0.05, jitter=0.0),
         ) as source:
             return list(source)
 
-    async with balancer(pair.servers, cut_after=1500) as lb:
+    async with balancer(pair.servers, cut_after=2000) as lb:
         events = await asyncio.to_thread(ask_blocking, lb.url)
     assert lb.connections == 2
     check_whole(events)
@@ -533,7 +545,8 @@ async def test_fifty_answers_dropped_and_resumed_three_times_are_byte_identical(
         assert drops == 3
         return events, rng.choice(servers)
 
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=limits) as client:
+    timeout = httpx.Timeout(60.0)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=AUTH) as client:
         results = await asyncio.gather(*(one(client, n) for n in range(50)))
         for events, server in results:
             answer = check_whole(events)
