@@ -18,9 +18,12 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .service import Settings
+
+__all__ = ["exposure_refusal", "main"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 _ANY_HOST = {"0.0.0.0", "::", ""}  # noqa: S104 (names, compared with, never bound)
@@ -113,23 +116,11 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
     )
-    if not settings.loopback and not settings.user_tokens():
-        if not settings.insecure:
-            print(
-                f"askstream: refusing to serve {settings.host} with no tokens: anyone who "
-                "reaches it could read and write every chat.\n"
-                "  Give users tokens: ASKSTREAM_TOKENS_FILE=/path/to/tokens (one 'user token' "
-                "line each; see docs/security.md),\n"
-                "  or serve 127.0.0.1 only, or pass --insecure if something in front of "
-                "askstream already checks who asks.",
-                file=sys.stderr,
-            )
-            return 2
-        logging.getLogger("askstream").warning(
-            "serving %s with no tokens (--insecure): anyone who reaches it can read and "
-            "write every chat",
-            settings.host,
-        )
+    refusal = exposure_refusal(settings)
+    if refusal is not None:
+        print(f"askstream: {refusal}", file=sys.stderr)
+        return 2
+
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -153,6 +144,28 @@ def _serve(args: argparse.Namespace) -> int:
     server = Server(config)
     server.run()
     return 0 if server.started else 1
+
+
+def exposure_refusal(settings: Settings) -> str | None:
+    """Why ``serve`` must not start with these settings (a public address with no
+    tokens), or ``None``; with ``--insecure`` it starts, and says so in the log."""
+    if settings.loopback or settings.user_tokens():
+        return None
+    if settings.insecure:
+        logging.getLogger("askstream").warning(
+            "serving %s with no tokens (--insecure): anyone who reaches it can read and "
+            "write every chat",
+            settings.host,
+        )
+        return None
+    return (
+        f"refusing to serve {settings.host} with no tokens: anyone who reaches it could "
+        "read and write every chat.\n"
+        "  Give users tokens: ASKSTREAM_TOKENS_FILE=/path/to/tokens (one 'user token' line "
+        "each; see docs/security.md),\n"
+        "  or serve 127.0.0.1 only, or pass --insecure if something in front of askstream "
+        "already checks who asks."
+    )
 
 
 def _ask(question: str, *, chat: str | None, url: str) -> int:
