@@ -355,7 +355,7 @@ def test_auth_takes_httpxs_forms(auth: AuthTypes, expected: str) -> None:
 
 
 def test_bearer_auth_refuses_a_token_that_cannot_be_one_header_value() -> None:
-    for token in ["", "two words", "line\r\nX-Injected: 1", "tab\there"]:
+    for token in ["", "two words", "line\r\nX-Injected: 1", "tab\there", "tökén"]:
         with pytest.raises(ValueError, match="bearer token"):
             BearerAuth(token)
 

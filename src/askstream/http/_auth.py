@@ -32,9 +32,9 @@ class BearerAuth(httpx.Auth):
 
     def __init__(self, token: str) -> None:
         # A header value may not hold CR, LF or other controls (RFC 9110 §5.5), and
-        # a space would end the token early (RFC 6750's b64token has none).
-        if not token or any(ch.isspace() or not ch.isprintable() for ch in token):
-            raise ValueError("a bearer token must be non-empty, without spaces or controls")
+        # RFC 6750's b64token is ASCII without spaces (a space would end it early).
+        if not token or " " in token or not (token.isascii() and token.isprintable()):
+            raise ValueError("a bearer token must be printable ASCII without spaces")
         self._header = f"Bearer {token}"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
