@@ -1,7 +1,7 @@
 """The ``askstream`` command: ``askstream serve`` runs the service, ``askstream ask`` asks it.
 
     askstream serve [--host 127.0.0.1] [--port 8000] [--llm-url URL --llm-model NAME] ...
-    askstream ask "Why is the sky blue?" [--chat ID] [--url http://127.0.0.1:8000]
+    askstream ask "Why is the sky blue?" [--chat ID] [--url http://127.0.0.1:8000] [--token T]
 
 Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin; flags win. ``ask``
 prints the answer as it arrives, then the chat's id on stderr (pass it to
@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("ASKSTREAM_URL", DEFAULT_URL),
         help=f"the service (default: $ASKSTREAM_URL or {DEFAULT_URL})",
     )
+    # Read in main(), not here: a default would print the token in --help.
+    ask.add_argument(
+        "--token",
+        help="the bearer token of a service that requires one (default: $ASKSTREAM_TOKEN)",
+    )
     return parser
 
 
@@ -98,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    return _ask(args.question, chat=args.chat, url=args.url)
+    token = args.token or os.environ.get("ASKSTREAM_TOKEN") or None  # the flag wins
+    return _ask(args.question, chat=args.chat, url=args.url, token=token)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -168,18 +174,24 @@ def exposure_refusal(settings: Settings) -> str | None:
     )
 
 
-def _ask(question: str, *, chat: str | None, url: str) -> int:
+def _ask(question: str, *, chat: str | None, url: str, token: str | None = None) -> int:
     import httpx
 
     from ._exceptions import AskstreamError, ResponseError
-    from .http import connect
+    from .http import BearerAuth, connect
 
     body: dict[str, Any] = {"chatId": chat, "question": question}
+    try:
+        # A token read from a file often ends with a newline.
+        auth = BearerAuth(token.strip()) if token else None
+    except ValueError as exc:
+        print(f"askstream: --token / ASKSTREAM_TOKEN: {exc}", file=sys.stderr)
+        return 2
     try:
         # A dropped answer resumes by itself: the client follows the response's
         # Content-Location with Last-Event-ID.
         with connect(
-            "POST", url.rstrip("/") + "/api/ask", json=body, until={"done", "error"}
+            "POST", url.rstrip("/") + "/api/ask", json=body, auth=auth, until={"done", "error"}
         ) as events:
             for event in events:
                 data = json.loads(event.data)
@@ -196,6 +208,13 @@ def _ask(question: str, *, chat: str | None, url: str) -> int:
         print("askstream: the answer ended without finishing", file=sys.stderr)
     except ResponseError as exc:
         print(f"askstream: error {exc.code}: {exc.message}", file=sys.stderr)
+        if exc.status == 401:
+            hint = (
+                "the service refused this token: check --token or ASKSTREAM_TOKEN"
+                if auth is not None
+                else "the service needs a token: pass --token TOKEN or set ASKSTREAM_TOKEN"
+            )
+            print(f"askstream: {hint}", file=sys.stderr)
     except httpx.TransportError as exc:
         print(f"askstream: cannot reach {url}: {exc}", file=sys.stderr)
     except AskstreamError as exc:  # a broken stream that could not be resumed
