@@ -187,13 +187,28 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
     except ValueError as exc:
         print(f"askstream: --token / ASKSTREAM_TOKEN: {exc}", file=sys.stderr)
         return 2
+    # Without a token the service knows us by an anonymous session, as it knows a
+    # browser: kept between runs, so that --chat finds the chats this user made.
+    sessions = _Sessions(url) if auth is None else None
+    client = httpx.Client(follow_redirects=True, cookies=sessions.load() if sessions else None)
     try:
         # A dropped answer resumes by itself: the client follows the response's
         # Content-Location with Last-Event-ID.
-        with connect(
-            "POST", url.rstrip("/") + "/api/ask", json=body, auth=auth, until={"done", "error"}
-        ) as events:
+        with (
+            client,
+            connect(
+                "POST",
+                url.rstrip("/") + "/api/ask",
+                json=body,
+                auth=auth,
+                until={"done", "error"},
+                client=client,
+            ) as events,
+        ):
             for event in events:
+                if sessions is not None:
+                    sessions.save(client.cookies)
+                    sessions = None  # once: the session is set by the answer's start
                 data = json.loads(event.data)
                 if event.event == "done":
                     print(flush=True)
@@ -222,6 +237,50 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+class _Sessions:
+    """The anonymous session cookie ``ask`` holds for each service, in one file
+    (``$ASKSTREAM_STATE_DIR``, else ``$XDG_STATE_HOME/askstream``, mode 0600)."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        base = os.environ.get("ASKSTREAM_STATE_DIR") or os.path.join(
+            os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "askstream"
+        )
+        self.path = os.path.join(base, "sessions.json")
+        parsed = httpx.URL(url)
+        self.origin = f"{parsed.scheme}://{parsed.netloc.decode()}"
+        self.host = parsed.host
+
+    def _all(self) -> dict[str, str]:
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                found = json.load(file)
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def load(self) -> dict[str, str]:
+        value = self._all().get(self.origin)
+        return {COOKIE: value} if isinstance(value, str) else {}
+
+    def save(self, cookies: Any) -> None:
+        value = cookies.get(COOKIE)
+        known = self._all()
+        if not value or known.get(self.origin) == value:
+            return
+        known[self.origin] = value
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        fd = os.open(self.path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(known, file)
+        os.replace(self.path + ".new", self.path)
+
+
+#: The service's session cookie (askstream.service's ``Identify``).
+COOKIE = "askstream_session"
 
 
 if __name__ == "__main__":
