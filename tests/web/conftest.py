@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
 ]
 SERVICE_APP = "askstream.service:create_app"
 UPSTREAM_APP = "askstream.testing:FakeUpstream.from_env"
+PAGES_APP = "tests.web.pages:create"
 
 # What the fake model answers: Markdown around HTML that must stay text.
 HOSTILE_ANSWER = (
@@ -100,6 +101,38 @@ def fast_token_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 def docs_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The demo service with its API reference page on (ASKSTREAM_API_DOCS)."""
     server = _service(tmp_path_factory.mktemp("docs"), ASKSTREAM_API_DOCS="true")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def another_site() -> Iterator[ServerProcess]:
+    """A site on another loopback port (another origin) that no service allows."""
+    with ServerProcess(PAGES_APP, factory=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def allowed_site() -> Iterator[ServerProcess]:
+    """A site on another loopback port that ``cors_service`` allows."""
+    with ServerProcess(PAGES_APP, factory=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["session", "token"])
+def cors_service(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    allowed_site: ServerProcess,
+) -> Iterator[ServerProcess]:
+    """The demo service allowing ``allowed_site``'s origin (ASKSTREAM_CORS_ORIGINS),
+    with anonymous sessions (``session``) or with TOKENS (``token``)."""
+    env = {"ASKSTREAM_CORS_ORIGINS": allowed_site.url, "ASKSTREAM_DEMO_DELAY": "0.01"}
+    if request.param == "token":
+        env["ASKSTREAM_TOKENS"] = ",".join(f"{user}:{token}" for user, token in TOKENS.items())
+    server = _service(tmp_path_factory.mktemp(f"cors-{request.param}"), **env)
     try:
         yield server
     finally:
