@@ -228,6 +228,10 @@ def create_app(
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).
         app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)
         app.mount("/static", StaticFiles(directory=_WEB), name="static")
+    if settings.api_docs:
+        from ._docs import install_docs
+
+        install_docs(app)
     return app
 
 
