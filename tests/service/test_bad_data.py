@@ -53,9 +53,7 @@ async def test_lone_surrogates_from_the_model_become_fffd_and_the_answer_complet
 
 
 @pytest.fixture
-def any_db_service(
-    start_service: StartService, database_env: dict[str, str]
-) -> ServerProcess:
+def any_db_service(start_service: StartService, database_env: dict[str, str]) -> ServerProcess:
     return start_service(**database_env)
 
 
