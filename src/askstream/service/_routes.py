@@ -72,7 +72,7 @@ _SSE_DOC = {
     "/ask",
     summary="Ask a question; the answer streams back as server-sent events",
     response_class=Response,
-    responses={200: _SSE_DOC, **_errors(400, 404, 413, 422, 500, 502)},
+    responses={200: _SSE_DOC, **_errors(400, 404, 413, 422, 429, 500, 502, 503)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -103,7 +103,7 @@ async def ask(request: Request, deps: Deps) -> Response:
     "/streams/{message_id}",
     summary="Follow an answer's stream: replay after Last-Event-ID, then live",
     response_class=Response,
-    responses={200: _SSE_DOC, **_errors(400, 404, 410)},
+    responses={200: _SSE_DOC, **_errors(400, 404, 410, 422)},
 )
 async def follow_stream(
     message_id: str,
