@@ -36,6 +36,9 @@ SERVICE_ENV = {
     "ASKSTREAM_DEMO_DELAY": "0.002",
     "ASKSTREAM_LOG_LEVEL": "warning",
     "ASKSTREAM_SAVE_INTERVAL": "0.1",
+    # Tests ask dozens of questions at once as one (anonymous) user; the limit's
+    # own tests (test_limits.py) set it low.
+    "ASKSTREAM_MAX_GENERATIONS_PER_USER": "1000",
 }
 # Streams still open when a test ends must not hold up the server's stop.
 SERVICE_ARGS = ["--timeout-graceful-shutdown", "1"]
