@@ -38,7 +38,7 @@ SERVICE_ENV = {
     "ASKSTREAM_SAVE_INTERVAL": "0.1",
     # Tests ask dozens of questions at once as one (anonymous) user; the limit's
     # own tests (test_limits.py) set it low.
-    "ASKSTREAM_MAX_GENERATIONS_PER_USER": "1000",
+    "ASKSTREAM_MAX_USER_GENERATIONS": "1000",
 }
 # Streams still open when a test ends must not hold up the server's stop.
 SERVICE_ARGS = ["--timeout-graceful-shutdown", "1"]

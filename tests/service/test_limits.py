@@ -289,9 +289,7 @@ async def test_requests_over_the_cap_get_503_under_plain_uvicorn(
 async def test_a_user_over_their_generations_gets_429_with_retry_after(
     start: Start, upstream: ServerProcess, client: httpx.AsyncClient
 ) -> None:
-    server = start(
-        "uvicorn", ASKSTREAM_MAX_GENERATIONS_PER_USER="1", **llm_env(upstream, "fake-slow")
-    )
+    server = start("uvicorn", ASKSTREAM_MAX_USER_GENERATIONS="1", **llm_env(upstream, "fake-slow"))
     async with client.stream("POST", server.url + "/api/ask", json={"question": "a"}) as first:
         assert first.status_code == 200
         message_id = first.headers["content-location"].rsplit("/", 1)[1]
@@ -313,7 +311,7 @@ async def test_everyone_over_the_total_gets_503_with_retry_after(
     server = start(
         "uvicorn",
         ASKSTREAM_MAX_GENERATIONS="1",
-        ASKSTREAM_MAX_GENERATIONS_PER_USER="5",
+        ASKSTREAM_MAX_USER_GENERATIONS="5",
         **llm_env(upstream, "fake-slow"),
     )
     async with client.stream("POST", server.url + "/api/ask", json={"question": "a"}) as first:

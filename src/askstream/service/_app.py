@@ -161,7 +161,7 @@ def create_app(
                     backend=llm,
                     save_interval=settings.save_interval,
                     limits=GenerationLimits(
-                        total=settings.max_generations, per_user=settings.max_generations_per_user
+                        total=settings.max_generations, per_user=settings.max_user_generations
                     ),
                 )
             )

@@ -146,7 +146,7 @@ class Settings:
     max_generations: int = _setting(
         256, "answers generating at once in this process; more asks are answered 503"
     )
-    max_generations_per_user: int = _setting(
+    max_user_generations: int = _setting(
         32, "answers one user may have generating at once in this process; more are 429"
     )
     memory_store_max_bytes: int = _setting(
@@ -243,6 +243,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "body_timeout": _positive(float),
     "max_connections": _positive(int),
     "max_generations": _positive(int),
-    "max_generations_per_user": _positive(int),
+    "max_user_generations": _positive(int),
     "memory_store_max_bytes": _positive(int),
 }
