@@ -171,8 +171,9 @@ class HttpProtocol(HttpToolsProtocol):
     def _refuse(self, response: bytes) -> None:
         if self._dropped is not None or self.transport.is_closing():
             return
+        # No keep-alive timer runs here: uvicorn stops it on every read, and a
+        # fresh connection has none.
         self._stop_head_timer()
-        self._unset_keepalive_if_required()
         self.transport.write(response)
         self._dropped = 0
         if self.transport.can_write_eof():
