@@ -177,6 +177,17 @@ async def test_405_allow_lists_every_method_of_the_resource(
     assert response.status_code == 405
     assert response.headers["allow"] == allow
     assert response.json()["message"].endswith(f"; use {allow}")
+    assert response.json()["message"].startswith(f"{method} is not allowed")
+
+
+async def test_head_where_no_get_is_405_naming_head(
+    demo: ServerProcess, client: httpx.AsyncClient
+) -> None:
+    response = await client.head(demo.url + "/api/ask")
+    assert (response.status_code, response.headers["allow"]) == (405, "POST")
+    assert response.content == b""
+    get = await client.get(demo.url + "/api/ask")
+    assert get.json()["message"] == "GET is not allowed on '/api/ask'; use POST"
 
 
 # -- echoes ------------------------------------------------------------------------
