@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .service import Settings, create_app
+    from .service import HttpProtocol, Settings, create_app
 
     overrides = {key: value for key, value in vars(args).items() if key != "command"}
     try:
@@ -133,6 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        http=HttpProtocol,  # the head timeout, head and connection caps (docs/deploy.md)
     )
     host = "127.0.0.1" if settings.host in _ANY_HOST else settings.host
     address = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"

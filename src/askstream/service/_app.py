@@ -14,6 +14,7 @@ from contextlib import (
     nullcontext,
 )
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,16 +26,20 @@ from starlette.staticfiles import StaticFiles
 from ..streams import MemoryStore, Store
 from ._backend import Backend
 from ._demo import DemoBackend
+from ._edge import HeadAsGet, HeadCheck, OpenLimit, allowed_methods
 from ._errors import ServiceError
 from ._fanout import Fanout
 from ._generation import Generations
 from ._guards import Identify, SecurityHeaders, SiteGuard
 from ._history import ChatHistory, create_engine
 from ._identity import Identities, load_secret_key
+from ._limits import GenerationLimits
 from ._middleware import BodyLimit, InternalErrors
+from ._protocol import SETTINGS_STATE
 from ._reaper import reap_forever
 from ._routes import Services, router
 from ._settings import Settings
+from ._text import shown
 
 __all__ = ["create_app", "make_backend", "make_identities", "make_store"]
 
@@ -62,7 +67,11 @@ def make_backend(settings: Settings) -> Backend:
 def make_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
     """The stream log the settings name: Redis with a Redis URL, else this process's memory."""
     if settings.redis_url is None:
-        return nullcontext(MemoryStore(retention=settings.stream_retention))
+        return nullcontext(
+            MemoryStore(
+                retention=settings.stream_retention, max_bytes=settings.memory_store_max_bytes
+            )
+        )
     from ..streams import RedisStore
 
     return RedisStore(
@@ -103,20 +112,21 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return JSONResponse({"code": exc.code, "message": exc.message}, exc.status)
+    return JSONResponse({"code": exc.code, "message": exc.message}, exc.status, exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    headers = exc.headers
     if exc.status_code == 404:
-        message = f"no route {request.method} {request.url.path}"
+        message = f"no route {request.method} {shown(request.url.path)}"
     elif exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow")
-        message = f"{request.method} is not allowed on {request.url.path}"
-        message += f"; use {allowed}" if allowed else ""
+        allowed = ", ".join(allowed_methods(request))
+        headers = {**(headers or {}), "Allow": allowed}
+        message = f"{request.method} is not allowed on {shown(request.url.path)}; use {allowed}"
     else:
         message = str(exc.detail)
-    return _error(exc.status_code, message, exc.headers)
+    return _error(exc.status_code, message, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -148,7 +158,7 @@ def create_app(
     logging.getLogger("askstream").setLevel(settings.log_level.upper())
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             history = ChatHistory(create_engine(settings.database))
             stack.push_async_callback(history.aclose)
@@ -162,7 +172,13 @@ def create_app(
                 log = await stack.enter_async_context(make_store(settings))
             generations = await stack.enter_async_context(
                 Generations(
-                    store=log, history=history, backend=llm, save_interval=settings.save_interval
+                    store=log,
+                    history=history,
+                    backend=llm,
+                    save_interval=settings.save_interval,
+                    limits=GenerationLimits(
+                        total=settings.max_generations, per_user=settings.max_user_generations
+                    ),
                 )
             )
             # Every instance ends the answers of instances that died (leases in the store).
@@ -189,7 +205,8 @@ def create_app(
             # as the process: out of the collector's way, a full collection no
             # longer walks it, which took 60-80 ms with 1,000 readers connected.
             gc.freeze()
-            yield
+            # The server's protocol reads the limits from here (_protocol.py).
+            yield {SETTINGS_STATE: settings}
 
     app = FastAPI(
         title="askstream",
@@ -205,10 +222,12 @@ def create_app(
             RequestValidationError: _validation_error,
         },
     )
-    # Outermost last: headers on every answer, then the gate (Host, cross-site
-    # writes), CORS, who is asking, the body limit, and the last word on errors.
+    # Outermost last: the connection cap, headers on every answer, the head's
+    # size, the gate (Host, cross-site writes), CORS, who is asking, the body
+    # limit, HEAD as GET, and the last word on errors.
     app.add_middleware(InternalErrors)
-    app.add_middleware(BodyLimit, max_size=settings.max_body_size)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(BodyLimit, max_size=settings.max_body_size, timeout=settings.body_timeout)
     app.add_middleware(Identify, identities=make_identities(settings))
     if settings.cors_origins:
         app.add_middleware(
@@ -222,7 +241,9 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(SiteGuard, allowed_hosts=settings.hosts, cors_origins=settings.cors_origins)
+    app.add_middleware(HeadCheck, max_size=settings.max_head_size)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(OpenLimit, limit=settings.max_connections)  # the outermost: first word
     app.include_router(router)
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).

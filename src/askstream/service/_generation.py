@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 
-from ..streams import FinishStatus, Store
+from ..streams import FinishStatus, Store, StoreFull
 from ._backend import Backend, ChatMessage
 from ._errors import ServiceError
 from ._history import ChatHistory
+from ._limits import RETRY_AFTER, GenerationLimits
+from ._text import valid_text
 
 __all__ = ["Answer", "Generations"]
 
@@ -86,7 +88,9 @@ class Generations:
         history: ChatHistory,
         backend: Backend,
         save_interval: float = 1.0,
+        limits: GenerationLimits | None = None,
     ) -> None:
+        self._limits = limits or GenerationLimits(total=256, per_user=32)
         self._store = store
         self._history = history
         self._backend = backend
@@ -128,13 +132,17 @@ class Generations:
         *,
         owner: str = "",
     ) -> Answer:
-        """Start answering ``owner``'s ``question`` after ``context`` in chat ``chat_id``
-        (a new chat for ``None``); return once the first piece is in the store.
+        """Start answering ``question`` after ``context`` in chat ``chat_id`` (a new
+        chat for ``None``) for ``owner`` (``""``: anonymous); return once the first
+        piece is in the store.
 
-        Raises :class:`UpstreamError` if the back end failed before its first piece.
+        Raises :class:`UpstreamError` if the back end failed before its first piece,
+        and :class:`ServiceError` 429 or 503 if ``owner`` or everyone has too many
+        answers generating (:class:`GenerationLimits`).
         """
         if self._group is None:
             raise RuntimeError("Generations is not running: use it as `async with`")
+        self._limits.acquire(owner)
         answer = Answer(
             chat_id=chat_id or uuid.uuid4().hex,
             message_id=uuid.uuid4().hex,
@@ -144,9 +152,14 @@ class Generations:
             owner=owner,
         )
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        task = self._group.create_task(self._guarded(answer, started))
+        try:
+            task = self._group.create_task(self._guarded(answer, started))
+        except BaseException:
+            self._limits.release(owner)
+            raise
         self._tasks[answer.message_id] = (answer, task)
         task.add_done_callback(lambda _: self._tasks.pop(answer.message_id, None))
+        task.add_done_callback(lambda _: self._limits.release(owner))
         await started
         return answer
 
@@ -215,8 +228,9 @@ class Generations:
                         )
                         began = True
                     if chunk.delta:
-                        answer.parts.append(chunk.delta)
-                        await self._store.append(mid, head + _json(chunk.delta) + "}")
+                        delta = valid_text(chunk.delta)  # no lone surrogate gets stored
+                        answer.parts.append(delta)
+                        await self._store.append(mid, head + _json(delta) + "}")
                         self._dirty[mid] = answer
                     if not started.done():
                         started.set_result(None)
@@ -241,7 +255,12 @@ class Generations:
                 await self._end_with_error(answer, "cancelled", _CANCEL_CODES[reason], reason)
             raise
         except Exception as exc:
-            if isinstance(exc, ServiceError):
+            if isinstance(exc, StoreFull):
+                error = ServiceError(
+                    503, "the stream store is full; try again soon", retry_after=RETRY_AFTER
+                )
+                logger.warning("answer %s refused: %s", mid, exc)
+            elif isinstance(exc, ServiceError):
                 error = exc
                 logger.warning("answer %s failed: %s", mid, exc.message)
             else:
@@ -284,6 +303,7 @@ class Generations:
         self, answer: Answer, status: FinishStatus, code: int, message: str
     ) -> None:
         mid = answer.message_id
+        message = valid_text(message)  # it may quote the model (_text.py)
         self._dirty.pop(mid, None)
         try:
             await self._history.finish_answer(mid, answer.text, status, error=message)

@@ -184,6 +184,30 @@ class Settings:
     insecure: bool = _setting(
         False, "serve a non-loopback address with no tokens (anyone who reaches it can ask)"
     )
+    # Limits: what one client, one user and everyone together may hold (docs/deploy.md).
+    max_head_size: int = _setting(
+        16 * 1024, "largest request head (request line and headers) in bytes; larger is 431"
+    )
+    header_timeout: float = _setting(
+        10.0, "seconds a client may take to send a request head; then 408 and the end"
+    )
+    body_timeout: float = _setting(
+        10.0, "seconds a client may take to send a request body; then 408 and the end"
+    )
+    max_connections: int = _setting(
+        2048, "open connections per process (streams included); more are answered 503"
+    )
+    max_generations: int = _setting(
+        256, "answers generating at once in this process; more asks are answered 503"
+    )
+    max_user_generations: int = _setting(
+        32, "answers one user may have generating at once in this process; more are 429"
+    )
+    memory_store_max_bytes: int = _setting(
+        256 * 1024 * 1024,
+        "bytes the memory store may hold; oldest finished streams go first, "
+        "a new ask is 503 while live ones fill it",
+    )
 
     def __post_init__(self) -> None:
         if self.llm_url is not None and not self.llm_model:
@@ -314,4 +338,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "cors_origins": _origins,
     "api_docs": _flag,
     "insecure": _flag,
+    "max_head_size": _positive(int),
+    "header_timeout": _positive(float),
+    "body_timeout": _positive(float),
+    "max_connections": _positive(int),
+    "max_generations": _positive(int),
+    "max_user_generations": _positive(int),
+    "memory_store_max_bytes": _positive(int),
 }
