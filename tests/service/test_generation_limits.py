@@ -163,4 +163,4 @@ async def test_a_full_store_refuses_a_new_ask_with_503(history: ChatHistory) -> 
         backend.gate.set()
         await wait_done(store, live.message_id)
     # The refused ask left nothing behind: one chat, the one that got its answer.
-    assert [chat.id for chat in await history.list_chats()] == [live.chat_id]
+    assert [chat.id for chat in await history.list_chats("")] == [live.chat_id]

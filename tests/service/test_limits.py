@@ -29,6 +29,9 @@ HTTP_PROTOCOL = ["--http", "askstream.service:HttpProtocol"]
 
 pytestmark = pytest.mark.anyio
 
+# A request head, but its last headers: the Host is one the service serves.
+HEALTH = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+
 
 class Serve(ServerProcess):
     """``askstream serve`` as a server process."""
@@ -150,7 +153,7 @@ def test_a_whole_head_over_the_cap_is_431_on_every_server(start: Start, kind: st
     # 64 KiB in one write: uvicorn's parsers (h11 with its 16 KiB limit too) take it.
     server = start(kind)
     with connect(server) as sock:
-        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 65536 + b"\r\n\r\n")
+        sock.sendall(HEALTH + b"X-Big: " + b"a" * 65536 + b"\r\n\r\n")
         assert_error(read_response(sock), 431, "over 16384 bytes")
 
 
@@ -158,9 +161,9 @@ def test_a_whole_head_over_the_cap_is_431_on_every_server(start: Start, kind: st
 def test_a_head_within_the_cap_is_served(start: Start, kind: str) -> None:
     server = start(kind, ASKSTREAM_MAX_HEAD_SIZE="2048")
     with connect(server) as sock:
-        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 1900 + b"\r\n\r\n")
+        sock.sendall(HEALTH + b"X-Big: " + b"a" * 1900 + b"\r\n\r\n")
         assert read_response(sock)[0] == 200
-        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 2100 + b"\r\n\r\n")
+        sock.sendall(HEALTH + b"X-Big: " + b"a" * 2100 + b"\r\n\r\n")
         assert_error(read_response(sock), 431, "over 2048 bytes")
 
 
@@ -169,7 +172,7 @@ def test_an_unfinished_head_over_the_cap_is_431_and_the_end(start: Start, kind: 
     # httptools alone buffers it for as long as the client likes (140 MB for five of 20 MB).
     server = start(kind)
     with connect(server) as sock:
-        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 32768)
+        sock.sendall(HEALTH + b"X-Big: " + b"a" * 32768)
         assert_error(read_response(sock), 431, "the request head is over 16384 bytes")
         assert ends(sock)
 
@@ -178,7 +181,7 @@ def test_an_unfinished_head_over_the_cap_is_431_and_the_end(start: Start, kind: 
 def test_a_trickled_head_is_408_and_the_end(start: Start, kind: str) -> None:
     server = start(kind, ASKSTREAM_HEADER_TIMEOUT="1")
     with connect(server) as sock:
-        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: t\r\n")
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         trickle(sock, forever(b"X-Slow: yes\r\n"))
         assert_error(read_response(sock), 408, "did not arrive within 1 s")
         assert ends(sock)
@@ -196,7 +199,7 @@ def test_a_connection_that_never_sends_is_ended(start: Start, kind: str) -> None
 def test_a_second_trickled_head_on_a_kept_connection_is_408(start: Start, kind: str) -> None:
     server = start(kind, ASKSTREAM_HEADER_TIMEOUT="1")
     with connect(server) as sock:
-        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert read_response(sock)[0] == 200
         sock.sendall(b"GET /api/health HTTP/1.1\r\n")
         trickle(sock, forever(b"X-Slow: yes\r\n"))
@@ -208,7 +211,7 @@ def test_a_request_the_parser_refuses_is_400_json(start: Start, kind: str) -> No
     # A NUL in a header value (RFC 9110 section 5.5: reject or replace it).
     server = start(kind)
     with connect(server) as sock:
-        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 1\x002\r\n\r\n")
+        sock.sendall(HEALTH + b"Last-Event-ID: 1\x002\r\n\r\n")
         assert_error(read_response(sock), 400)
 
 
@@ -219,7 +222,7 @@ def test_a_request_the_parser_refuses_is_400_json(start: Start, kind: str) -> No
 def test_a_trickled_body_is_408_and_the_end(start: Start, kind: str) -> None:
     server = start(kind, ASKSTREAM_BODY_TIMEOUT="1")
     with connect(server) as sock:
-        sock.sendall(b"POST /api/ask HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{")
+        sock.sendall(b"POST /api/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{")
         trickle(sock, forever(b" "))
         headers = assert_error(read_response(sock), 408, "body did not arrive within 1 s")
         assert headers["connection"] == "close"
@@ -230,7 +233,7 @@ def test_a_trickled_body_is_408_and_the_end(start: Start, kind: str) -> None:
 def test_a_body_that_is_too_large_and_trickled_is_408_too(start: Start, kind: str) -> None:
     server = start(kind, ASKSTREAM_BODY_TIMEOUT="1")
     with connect(server) as sock:
-        sock.sendall(b"POST /api/ask HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        sock.sendall(b"POST /api/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n")
         trickle(sock, forever(b" "))
         assert_error(read_response(sock), 408)
 
@@ -239,7 +242,7 @@ def test_a_body_that_is_too_large_and_trickled_is_408_too(start: Start, kind: st
 
 
 def health(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
-    sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: t\r\n\r\n")
+    sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     return read_response(sock)
 
 
