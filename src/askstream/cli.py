@@ -237,6 +237,12 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
         print(f"askstream: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output left (`askstream ask ... | head`): stop quietly,
+        # and keep Python from failing again as it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
     return 1
 
 

@@ -211,3 +211,19 @@ def test_ask_with_a_token_against_the_service(start_service: StartService) -> No
     answered = run_env("ask", "hi", "--url", service.url, "--token", TOKEN)
     assert answered.returncode == 0, answered.stderr
     assert answered.stderr.startswith("chat: ")
+
+
+def test_ask_whose_reader_leaves_stops_quietly(demo: ServerProcess) -> None:
+    # `askstream ask ... | head -c 10`: the pipe closes while the answer streams.
+    process = subprocess.Popen(
+        [*ASKSTREAM, "ask", "a long question for a long answer", "--url", demo.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    assert process.stdout.read(10)
+    process.stdout.close()
+    assert process.wait(timeout=30) == 141
+    assert b"Traceback" not in process.stderr.read()
+    process.stderr.close()
