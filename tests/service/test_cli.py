@@ -213,10 +213,12 @@ def test_ask_with_a_token_against_the_service(start_service: StartService) -> No
     assert answered.stderr.startswith("chat: ")
 
 
-def test_ask_whose_reader_leaves_stops_quietly(demo: ServerProcess) -> None:
-    # `askstream ask ... | head -c 10`: the pipe closes while the answer streams.
+def test_ask_whose_reader_leaves_stops_quietly(start_service: StartService) -> None:
+    # `askstream ask ... | head -c 10`: the pipe closes while the answer streams
+    # (a word every 50 ms: for seconds).
+    service = start_service(ASKSTREAM_DEMO_DELAY="0.05")
     process = subprocess.Popen(
-        [*ASKSTREAM, "ask", "a long question for a long answer", "--url", demo.url],
+        [*ASKSTREAM, "ask", "a long question for a long answer", "--url", service.url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
