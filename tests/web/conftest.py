@@ -62,49 +62,37 @@ def _service(tmp: Path, **env: str) -> ServerProcess:
 @pytest.fixture(scope="module")
 def demo_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The service with the offline demo model, streaming a piece every 30 ms."""
-    server = _service(tmp_path_factory.mktemp("demo"), ASKSTREAM_DEMO_DELAY="0.03")
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(_service(tmp_path_factory.mktemp("demo"), ASKSTREAM_DEMO_DELAY="0.03"))
 
 
 @pytest.fixture(scope="module")
 def token_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The demo service in token mode: every /api call needs one of TOKENS."""
-    server = _service(
-        tmp_path_factory.mktemp("tokens"),
-        ASKSTREAM_DEMO_DELAY="0.03",
-        ASKSTREAM_TOKENS=",".join(f"{user}:{token}" for user, token in TOKENS.items()),
+    yield from _running(
+        _service(
+            tmp_path_factory.mktemp("tokens"),
+            ASKSTREAM_DEMO_DELAY="0.03",
+            ASKSTREAM_TOKENS=",".join(f"{user}:{token}" for user, token in TOKENS.items()),
+        )
     )
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def fast_token_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Token mode with a demo model that answers at once: for making many chats."""
-    server = _service(
-        tmp_path_factory.mktemp("fast-tokens"),
-        ASKSTREAM_DEMO_DELAY="0",
-        ASKSTREAM_TOKENS=",".join(f"{user}:{token}" for user, token in TOKENS.items()),
+    yield from _running(
+        _service(
+            tmp_path_factory.mktemp("fast-tokens"),
+            ASKSTREAM_DEMO_DELAY="0",
+            ASKSTREAM_TOKENS=",".join(f"{user}:{token}" for user, token in TOKENS.items()),
+        )
     )
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def docs_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The demo service with its API reference page on (ASKSTREAM_API_DOCS)."""
-    server = _service(tmp_path_factory.mktemp("docs"), ASKSTREAM_API_DOCS="true")
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(_service(tmp_path_factory.mktemp("docs"), ASKSTREAM_API_DOCS="true"))
 
 
 @pytest.fixture(scope="module")
@@ -132,11 +120,7 @@ def cors_service(
     env = {"ASKSTREAM_CORS_ORIGINS": allowed_site.url, "ASKSTREAM_DEMO_DELAY": "0.01"}
     if request.param == "token":
         env["ASKSTREAM_TOKENS"] = ",".join(f"{user}:{token}" for user, token in TOKENS.items())
-    server = _service(tmp_path_factory.mktemp(f"cors-{request.param}"), **env)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(_service(tmp_path_factory.mktemp(f"cors-{request.param}"), **env))
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +142,14 @@ def fake_upstream() -> Iterator[ServerProcess]:
         server.stop()
 
 
+def _running(server: ServerProcess) -> Iterator[ServerProcess]:
+    """A fixture's body: ``server`` (started), stopped when the fixture ends."""
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _llm_service(tmp: Path, upstream: ServerProcess, model: str) -> ServerProcess:
     return _service(tmp, ASKSTREAM_LLM_URL=f"{upstream.url}/v1", ASKSTREAM_LLM_MODEL=model)
 
@@ -167,11 +159,7 @@ def hostile_service(
     tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess
 ) -> Iterator[ServerProcess]:
     """The service in front of the fake upstream that answers HTML."""
-    server = _llm_service(tmp_path_factory.mktemp("hostile"), fake_upstream, "fake")
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(_llm_service(tmp_path_factory.mktemp("hostile"), fake_upstream, "fake"))
 
 
 @pytest.fixture(scope="module")
@@ -179,11 +167,8 @@ def failing_service(
     tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess
 ) -> Iterator[ServerProcess]:
     """The service in front of an upstream that fails after FAIL_AFTER pieces."""
-    server = _llm_service(tmp_path_factory.mktemp("failing"), fake_upstream, "fake-fail")
-    try:
-        yield server
-    finally:
-        server.stop()
+    tmp = tmp_path_factory.mktemp("failing")
+    yield from _running(_llm_service(tmp, fake_upstream, "fake-fail"))
 
 
 @pytest.fixture(scope="module")
