@@ -1,7 +1,7 @@
 """The ``askstream`` command: ``askstream serve`` runs the service, ``askstream ask`` asks it.
 
     askstream serve [--host 127.0.0.1] [--port 8000] [--llm-url URL --llm-model NAME] ...
-    askstream ask "Why is the sky blue?" [--chat ID] [--url http://127.0.0.1:8000]
+    askstream ask "Why is the sky blue?" [--chat ID] [--url http://127.0.0.1:8000] [--token T]
 
 Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin; flags win. ``ask``
 prints the answer as it arrives, then the chat's id on stderr (pass it to
@@ -19,9 +19,12 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .service import Settings
+
+__all__ = ["exposure_refusal", "main"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 _ANY_HOST = {"0.0.0.0", "::", ""}  # noqa: S104 (names, compared with, never bound)
@@ -47,7 +50,16 @@ def _parser() -> argparse.ArgumentParser:
         if not field.metadata.get("flag"):
             continue
         default = getattr(defaults, field.name)
-        shown = "" if default is None else f" (default: {default})"
+        if default is False:  # a switch: given means on
+            serve.add_argument(
+                "--" + field.name.replace("_", "-"),
+                action="store_const",
+                const=True,
+                default=None,
+                help=field.metadata["help"],
+            )
+            continue
+        shown = "" if default in (None, ()) else f" (default: {_shown(default)})"
         serve.add_argument(
             "--" + field.name.replace("_", "-"),
             type=_PARSERS[field.name],
@@ -68,7 +80,16 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("ASKSTREAM_URL", DEFAULT_URL),
         help=f"the service (default: $ASKSTREAM_URL or {DEFAULT_URL})",
     )
+    # Read in main(), not here: a default would print the token in --help.
+    ask.add_argument(
+        "--token",
+        help="the bearer token of a service that requires one (default: $ASKSTREAM_TOKEN)",
+    )
     return parser
+
+
+def _shown(value: object) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,13 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    return _ask(args.question, chat=args.chat, url=args.url)
+    token = args.token or os.environ.get("ASKSTREAM_TOKEN") or None  # the flag wins
+    return _ask(args.question, chat=args.chat, url=args.url, token=token)
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .service import Settings, create_app
+    from .service import HttpProtocol, Settings, create_app
 
     overrides = {key: value for key, value in vars(args).items() if key != "command"}
     try:
@@ -101,6 +123,11 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
     )
+    refusal = exposure_refusal(settings)
+    if refusal is not None:
+        print(f"askstream: {refusal}", file=sys.stderr)
+        return 2
+
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -109,6 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
         # The app itself ends its streams within shutdown_timeout (see
         # service/_stopping.py); uvicorn's own limit is only the backstop.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout) + 1,
+        http=HttpProtocol,  # the head timeout, head and connection caps (docs/deploy.md)
     )
     host = "127.0.0.1" if settings.host in _ANY_HOST else settings.host
     address = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"
@@ -137,20 +165,63 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
-def _ask(question: str, *, chat: str | None, url: str) -> int:
+def exposure_refusal(settings: Settings) -> str | None:
+    """Why ``serve`` must not start with these settings (a public address with no
+    tokens), or ``None``; with ``--insecure`` it starts, and says so in the log."""
+    if settings.loopback or settings.user_tokens():
+        return None
+    if settings.insecure:
+        logging.getLogger("askstream").warning(
+            "serving %s with no tokens (--insecure): anyone who reaches it can read and "
+            "write every chat",
+            settings.host,
+        )
+        return None
+    return (
+        f"refusing to serve {settings.host} with no tokens: anyone who reaches it could "
+        "read and write every chat.\n"
+        "  Give users tokens: ASKSTREAM_TOKENS_FILE=/path/to/tokens (one 'user token' line "
+        "each; see docs/security.md),\n"
+        "  or serve 127.0.0.1 only, or pass --insecure if something in front of askstream "
+        "already checks who asks."
+    )
+
+
+def _ask(question: str, *, chat: str | None, url: str, token: str | None = None) -> int:
     import httpx
 
     from ._exceptions import AskstreamError, ResponseError
-    from .http import connect
+    from .http import BearerAuth, connect
 
     body: dict[str, Any] = {"chatId": chat, "question": question}
     try:
+        # A token read from a file often ends with a newline.
+        auth = BearerAuth(token.strip()) if token else None
+    except ValueError as exc:
+        print(f"askstream: --token / ASKSTREAM_TOKEN: {exc}", file=sys.stderr)
+        return 2
+    # Without a token the service knows us by an anonymous session, as it knows a
+    # browser: kept between runs, so that --chat finds the chats this user made.
+    sessions = _Sessions(url) if auth is None else None
+    client = httpx.Client(follow_redirects=True, cookies=sessions.load() if sessions else None)
+    try:
         # A dropped answer resumes by itself: the client follows the response's
         # Content-Location with Last-Event-ID.
-        with connect(
-            "POST", url.rstrip("/") + "/api/ask", json=body, until={"done", "error"}
-        ) as events:
+        with (
+            client,
+            connect(
+                "POST",
+                url.rstrip("/") + "/api/ask",
+                json=body,
+                auth=auth,
+                until={"done", "error"},
+                client=client,
+            ) as events,
+        ):
             for event in events:
+                if sessions is not None:
+                    sessions.save(client.cookies)
+                    sessions = None  # once: the session is set by the answer's start
                 data = json.loads(event.data)
                 if event.event == "done":
                     print(flush=True)
@@ -165,13 +236,70 @@ def _ask(question: str, *, chat: str | None, url: str) -> int:
         print("askstream: the answer ended without finishing", file=sys.stderr)
     except ResponseError as exc:
         print(f"askstream: error {exc.code}: {exc.message}", file=sys.stderr)
+        if exc.status == 401:
+            hint = (
+                "the service refused this token: check --token or ASKSTREAM_TOKEN"
+                if auth is not None
+                else "the service needs a token: pass --token TOKEN or set ASKSTREAM_TOKEN"
+            )
+            print(f"askstream: {hint}", file=sys.stderr)
     except httpx.TransportError as exc:
         print(f"askstream: cannot reach {url}: {exc}", file=sys.stderr)
     except AskstreamError as exc:  # a broken stream that could not be resumed
         print(f"askstream: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output left (`askstream ask ... | head`): stop quietly,
+        # and keep Python from failing again as it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
     return 1
+
+
+class _Sessions:
+    """The anonymous session cookie ``ask`` holds for each service, in one file
+    (``$ASKSTREAM_STATE_DIR``, else ``$XDG_STATE_HOME/askstream``, mode 0600)."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        base = os.environ.get("ASKSTREAM_STATE_DIR") or os.path.join(
+            os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "askstream"
+        )
+        self.path = os.path.join(base, "sessions.json")
+        parsed = httpx.URL(url)
+        self.origin = f"{parsed.scheme}://{parsed.netloc.decode()}"
+        self.host = parsed.host
+
+    def _all(self) -> dict[str, str]:
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                found = json.load(file)
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def load(self) -> dict[str, str]:
+        value = self._all().get(self.origin)
+        return {COOKIE: value} if isinstance(value, str) else {}
+
+    def save(self, cookies: Any) -> None:
+        value = cookies.get(COOKIE)
+        known = self._all()
+        if not value or known.get(self.origin) == value:
+            return
+        known[self.origin] = value
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        fd = os.open(self.path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(known, file)
+        os.replace(self.path + ".new", self.path)
+
+
+#: The service's session cookie (askstream.service's ``Identify``).
+COOKIE = "askstream_session"
 
 
 if __name__ == "__main__":

@@ -6,13 +6,25 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from askstream.testing import ServerProcess, free_port
 
+from .bearer_app import TOKEN
 from .conftest import CHINESE, SERVICE_ENV, StartService, llm_env
 
 ASKSTREAM = [sys.executable, "-m", "askstream.cli"]
+
+
+@pytest.fixture(autouse=True)
+def own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ask`` keeps its session cookies in a folder of this test's own, never the
+    developer's, and no developer's token leaks in."""
+    monkeypatch.setenv("ASKSTREAM_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("ASKSTREAM_TOKEN", raising=False)
 
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -31,6 +43,21 @@ def test_ask_prints_the_answer_and_the_chat_id(demo: ServerProcess) -> None:
     again = run("ask", "And again?", "--chat", chat_id, "--url", demo.url)
     assert again.returncode == 0, again.stderr
     assert "This chat has 2 earlier messages." in again.stdout
+
+
+def test_ask_keeps_its_session_so_another_user_cannot_go_on_with_the_chat(
+    demo: ServerProcess, tmp_path: Path
+) -> None:
+    first = run("ask", "mine", "--url", demo.url)
+    chat_id = first.stderr.split()[1]
+    state = tmp_path / "state" / "sessions.json"
+    assert state.stat().st_mode & 0o077 == 0
+    assert demo.url in state.read_text()
+    # Another user (no session kept) is a stranger to that chat: the same 404 as for none.
+    os.environ["ASKSTREAM_STATE_DIR"] = str(tmp_path / "elsewhere")
+    stranger = run("ask", "theirs?", "--chat", chat_id, "--url", demo.url)
+    assert stranger.returncode == 1
+    assert stranger.stderr.strip() == f"askstream: error 404: no chat {chat_id!r}"
 
 
 def test_ask_prints_the_servers_message_and_fails_on_an_error(demo: ServerProcess) -> None:
@@ -94,3 +121,111 @@ def test_a_flag_that_does_not_parse_is_a_usage_error() -> None:
     result = run("serve", "--port", "eighty")
     assert result.returncode == 2
     assert "--port" in result.stderr
+
+
+# Tokens -----------------------------------------------------------------------
+# Against tests/service/bearer_app.py, a stand-in that speaks the service's token
+# rule; test_ask_with_a_token_against_the_service below is the real service's turn.
+
+
+@pytest.fixture(scope="module")
+def bearer() -> Iterator[ServerProcess]:
+    with ServerProcess("tests.service.bearer_app:app") as server:
+        yield server
+
+
+def run_env(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k != "ASKSTREAM_TOKEN"}
+    return subprocess.run(
+        [*ASKSTREAM, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**base, **env},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--token", TOKEN], {}),
+        ([], {"ASKSTREAM_TOKEN": TOKEN}),
+        (["--token", TOKEN], {"ASKSTREAM_TOKEN": "stale"}),  # the flag wins
+    ],
+    ids=["flag", "variable", "flag-over-variable"],
+)
+def test_ask_sends_the_token_on_the_request_and_its_resume(
+    bearer: ServerProcess, args: list[str], env: dict[str, str]
+) -> None:
+    result = run_env("ask", "hi", "--chat", "c7", "--url", bearer.url, *args, **env)
+    assert result.returncode == 0, result.stderr
+    # The second half comes only from the resume at Content-Location, which needs the token.
+    assert result.stdout == "Hello, token holder.\n"
+    assert result.stderr == "chat: c7\n"
+
+
+def test_ask_without_a_token_prints_the_message_and_how_to_pass_one(
+    bearer: ServerProcess,
+) -> None:
+    result = run_env("ask", "hi", "--url", bearer.url)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "askstream: error 401: a bearer token is required",
+        "askstream: the service needs a token: pass --token TOKEN or set ASKSTREAM_TOKEN",
+    ]
+
+
+@pytest.mark.parametrize("how", ["flag", "variable"])
+def test_ask_with_a_wrong_token_says_which_to_check(bearer: ServerProcess, how: str) -> None:
+    if how == "flag":
+        result = run_env("ask", "hi", "--url", bearer.url, "--token", "wrong")
+    else:
+        result = run_env("ask", "hi", "--url", bearer.url, ASKSTREAM_TOKEN="wrong")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "askstream: error 401: a valid bearer token is required",
+        "askstream: the service refused this token: check --token or ASKSTREAM_TOKEN",
+    ]
+
+
+def test_a_token_that_cannot_be_a_header_is_a_usage_error(bearer: ServerProcess) -> None:
+    result = run_env("ask", "hi", "--url", bearer.url, "--token", "two words")
+    assert result.returncode == 2
+    assert "--token / ASKSTREAM_TOKEN" in result.stderr
+
+
+def test_the_token_stays_out_of_the_help() -> None:
+    result = run_env("ask", "--help", ASKSTREAM_TOKEN="s3cret-token")
+    assert result.returncode == 0
+    assert "--token" in result.stdout
+    assert "s3cret-token" not in result.stdout
+
+
+def test_ask_with_a_token_against_the_service(start_service: StartService) -> None:
+    service = start_service(ASKSTREAM_TOKENS=f"alice:{TOKEN}")
+    refused = run_env("ask", "hi", "--url", service.url)
+    assert refused.returncode == 1
+    assert "askstream: error 401:" in refused.stderr
+    assert "pass --token TOKEN or set ASKSTREAM_TOKEN" in refused.stderr
+    answered = run_env("ask", "hi", "--url", service.url, "--token", TOKEN)
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stderr.startswith("chat: ")
+
+
+def test_ask_whose_reader_leaves_stops_quietly(start_service: StartService) -> None:
+    # `askstream ask ... | head -c 10`: the pipe closes while the answer streams
+    # (a word every 50 ms: for seconds).
+    service = start_service(ASKSTREAM_DEMO_DELAY="0.05")
+    process = subprocess.Popen(
+        [*ASKSTREAM, "ask", "a long question for a long answer", "--url", service.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    assert process.stdout.read(10)
+    process.stdout.close()
+    assert process.wait(timeout=30) == 141
+    assert b"Traceback" not in process.stderr.read()
+    process.stderr.close()

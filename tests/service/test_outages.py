@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import pytest
 from askstream.sse import Event
 from askstream.testing import ServerProcess
 
-from .conftest import SERVICE_APP, SERVICE_ARGS, SERVICE_ENV, ask, read_events
+from .conftest import AUTH, SERVICE_APP, SERVICE_ARGS, SERVICE_ENV, TOKEN_ENV, ask, read_events
 from .faults import RedisServer, TcpProxy, redis_server
 
 pytestmark = pytest.mark.anyio
@@ -68,6 +68,8 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
             env={
                 "ASKSTREAM_DATA_DIR": str(tmp_path / f"data{number}"),
                 **SERVICE_ENV,
+                # One user on every instance, by token: instances share no session key.
+                **TOKEN_ENV,
                 **env,
             },
             args=SERVICE_ARGS,
@@ -81,6 +83,12 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
     for server, handle in started:
         server.stop()
         handle.close()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(20.0), headers=AUTH) as client:
+        yield client
 
 
 @pytest.fixture

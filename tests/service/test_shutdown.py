@@ -32,7 +32,7 @@ from askstream.testing import ServerProcess, require
 
 from ..conftest import REDIS_URL, redis_available
 from ..streams.conftest import delete_prefix
-from .conftest import SERVICE_APP, SERVICE_ENV, read_events
+from .conftest import AUTH, SERVICE_APP, SERVICE_ENV, TOKEN_ENV, read_events
 
 pytestmark = pytest.mark.anyio
 
@@ -83,6 +83,7 @@ def start(
         env={
             "ASKSTREAM_DATA_DIR": str(tmp_path / "data"),
             **SERVICE_ENV,
+            **TOKEN_ENV,  # one user on every instance: instances share no session key
             "ASKSTREAM_SHUTDOWN_TIMEOUT": str(TIMEOUT),
             **env,
         },
@@ -158,7 +159,9 @@ def assert_clean_log(service: Service) -> None:
 @pytest.fixture
 async def client() -> Any:
     limits = httpx.Limits(max_connections=4 * STREAMS)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits) as client:
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0), limits=limits, headers=AUTH
+    ) as client:
         yield client
 
 

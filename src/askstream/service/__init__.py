@@ -14,6 +14,7 @@ from ._backend import Backend, ChatMessage, Chunk
 from ._demo import DemoBackend
 from ._errors import ServiceError, Unavailable, UpstreamError
 from ._openai import OpenAIBackend
+from ._protocol import HttpProtocol
 from ._settings import Settings
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "ChatMessage",
     "Chunk",
     "DemoBackend",
+    "HttpProtocol",
     "OpenAIBackend",
     "ServiceError",
     "Settings",

@@ -15,37 +15,37 @@ from contextlib import (
 )
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from ..http import ShutdownMiddleware
 from ..streams import MemoryStore, Store
 from ._backend import Backend
 from ._demo import DemoBackend
-from ._errors import ServiceError, Unavailable
+from ._edge import HeadAsGet, HeadCheck, OpenLimit, allowed_methods
+from ._errors import ServiceError
 from ._fanout import Fanout
 from ._generation import Generations
-from ._health import (
-    DATABASE,
-    STORE,
-    Dependencies,
-    database_probe,
-    outage_handlers,
-    store_probe,
-    unavailable_response,
-)
+from ._guards import Identify, SecurityHeaders, SiteGuard
+from ._health import DATABASE, STORE, Dependencies, database_probe, outage_handlers, store_probe
 from ._history import ChatHistory, create_engine
+from ._identity import Identities, load_secret_key
+from ._limits import GenerationLimits
 from ._middleware import BodyLimit, InternalErrors
+from ._protocol import SETTINGS_STATE
 from ._reaper import fail_lost, reap_forever, sweep_forever
 from ._routes import Services, router
 from ._settings import Settings
 from ._stopping import RESUME_EVENT, Stopping
+from ._text import shown
 
-__all__ = ["create_app", "make_backend", "make_store"]
+__all__ = ["create_app", "make_backend", "make_identities", "make_store"]
 
 logger = logging.getLogger("askstream.service")
 
@@ -71,7 +71,11 @@ def make_backend(settings: Settings) -> Backend:
 def make_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
     """The stream log the settings name: Redis with a Redis URL, else this process's memory."""
     if settings.redis_url is None:
-        return nullcontext(MemoryStore(retention=settings.stream_retention))
+        return nullcontext(
+            MemoryStore(
+                retention=settings.stream_retention, max_bytes=settings.memory_store_max_bytes
+            )
+        )
     from ..streams import RedisStore
 
     return RedisStore(
@@ -82,6 +86,19 @@ def make_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
         lease_ttl=settings.lease_ttl,
         lease_renew=settings.lease_renew,
     )
+
+
+def make_identities(settings: Settings) -> Identities:
+    """Who may ask: the configured tokens, else anonymous sessions signed with the
+    secret key (from the settings, or kept in the data folder)."""
+    tokens = settings.user_tokens()
+    if tokens:
+        return Identities(tokens, secret_key=b"")  # no sessions: nothing to sign
+    if settings.secret_key:
+        key = settings.secret_key.encode()
+    else:
+        key = load_secret_key(settings.data_dir)
+    return Identities({}, secret_key=key)
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -99,22 +116,21 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    if isinstance(exc, Unavailable):
-        return unavailable_response(exc)
-    return JSONResponse({"code": exc.code, "message": exc.message}, exc.status)
+    return JSONResponse({"code": exc.code, "message": exc.message}, exc.status, exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    headers = exc.headers
     if exc.status_code == 404:
-        message = f"no route {request.method} {request.url.path}"
+        message = f"no route {request.method} {shown(request.url.path)}"
     elif exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow")
-        message = f"{request.method} is not allowed on {request.url.path}"
-        message += f"; use {allowed}" if allowed else ""
+        allowed = ", ".join(allowed_methods(request))
+        headers = {**(headers or {}), "Allow": allowed}
+        message = f"{request.method} is not allowed on {shown(request.url.path)}; use {allowed}"
     else:
         message = str(exc.detail)
-    return _error(exc.status_code, message, exc.headers)
+    return _error(exc.status_code, message, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -147,7 +163,7 @@ def create_app(
     stopping = Stopping(timeout=settings.shutdown_timeout)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             history = ChatHistory(create_engine(settings.database))
             stack.push_async_callback(history.aclose)
@@ -168,6 +184,9 @@ def create_app(
                     history=history,
                     backend=llm,
                     save_interval=settings.save_interval,
+                    limits=GenerationLimits(
+                        total=settings.max_generations, per_user=settings.max_user_generations
+                    ),
                     dependencies=dependencies,
                 )
             )
@@ -202,13 +221,17 @@ def create_app(
             # as the process: out of the collector's way, a full collection no
             # longer walks it, which took 60-80 ms with 1,000 readers connected.
             gc.freeze()
-            yield
+            # The server's protocol reads the limits from here (_protocol.py).
+            yield {SETTINGS_STATE: settings}
 
     app = FastAPI(
         title="askstream",
         summary="Chat answers streamed as server-sent events, resumable.",
         version=_version(),
         lifespan=lifespan,
+        # FastAPI's pages load their scripts from a CDN onto our origin: off.
+        docs_url=None,
+        redoc_url=None,
         exception_handlers={
             ServiceError: _service_error,
             HTTPException: _http_error,
@@ -220,13 +243,37 @@ def create_app(
     app.add_middleware(
         ShutdownMiddleware, should_exit=stopping.streams_must_end, final_event=RESUME_EVENT
     )
+    # Outermost last: the connection cap, headers on every answer, the head's
+    # size, the gate (Host, cross-site writes), CORS, who is asking, the body
+    # limit, HEAD as GET, and the last word on errors.
     app.add_middleware(InternalErrors)
-    app.add_middleware(BodyLimit, max_size=settings.max_body_size)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(BodyLimit, max_size=settings.max_body_size, timeout=settings.body_timeout)
+    app.add_middleware(Identify, identities=make_identities(settings))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Content-Location"],
+            # Credentials (cookies) only for origins named one by one, never for "*".
+            allow_credentials="*" not in settings.cors_origins,
+            max_age=600,
+        )
+    app.add_middleware(SiteGuard, allowed_hosts=settings.hosts, cors_origins=settings.cors_origins)
+    app.add_middleware(HeadCheck, max_size=settings.max_head_size)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(OpenLimit, limit=settings.max_connections)  # the outermost: first word
     app.include_router(router)
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).
         app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)
         app.mount("/static", StaticFiles(directory=_WEB), name="static")
+    if settings.api_docs:
+        from ._docs import install_docs
+
+        install_docs(app)
     return app
 
 

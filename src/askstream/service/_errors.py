@@ -31,11 +31,27 @@ class ServiceError(AskstreamError):
     (404, 404, "no chat 'c1'")
     """
 
-    def __init__(self, status: int, message: str, *, code: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: int | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.code = status if code is None else code
         self.message = message
+        #: Seconds after which the client may try again (429, 503): ``Retry-After``.
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """The response headers the error asks for: ``Retry-After`` if it has one."""
+        if self.retry_after is None:
+            return None
+        return {"Retry-After": str(self.retry_after)}
 
 
 class UpstreamError(ServiceError):
@@ -65,6 +81,5 @@ class Unavailable(ServiceError):
     def __init__(
         self, message: str, *, dependency: str | None = None, retry_after: int = 2
     ) -> None:
-        super().__init__(503, message)
+        super().__init__(503, message, retry_after=retry_after)
         self.dependency = dependency
-        self.retry_after = retry_after

@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 
-from ..streams import FinishStatus, Store, StreamExpired, StreamNotFound
+from ..streams import FinishStatus, Store, StoreFull, StreamExpired, StreamNotFound
 from ._backend import Backend, ChatMessage
 from ._errors import ServiceError, Unavailable
 from ._health import Dependencies, unavailable
 from ._history import ChatHistory
+from ._limits import RETRY_AFTER, GenerationLimits
+from ._text import valid_text
 
 __all__ = ["Answer", "Generations"]
 
@@ -63,6 +65,7 @@ class Answer:
     question: str
     context: list[ChatMessage]
     new_chat: bool
+    owner: str = ""  # the user who asked: the chat's and the stream's owner
     question_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parts: list[str] = field(default_factory=list)
     ended: bool = False  # its last event (done or error) is in the store
@@ -89,8 +92,10 @@ class Generations:
         history: ChatHistory,
         backend: Backend,
         save_interval: float = 1.0,
+        limits: GenerationLimits | None = None,
         dependencies: Dependencies | None = None,
     ) -> None:
+        self._limits = limits or GenerationLimits(total=256, per_user=32)
         self._store = store
         self._history = history
         self._backend = backend
@@ -164,12 +169,20 @@ class Generations:
     # -- starting and stopping --------------------------------------------
 
     async def start(
-        self, chat_id: str | None, question: str, context: Sequence[ChatMessage]
+        self,
+        chat_id: str | None,
+        question: str,
+        context: Sequence[ChatMessage],
+        *,
+        owner: str = "",
     ) -> Answer:
         """Start answering ``question`` after ``context`` in chat ``chat_id`` (a new
-        chat for ``None``); return once the first piece is in the store.
+        chat for ``None``) for ``owner`` (``""``: anonymous); return once the first
+        piece is in the store.
 
-        Raises :class:`UpstreamError` if the back end failed before its first piece.
+        Raises :class:`UpstreamError` if the back end failed before its first piece,
+        and :class:`ServiceError` 429 or 503 if ``owner`` or everyone has too many
+        answers generating (:class:`GenerationLimits`).
         """
         if not self._running:
             raise RuntimeError("Generations is not running: use it as `async with`")
@@ -177,17 +190,24 @@ class Generations:
             raise Unavailable("the server is shutting down; ask again")
         if self._dependencies is not None:
             self._dependencies.check_up()  # a known outage: 503 before anything is written
+        self._limits.acquire(owner)
         answer = Answer(
             chat_id=chat_id or uuid.uuid4().hex,
             message_id=uuid.uuid4().hex,
             question=question,
             context=[*context, ChatMessage(role="user", content=question)],
             new_chat=chat_id is None,
+            owner=owner,
         )
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        task = asyncio.get_running_loop().create_task(self._guarded(answer, started))
+        try:
+            task = asyncio.get_running_loop().create_task(self._guarded(answer, started))
+        except BaseException:
+            self._limits.release(owner)
+            raise
         self._tasks[answer.message_id] = (answer, task)
         task.add_done_callback(partial(self._watch, answer.message_id))
+        task.add_done_callback(lambda _: self._limits.release(owner))
         await started
         return answer
 
@@ -276,25 +296,29 @@ class Generations:
                 answer.question_id,
                 mid,
                 new_chat=answer.new_chat,
+                owner=answer.owner,
             )
             stored = True
             async with aclosing(self._backend.stream(answer.context)) as chunks:
                 async for chunk in chunks:
                     if not began:
                         await self._store.create(
-                            mid, on_cancel=partial(self._cancel_requested, mid)
+                            mid, owner=answer.owner, on_cancel=partial(self._cancel_requested, mid)
                         )
                         began = True
                     if chunk.delta:
-                        answer.parts.append(chunk.delta)
-                        await self._store.append(mid, head + _json(chunk.delta) + "}")
+                        delta = valid_text(chunk.delta)  # no lone surrogate gets stored
+                        answer.parts.append(delta)
+                        await self._store.append(mid, head + _json(delta) + "}")
                         self._dirty[mid] = answer
                     if not started.done():
                         started.set_result(None)
                     if chunk.finish_reason:
                         finish_reason = chunk.finish_reason
             if not began:  # the back end ended without a single chunk: an empty answer
-                await self._store.create(mid, on_cancel=partial(self._cancel_requested, mid))
+                await self._store.create(
+                    mid, owner=answer.owner, on_cancel=partial(self._cancel_requested, mid)
+                )
                 began = True
             await self._end(answer, "complete", finish_reason or "stop")
             if not started.done():
@@ -311,7 +335,12 @@ class Generations:
             raise
         except Exception as exc:
             outage = self._outage(exc)
-            if isinstance(exc, ServiceError):
+            if isinstance(exc, StoreFull):
+                error = ServiceError(
+                    503, "the stream store is full; try again soon", retry_after=RETRY_AFTER
+                )
+                logger.warning("answer %s refused: %s", mid, exc)
+            elif isinstance(exc, ServiceError):
                 error = exc
                 logger.warning("answer %s failed: %s", mid, exc.message)
             elif outage is not None:
@@ -357,6 +386,7 @@ class Generations:
         self, answer: Answer, status: FinishStatus, code: int, message: str
     ) -> None:
         mid = answer.message_id
+        message = valid_text(message)  # it may quote the model (_text.py)
         self._dirty.pop(mid, None)
         try:
             await self._history.finish_answer(mid, answer.text, status, error=message)

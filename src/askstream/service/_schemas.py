@@ -5,6 +5,8 @@ Wire names are camelCase, as in the founding guide; Python names snake_case.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
 from typing import Literal, TypedDict
@@ -14,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from ._errors import ServiceError
 from ._history import ChatRecord, MessageRecord
+from ._text import Text, loads
 
 __all__ = [
     "AskRequest",
@@ -25,6 +28,8 @@ __all__ = [
     "ErrorBody",
     "ErrorData",
     "MessageOut",
+    "decode_cursor",
+    "encode_cursor",
     "parse_ask",
 ]
 
@@ -40,10 +45,10 @@ class AskRequest(_Wire):
         alias_generator=to_camel, populate_by_name=True, strict=True, extra="ignore"
     )
 
-    chat_id: str | None = Field(
+    chat_id: Text | None = Field(
         default=None, description="The chat to continue; null or absent starts a new one."
     )
-    question: str = Field(min_length=1, description="The question; not empty or only spaces.")
+    question: Text = Field(min_length=1, description="The question; not empty or only spaces.")
 
     @field_validator("question")
     @classmethod
@@ -54,15 +59,13 @@ class AskRequest(_Wire):
 
 
 def parse_ask(body: bytes) -> AskRequest:
-    """Parse and check an ask's body: 400 if it is not JSON, 422 if it is the wrong JSON.
+    """Parse and check an ask's body: 400 if it is not JSON (or nests deeper than
+    32 levels), 422 if it is the wrong JSON (NUL and lone surrogates included).
 
     Any ``Content-Type`` is accepted: the founding guide's client sends
     ``text/event-stream`` with its JSON body.
     """
-    try:
-        payload = json.loads(body)
-    except ValueError:  # UnicodeDecodeError included
-        raise ServiceError(400, "the body is not JSON") from None
+    payload = loads(body)  # 400: not JSON, or nested too deep
     if not isinstance(payload, dict):
         raise ServiceError(422, "the body must be a JSON object")
     try:
@@ -156,9 +159,33 @@ class ChatSummary(_Wire):
 
 
 class ChatList(_Wire):
-    """``GET /api/chats``: every chat, newest first."""
+    """``GET /api/chats``: a page of the caller's chats, newest first."""
 
     chats: list[ChatSummary]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last one."
+    )
+
+
+def encode_cursor(chat: ChatRecord) -> str:
+    """Where the next page starts: after this chat. Opaque to clients."""
+    raw = json.dumps([chat.created_at.isoformat(), chat.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> ChatRecord:
+    """The chat :func:`encode_cursor` made ``cursor`` from (its key fields); 400 if
+    the cursor is not one of ours."""
+    refused = ServiceError(400, "cursor is not a nextCursor this service gave out")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, chat_id = json.loads(raw)
+        when = dt.datetime.fromisoformat(created)
+    except (ValueError, TypeError, binascii.Error):
+        raise refused from None
+    if not isinstance(chat_id, str) or when.tzinfo is None:
+        raise refused
+    return ChatRecord(chat_id, "", when, when)
 
 
 class ChatDetail(ChatSummary):

@@ -55,7 +55,7 @@ class Stopping:
         self,
         *,
         timeout: float,
-        catch_up: float = 0.5,
+        catch_up: float = 0.25,
         poll_interval: float = 0.1,
         should_exit: Callable[[], bool] = uvicorn_should_exit,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,

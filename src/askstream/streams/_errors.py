@@ -6,8 +6,9 @@
         ├── StreamExpired           the stream existed but its retention ran out (HTTP 410)
         ├── StoreUnavailable        the store stayed unreachable, or the stream vanished
         │                           from it, for longer than a follower waits (HTTP 503)
-        └── InvalidEventId          an ``after`` / Last-Event-ID this stream never gave out
-                                    (also a ValueError: it is always a bad argument)
+        ├── InvalidEventId          an ``after`` / Last-Event-ID this stream never gave out
+        │                           (also a ValueError: it is always a bad argument)
+        └── StoreFull               no room for a new stream: live streams fill the store
 
 Appending to a finished stream is a usage error, so it is a ``RuntimeError``
 outside the tree, as httpx does for a closed client.
@@ -20,6 +21,7 @@ from .._exceptions import AskstreamError
 __all__ = [
     "InvalidEventId",
     "StoreError",
+    "StoreFull",
     "StoreUnavailable",
     "StreamExpired",
     "StreamNotFound",
@@ -96,3 +98,19 @@ class StoreUnavailable(StoreError):
         super().__init__(f"stream {stream_id!r}: {reason}", stream_id=stream_id)
         self.reason = reason
         self.vanished = vanished
+
+
+class StoreFull(StoreError):
+    """The store has no room for a new stream: the streams still open fill its byte
+    cap (finished ones are dropped first, oldest first). The service answers 503.
+
+    >>> str(StoreFull("m1", 1024))
+    "no room for stream 'm1': open streams hold the store's 1024 bytes"
+    """
+
+    def __init__(self, stream_id: str, max_bytes: int) -> None:
+        super().__init__(
+            f"no room for stream {stream_id!r}: open streams hold the store's {max_bytes} bytes",
+            stream_id=stream_id,
+        )
+        self.max_bytes = max_bytes
