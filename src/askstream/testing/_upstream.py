@@ -14,7 +14,7 @@ from typing import Any, Literal, cast, get_args
 
 __all__ = ["FakeUpstream"]
 
-Mode = Literal["normal", "fail", "drop", "slow", "refuse"]
+Mode = Literal["normal", "fail", "drop", "slow", "stall", "refuse"]
 _MODES: tuple[str, ...] = get_args(Mode)
 _PIECE = re.compile(r"\s*\S{1,4}|\s+")
 
@@ -48,6 +48,8 @@ class FakeUpstream:
     - ``fail``: ``fail_after`` pieces, then an OpenAI error payload, then the end.
     - ``drop``: ``fail_after`` pieces, then the end, without ``[DONE]``.
     - ``slow``: ``slow_delay`` seconds before the first piece and between pieces.
+    - ``stall``: ``fail_after`` pieces, then ``slow_delay`` seconds of silence (a
+      model that thinks mid-answer), then the rest and a normal end.
     - ``refuse``: HTTP 503 with an OpenAI error body.
 
     With ``api_key`` set, a request without ``Authorization: Bearer <api_key>``
@@ -211,7 +213,9 @@ class FakeUpstream:
         if mode in {"fail", "drop"}:
             pieces = pieces[: self.fail_after]
         for number, piece in enumerate(pieces):
-            if delay and (number or mode == "slow"):
+            if mode == "stall" and number == self.fail_after:
+                await asyncio.sleep(self.slow_delay)
+            elif delay and (number or mode == "slow"):
                 await asyncio.sleep(delay)
             if disconnected.is_set():
                 return
