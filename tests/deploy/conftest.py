@@ -35,6 +35,9 @@ NGINX = "/usr/sbin/nginx"
 
 # nginx's main file, as Debian's /etc/nginx/nginx.conf includes conf.d/*.conf
 # into `http`: every path inside the prefix, nothing but this test's server.
+# The test's own instruments: X-Served-By tells a client which instance
+# answered it (inherited by deploy/nginx.conf's `location /`, which adds no
+# header of its own), and the access log records every instance tried.
 MAIN = """\
 worker_processes 1;
 pid nginx.pid;
@@ -43,6 +46,7 @@ events {{ worker_connections 1024; }}
 http {{
     log_format served '$request_method $uri $status $upstream_addr';
     access_log access.log served;
+    add_header X-Served-By $upstream_addr always;
     client_body_temp_path temp/body;
     proxy_temp_path temp/proxy;
     fastcgi_temp_path temp/fastcgi;
