@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -105,7 +106,9 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        # The app itself ends its streams within shutdown_timeout (see
+        # service/_stopping.py); uvicorn's own limit is only the backstop.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout) + 1,
     )
     host = "127.0.0.1" if settings.host in _ANY_HOST else settings.host
     address = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"
@@ -120,8 +123,17 @@ def _serve(args: argparse.Namespace) -> int:
                     flush=True,
                 )
 
+    if settings.log_level != "debug":
+        # Our one line replaces uvicorn's lifecycle lines (started, running on,
+        # shutting down, finished...); its warnings and errors still show.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     server = Server(config)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        # uvicorn stopped gracefully, then re-raised the Ctrl+C it caught.
+        print("askstream stopped", file=sys.stderr, flush=True)
+        return 130
     return 0 if server.started else 1
 
 

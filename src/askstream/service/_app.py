@@ -13,25 +13,37 @@ from contextlib import (
     asynccontextmanager,
     nullcontext,
 )
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
+from ..http import ShutdownMiddleware
 from ..streams import MemoryStore, Store
 from ._backend import Backend
 from ._demo import DemoBackend
-from ._errors import ServiceError
+from ._errors import ServiceError, Unavailable
 from ._fanout import Fanout
 from ._generation import Generations
+from ._health import (
+    DATABASE,
+    STORE,
+    Dependencies,
+    database_probe,
+    outage_handlers,
+    store_probe,
+    unavailable_response,
+)
 from ._history import ChatHistory, create_engine
 from ._middleware import BodyLimit, InternalErrors
-from ._reaper import reap_forever
+from ._reaper import fail_lost, reap_forever, sweep_forever
 from ._routes import Services, router
 from ._settings import Settings
+from ._stopping import RESUME_EVENT, Stopping
 
 __all__ = ["create_app", "make_backend", "make_store"]
 
@@ -85,8 +97,10 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
     return JSONResponse({"code": status, "message": message}, status, headers=headers)
 
 
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
+    if isinstance(exc, Unavailable):
+        return unavailable_response(exc)
     return JSONResponse({"code": exc.code, "message": exc.message}, exc.status)
 
 
@@ -130,6 +144,7 @@ def create_app(
     """
     settings = settings or Settings.from_env()
     logging.getLogger("askstream").setLevel(settings.log_level.upper())
+    stopping = Stopping(timeout=settings.shutdown_timeout)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -144,9 +159,16 @@ def create_app(
             log = store
             if log is None:
                 log = await stack.enter_async_context(make_store(settings))
+            dependencies = await stack.enter_async_context(
+                Dependencies({DATABASE: database_probe(history.engine), STORE: store_probe(log)})
+            )
             generations = await stack.enter_async_context(
                 Generations(
-                    store=log, history=history, backend=llm, save_interval=settings.save_interval
+                    store=log,
+                    history=history,
+                    backend=llm,
+                    save_interval=settings.save_interval,
+                    dependencies=dependencies,
                 )
             )
             # Every instance ends the answers of instances that died (leases in the store).
@@ -154,14 +176,21 @@ def create_app(
                 reap_forever(log, history, interval=settings.lease_renew / 2)
             )
             stack.push_async_callback(_stop, reaper)
-            fanout = Fanout(log)
+            # And the answers no lease covers any more (the store lost them).
+            idle = settings.llm_connect_timeout + settings.llm_read_timeout + settings.lease_ttl
+            sweeper = asyncio.create_task(sweep_forever(log, history, idle=idle))
+            stack.push_async_callback(_stop, sweeper)
+            fanout = Fanout(log, on_lost=partial(fail_lost, log, history))
             stack.push_async_callback(fanout.aclose)
+            watcher = asyncio.create_task(stopping.watch(generations, fanout, dependencies))
+            stack.push_async_callback(_stop, watcher)
             app.state.askstream = Services(
                 settings=settings,
                 store=log,
                 history=history,
                 generations=generations,
                 fanout=fanout,
+                dependencies=dependencies,
             )
             logger.info(
                 "askstream: %s model, %s store, database %s",
@@ -184,7 +213,12 @@ def create_app(
             ServiceError: _service_error,
             HTTPException: _http_error,
             RequestValidationError: _validation_error,
+            **outage_handlers(_dependencies),
         },
+    )
+    # Open streams end once answers in flight had their time (see _stopping.py).
+    app.add_middleware(
+        ShutdownMiddleware, should_exit=stopping.streams_must_end, final_event=RESUME_EVENT
     )
     app.add_middleware(InternalErrors)
     app.add_middleware(BodyLimit, max_size=settings.max_body_size)
@@ -194,6 +228,11 @@ def create_app(
         app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)
         app.mount("/static", StaticFiles(directory=_WEB), name="static")
     return app
+
+
+def _dependencies(request: Request) -> Dependencies | None:
+    services = getattr(request.app.state, "askstream", None)
+    return None if services is None else services.dependencies
 
 
 def _safe(settings: Settings) -> str:

@@ -14,6 +14,7 @@ from ..streams import InvalidEventId, Store, StreamExpired, StreamNotFound
 from ._errors import ServiceError
 from ._fanout import Fanout
 from ._generation import Generations
+from ._health import Dependencies
 from ._history import ChatHistory
 from ._schemas import (
     AskRequest,
@@ -38,6 +39,7 @@ class Services:
     history: ChatHistory
     generations: Generations
     fanout: Fanout
+    dependencies: Dependencies | None = None
 
 
 def services(request: Request) -> Services:
@@ -71,7 +73,7 @@ _SSE_DOC = {
     "/ask",
     summary="Ask a question; the answer streams back as server-sent events",
     response_class=Response,
-    responses={200: _SSE_DOC, **_errors(400, 404, 413, 422, 500, 502)},
+    responses={200: _SSE_DOC, **_errors(400, 404, 413, 422, 500, 502, 503)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -102,7 +104,7 @@ async def ask(request: Request, deps: Deps) -> Response:
     "/streams/{message_id}",
     summary="Follow an answer's stream: replay after Last-Event-ID, then live",
     response_class=Response,
-    responses={200: _SSE_DOC, **_errors(400, 404, 410)},
+    responses={200: _SSE_DOC, **_errors(400, 404, 410, 503)},
 )
 async def follow_stream(
     message_id: str,
@@ -209,3 +211,15 @@ async def delete_chat(chat_id: str, deps: Deps) -> Response:
 @router.get("/health", summary="Liveness: 200 while the service runs")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get(
+    "/ready",
+    summary="Readiness: 503 while the database or the stream store is unreachable, "
+    "or the server is stopping",
+    response_class=Response,
+    responses={200: {"description": '`{"status": "ready"}`'}, **_errors(503)},
+)
+async def ready(deps: Deps) -> Response:
+    assert deps.dependencies is not None
+    return await deps.dependencies.ready()

@@ -127,7 +127,9 @@ class Settings:
         2.0, "seconds between an instance's lease renewals; at most half of lease_ttl (Redis)"
     )
     shutdown_timeout: float = _setting(
-        10.0, "seconds `serve` lets answers in flight finish on shutdown"
+        10.0,
+        "on SIGTERM or Ctrl+C, seconds answers in flight get to finish; then they are "
+        "stored `cancelled` and open streams end with error 503 (resume elsewhere)",
     )
     log_level: str = _setting("info", "critical, error, warning, info or debug")
 

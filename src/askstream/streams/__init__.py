@@ -20,7 +20,7 @@ instance; needs ``askstream[redis]``).
 ['1']
 """
 
-from ._errors import InvalidEventId, StoreError, StreamExpired, StreamNotFound
+from ._errors import InvalidEventId, StoreError, StoreUnavailable, StreamExpired, StreamNotFound
 from ._memory import MemoryStore
 from ._redis import RedisStore
 from ._store import FinishStatus, Store, StreamStatus
@@ -32,6 +32,7 @@ __all__ = [
     "RedisStore",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "StreamExpired",
     "StreamNotFound",
     "StreamStatus",

@@ -4,6 +4,8 @@
     └── StoreError                  the stream log refused a read or a write
         ├── StreamNotFound          no stream with that id: never made (or long forgotten)
         ├── StreamExpired           the stream existed but its retention ran out (HTTP 410)
+        ├── StoreUnavailable        the store stayed unreachable, or the stream vanished
+        │                           from it, for longer than a follower waits (HTTP 503)
         └── InvalidEventId          an ``after`` / Last-Event-ID this stream never gave out
                                     (also a ValueError: it is always a bad argument)
 
@@ -15,7 +17,13 @@ from __future__ import annotations
 
 from .._exceptions import AskstreamError
 
-__all__ = ["InvalidEventId", "StoreError", "StreamExpired", "StreamNotFound"]
+__all__ = [
+    "InvalidEventId",
+    "StoreError",
+    "StoreUnavailable",
+    "StreamExpired",
+    "StreamNotFound",
+]
 
 
 class StoreError(AskstreamError):
@@ -71,3 +79,20 @@ class InvalidEventId(StoreError, ValueError):
     def __init__(self, stream_id: str, event_id: str) -> None:
         super().__init__(f"stream {stream_id!r} has no event id {event_id!r}", stream_id=stream_id)
         self.event_id = event_id
+
+
+class StoreUnavailable(StoreError):
+    """A follower gave up: the store stayed unreachable, or the stream it
+    followed vanished from it (a store restarted empty), for longer than the
+    producer's lease lasts. Readers are told 503: try again later.
+
+    ``vanished`` tells the second case: the stream will never move again.
+
+    >>> str(StoreUnavailable("m1", "Redis is unreachable"))
+    "stream 'm1': Redis is unreachable"
+    """
+
+    def __init__(self, stream_id: str, reason: str, *, vanished: bool = False) -> None:
+        super().__init__(f"stream {stream_id!r}: {reason}", stream_id=stream_id)
+        self.reason = reason
+        self.vanished = vanished
