@@ -28,7 +28,7 @@ import pytest
 from askstream.testing import ServerProcess, free_port, require
 
 from ..conftest import REDIS_URL, redis_available
-from ..service.conftest import StartService, pg_database, start_service  # noqa: F401
+from ..service.conftest import SERVICE_APP, SERVICE_ENV, pg_database  # noqa: F401
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 NGINX = "/usr/sbin/nginx"
@@ -246,24 +246,35 @@ StartPair = Callable[..., tuple[ServerProcess, ServerProcess]]
 
 
 @pytest.fixture
-def start_pair(start_service: StartService, pg_database: str) -> Iterator[StartPair]:  # noqa: F811
+def start_pair(tmp_path: Path, pg_database: str) -> Iterator[StartPair]:  # noqa: F811
     """``start_pair(**env)``: instances A and B sharing Redis (a key prefix of this
-    test's own, deleted after) and a PostgreSQL database of this test's own."""
+    test's own, deleted after) and a PostgreSQL database of this test's own.
+
+    Plain ``uvicorn --factory``, as an operator runs it behind nginx: on SIGTERM
+    the app's own graceful stop decides when streams end (``shutdown_timeout``,
+    1 s unless the test says otherwise), not uvicorn's ``--timeout-graceful-shutdown``.
+    """
     require(redis_available(), f"Redis at {REDIS_URL}")
     prefix = f"askstream-test-{uuid.uuid4().hex[:12]}:"
     started: list[ServerProcess] = []
 
     def start(**env: str) -> tuple[ServerProcess, ServerProcess]:
         shared = {
+            **SERVICE_ENV,
+            "ASKSTREAM_SHUTDOWN_TIMEOUT": "1",
             "ASKSTREAM_REDIS_URL": REDIS_URL,
             "ASKSTREAM_REDIS_PREFIX": prefix,
             "ASKSTREAM_DATABASE_URL": pg_database,
             **env,
         }
-        a = start_service(**shared)  # alone first: it creates the tables
-        b = start_service(**shared)
-        started.extend((a, b))
-        return a, b
+        for _ in range(2):  # one after the other: the first creates the tables
+            data_dir = tmp_path / f"data-{len(started)}"
+            server = ServerProcess(
+                SERVICE_APP, factory=True, env={"ASKSTREAM_DATA_DIR": str(data_dir), **shared}
+            )
+            started.append(server)
+            server.start()
+        return started[-2], started[-1]
 
     try:
         yield start

@@ -8,9 +8,9 @@ instance served what.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,6 +29,8 @@ from .conftest import Nginx, StartNginx, StartPair, address
 pytestmark = pytest.mark.anyio
 
 TERMINAL = {"done", "error"}
+# How a stopped uvicorn exits: 0, or killed by the SIGTERM it re-raises once stopped.
+STOPPED = {0, -signal.SIGTERM}
 
 
 @pytest.fixture
@@ -232,8 +234,10 @@ async def test_a_finished_answer_resumes_through_nginx_while_its_instance_is_dow
 class Followed:
     """One reader's whole answer, over as many connections as it took."""
 
-    events: list[Event]
-    instances: list[str]  # the instance of each connection, in order
+    events: list[Event] = field(default_factory=list)
+    instances: list[str] = field(default_factory=list)  # each connection's, in order
+    notices: list[Event] = field(default_factory=list)  # events without an id line
+    cut: int = 0  # connections that broke off mid-body
 
 
 async def follow_to_the_end(
@@ -246,20 +250,27 @@ async def follow_to_the_end(
 ) -> Followed:
     """Read an answer through nginx as a client does: when the connection ends
     before the answer does, resume after the last id it kept."""
-    followed = Followed([], [])
+    followed = Followed()
     while True:
         received = Received()
         after = followed.events[-1].id if followed.events else None
-        # A body cut short (its instance stopped) is a reason to resume, as for
-        # any client; what came before the cut counts.
-        with contextlib.suppress(httpx.RemoteProtocolError, httpx.ReadError):
+        try:
             await receive(
                 client, method, nginx.url + path, after=after, into=received, begun=begun, **kwargs
             )
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            # A body cut short is a reason to resume, as for any client; what
+            # came before the cut counts.
+            followed.cut += 1
         followed.instances.append(received.served_by)
-        # An event without an id is the connection's, not the answer's (a notice
-        # to resume, say): the log's events are what the reader keeps.
-        followed.events += [e for e in received.events if e.id is not None]
+        # Each event of the answer's log has an id of its own. One without an id
+        # line (SSE gives it the last id again) is the connection's, not the
+        # answer's: a stopping instance's notice to resume.
+        for event in received.events:
+            if event.id and (not followed.events or event.id != followed.events[-1].id):
+                followed.events.append(event)
+            else:
+                followed.notices.append(event)
         if followed.events and followed.events[-1].event in TERMINAL:
             return followed
         assert received.location, "the first request failed before its answer began"
@@ -311,20 +322,14 @@ def the_same_for_everyone(readers: list[Followed]) -> list[Event]:
     return events
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 4 (branch i12-faults): under plain uvicorn a SIGTERM cancels "
-    "the answers in flight (error 503 'the server is shutting down') instead of "
-    "letting them finish within shutdown_timeout; remove this mark when that lands",
-)
 async def test_a_sigterm_loses_nothing_for_readers_through_nginx_as_answers_finish(
     start_pair: StartPair, start_nginx: StartNginx, client: httpx.AsyncClient
 ) -> None:
-    # About 2.5 s an answer: well within the default shutdown_timeout (10 s).
-    a, b = start_pair(ASKSTREAM_DEMO_DELAY="0.03")
+    # About 2.5 s an answer: well within shutdown_timeout (10 s).
+    a, b = start_pair(ASKSTREAM_DEMO_DELAY="0.03", ASKSTREAM_SHUTDOWN_TIMEOUT="10")
     nginx = start_nginx([a, b])
     answers = await sigterm_mid_answer(client, nginx, a)
-    a.wait(15)
+    assert a.wait(11 + 5) in STOPPED
     on_a = [r for readers in answers for r in readers if r.instances[0] == address(a)]
     assert len(on_a) >= 4, "no reader of A: the SIGTERM concerned nobody"
     for readers in answers:
@@ -337,12 +342,13 @@ async def test_a_sigterm_loses_nothing_for_readers_through_nginx_as_answers_fini
 async def test_readers_cut_by_a_sigterm_resume_through_nginx_and_lose_nothing(
     start_pair: StartPair, start_nginx: StartNginx, client: httpx.AsyncClient
 ) -> None:
-    # About 4 s an answer, and the stopping instance gives them 1 s: it cuts
-    # its readers, whatever answer they follow, and they resume through nginx.
+    # About 4 s an answer, and the stopping instance gives them 1 s: then it
+    # ends its readers' streams, whatever answer they follow, and they resume
+    # through nginx.
     a, b = start_pair(ASKSTREAM_DEMO_DELAY="0.05", ASKSTREAM_SHUTDOWN_TIMEOUT="1")
     nginx = start_nginx([a, b])
     answers = await sigterm_mid_answer(client, nginx, a)
-    a.wait(15)
+    assert a.wait(2 + 5) in STOPPED
     generated_on = [readers[0].instances[0] for readers in answers]
     assert sorted(generated_on) == sorted([address(a), address(b)] * 2)
     resumed = 0
@@ -352,12 +358,18 @@ async def test_readers_cut_by_a_sigterm_resume_through_nginx_and_lose_nothing(
         assert message["content"] == deltas(events)
         if instance == address(b):  # B never stopped: its answers are whole for every reader
             assert (message["status"], message["content"]) == ("complete", check_whole(events))
-            cut = [r for r in readers if r.instances[0] == address(a)]
-            assert all(r.instances[1:] and r.instances[-1] == address(b) for r in cut), cut
-            resumed += len(cut)
-        else:  # A's own: ended as A's shutdown ended it, the same in the log and the history
-            assert message["status"] != "streaming"
+            on_a = [r for r in readers if r.instances[0] == address(a)]
+            for reader in on_a:  # told to resume, they did so on B
+                assert len(reader.instances) > 1, reader
+                assert reader.instances[-1] == address(b), reader
+                assert "resume" in json.loads(reader.notices[-1].data)["message"]
+            resumed += len(on_a)
+        else:  # A's own: cancelled after 1 s, the same in the log and the history
+            assert json.loads(events[-1].data)["code"] == 503
+            assert message["status"] == "cancelled"
     assert resumed > 0, "no reader of B's answers was on A: the SIGTERM cut nobody"
+    # Every connection ended with whole chunked bodies, through nginx too.
+    assert [r.cut for readers in answers for r in readers] == [0] * 16
 
 
 # -- nginx's own refusals -------------------------------------------------------------------

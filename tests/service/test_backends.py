@@ -102,11 +102,12 @@ async def read_until_it_fails(backend: OpenAIBackend, pieces: list[str]) -> None
 async def test_a_stalling_upstream_goes_quiet_mid_answer_then_finishes(
     upstream: ServerProcess,
 ) -> None:
-    hasty = with_model(upstream, "fake-stall", read_timeout=0.05)
+    # 0.2 s: a hundred times the pause between pieces, below the stall (0.3 s).
+    hasty = with_model(upstream, "fake-stall", read_timeout=0.2)
     patient = with_model(upstream, "fake-stall")
     pieces: list[str] = []
     try:
-        with pytest.raises(UpstreamError, match=r"sent nothing for 0\.05 s"):
+        with pytest.raises(UpstreamError, match=r"sent nothing for 0\.2 s"):
             await read_until_it_fails(hasty, pieces)
         whole = await collect(patient, HI)
     finally:
