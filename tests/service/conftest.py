@@ -3,7 +3,7 @@
 ``service`` starts an askstream service (factory app, settings from ``ASKSTREAM_*``)
 on a fresh data folder; ``upstream`` is one fake OpenAI-compatible API shared by
 the session, whose behaviour each service picks with its model name
-(``fake``, ``fake-fail``, ``fake-drop``, ``fake-slow``, ``fake-refuse``).
+(``fake``, ``fake-fail``, ``fake-drop``, ``fake-slow``, ``fake-stall``, ``fake-refuse``).
 """
 
 from __future__ import annotations

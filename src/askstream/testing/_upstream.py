@@ -14,7 +14,7 @@ from typing import Any, Literal, cast, get_args
 
 __all__ = ["FakeUpstream"]
 
-Mode = Literal["normal", "fail", "drop", "slow", "refuse", "surrogate"]
+Mode = Literal["normal", "fail", "drop", "slow", "stall", "refuse", "surrogate"]
 _MODES: tuple[str, ...] = get_args(Mode)
 _PIECE = re.compile(r"\s*\S{1,4}|\s+")
 _LONE = re.compile("[\ud800-\udfff]")
@@ -52,6 +52,8 @@ class FakeUpstream:
     - ``fail``: ``fail_after`` pieces, then an OpenAI error payload, then the end.
     - ``drop``: ``fail_after`` pieces, then the end, without ``[DONE]``.
     - ``slow``: ``slow_delay`` seconds before the first piece and between pieces.
+    - ``stall``: ``fail_after`` pieces, then ``slow_delay`` seconds of silence (a
+      model that thinks mid-answer), then the rest and a normal end.
     - ``refuse``: HTTP 503 with an OpenAI error body.
     - ``surrogate``: as ``normal``, but an emoji's two UTF-16 halves come after
       the first piece, each alone in its chunk (``"\\ud83d"``, then ``"\\ude42"``).
@@ -219,7 +221,9 @@ class FakeUpstream:
         elif mode == "surrogate":
             pieces[1:1] = ["\ud83d", "\ude42"]
         for number, piece in enumerate(pieces):
-            if delay and (number or mode == "slow"):
+            if mode == "stall" and number == self.fail_after:
+                await asyncio.sleep(self.slow_delay)
+            elif delay and (number or mode == "slow"):
                 await asyncio.sleep(delay)
             if disconnected.is_set():
                 return
