@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .service import Settings
 
 __all__ = ["exposure_refusal", "main"]
@@ -183,7 +185,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
-def _db_upgrade(database_url: str | None, data_dir: str | None) -> int:
+def _db_upgrade(database_url: str | None, data_dir: Path | None) -> int:
     import asyncio
 
     from sqlalchemy.engine import make_url
