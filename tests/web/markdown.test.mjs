@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { MAX_NESTING, inline, parse, plainText } from "../../src/askstream/web/markdown.js";
+import { MAX_NESTING, inline, parse, parseExact, plainText } from "../../src/askstream/web/markdown.js";
 
 const blocks = (text) => parse(text).children;
 
@@ -284,4 +284,23 @@ describe("plainText, for titles", () => {
   test("line breaks and runs of spaces are one space", () => {
     assert.equal(plainText("a\n\n  b\tc"), "a b c");
   });
+});
+
+describe("fast paths give the exact path's tree", () => {
+  const cases = [
+    "[".repeat(5000),
+    "![".repeat(3000),
+    "[a] [b](https://e.com) [c",
+    "[x](https://e.com/[y]) and [ then ]",
+    "text [ open and ![img](https://e.com/i.png) then [",
+    "a [b\n\n[c](https://e.com) [",
+    "| a [ | b |\n|---|---|\n| [ | [x](https://e.com) |",
+    "> [quote\n> still [x](https://e.com)",
+    "[*a* `[`](https://e.com)",
+  ];
+  for (const text of cases) {
+    test(JSON.stringify(text.slice(0, 40)), () => {
+      assert.deepEqual(parse(text), parseExact(text));
+    });
+  }
 });

@@ -29,6 +29,9 @@ WEB = Path(askstream.__file__).parent / "web"
 K64 = 64 * 1024
 MAX_DEPTH = 2 * 20 + 4  # MAX_NESTING blocks and as many spans, in .content > div
 
+# Around each hostile input: HTML that must stay text (the XSS checks of test_page.py).
+XSS = "<img src=x onerror=window.pwned=1> <script>window.pwned=2</script>"
+
 HOSTILE = {
     "3000-quotes": "> " * 3000 + "deep",
     "10000-quotes": "> " * 10000 + "deep",
@@ -86,15 +89,19 @@ def test_a_hostile_answer_streams_and_opens_without_hanging_the_tab(
     hostile = HOSTILE[name]
     page = tab.open(echo_service.url)
     page.set_default_timeout(TIMEOUT)
+    page.evaluate("window.pwned = 0")
     # "Echo: x" first, so the hostile text starts a line of its own.
     page.evaluate(
         "(q) => { const box = document.getElementById('question'); box.value = q; }",
-        "x\n\n" + hostile,
+        f"x {XSS}\n\n{hostile}{XSS}",
     )
     page.click("#send")
     page.wait_for_selector(".message.assistant[data-status=complete]")
     streamed = page.locator(".message.assistant .content")
     assert page.evaluate(DEPTH, streamed.element_handle()) <= MAX_DEPTH
+    assert streamed.locator("img, script").count() == 0
+    assert XSS in streamed.text_content()
+    assert page.evaluate("window.pwned") == 0
     assert_alive(tab)
 
     # Opening the chat again renders the stored answer in one go.
@@ -104,13 +111,17 @@ def test_a_hostile_answer_streams_and_opens_without_hanging_the_tab(
     page.wait_for_selector(".message.assistant[data-status=complete]")
     opened = page.locator(".message.assistant .content")
     assert page.evaluate(DEPTH, opened.element_handle()) <= MAX_DEPTH
+    assert opened.locator("img, script").count() == 0
     text = opened.text_content()
-    assert text.startswith("Echo: x")
+    assert text.startswith(f"Echo: x {XSS}")
     if "quotes" in name:
         assert opened.locator("blockquote").count() > 0
     else:
         # One paragraph of the text as sent, less what was markup.
         assert len(text) >= len(hostile.replace("_", "")) // 2
+        assert XSS in text
+    page.wait_for_timeout(300)  # an onerror would have fired by now
+    assert page.evaluate("window.pwned") is None  # reloaded: never set, never run
     assert_alive(tab)
 
 

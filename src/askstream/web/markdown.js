@@ -42,20 +42,49 @@ const RENDER_OVERHEAD = 300;
 
 const SAFE_URL = /^(?:https?:|mailto:)/i;
 
-const md = markdownit("default", {
-  html: false, // "<b>" is text
-  breaks: true, // a newline in a paragraph is a line break, as chat answers mean it
-  linkify: true, // bare http(s):// URLs become links
-  typographer: false,
-  maxNesting: MAX_NESTING,
-});
-// A definition ("[x]: url") would change a link written before it, which a
-// block already built cannot follow; answers rarely use them.
-md.disable(["reference"]);
-// Only web and mail links; anything else ([x](javascript:...)) stays text.
-md.validateLink = (url) => SAFE_URL.test(url.trim());
-// Links with a scheme only: "README.md" or "node.js" are not addresses.
-md.linkify.set({ fuzzyLink: false, fuzzyEmail: false, fuzzyIP: false });
+function markdownIt({ fastPaths = true } = {}) {
+  const md = markdownit("default", {
+    html: false, // "<b>" is text
+    breaks: true, // a newline in a paragraph is a line break, as chat answers mean it
+    linkify: true, // bare http(s):// URLs become links
+    typographer: false,
+    maxNesting: MAX_NESTING,
+  });
+  // A definition ("[x]: url") would change a link written before it, which a
+  // block already built cannot follow; answers rarely use them.
+  md.disable(["reference"]);
+  // Only web and mail links; anything else ([x](javascript:...)) stays text.
+  md.validateLink = (url) => SAFE_URL.test(url.trim());
+  // Links with a scheme only: "README.md" or "node.js" are not addresses.
+  md.linkify.set({ fuzzyLink: false, fuzzyEmail: false, fuzzyIP: false });
+  if (fastPaths) md.inline.ruler.before("link", "unclosed_bracket", unclosedBracket);
+  return md;
+}
+
+// A "[" with no "]" after it opens no link or image: say so at once. markdown-it
+// would look for the label's end from every "[" (linear, thanks to its cache,
+// but some microseconds each: 64 KiB of "[" took ~80 ms). The same text results;
+// tests/web/markdown.test.mjs checks it against the exact path (parseExact).
+function unclosedBracket(state, silent) {
+  if (state.src.charCodeAt(state.pos) !== 0x5b /* [ */) return false;
+  if (state.lastBracket === undefined || state.lastBracketSrc !== state.src) {
+    state.lastBracket = state.src.lastIndexOf("]");
+    state.lastBracketSrc = state.src;
+  }
+  if (state.lastBracket > state.pos) return false;
+  if (!silent) state.pending += "[";
+  state.pos += 1;
+  return true;
+}
+
+const md = markdownIt();
+let exact = null;
+
+/** parse() without our fast paths in front of markdown-it: for tests. */
+export function parseExact(text) {
+  exact ??= markdownIt({ fastPaths: false });
+  return { tag: "root", children: blocks(text, exact).flatMap((block) => block.nodes) };
+}
 
 // ---------------------------------------------------------------- the tree
 
@@ -91,8 +120,8 @@ export function plainText(text) {
 }
 
 /** The top-level blocks of `text`: `[{line, nodes}]`, `line` being where each starts. */
-function blocks(text) {
-  const tokens = md.parse(text, {});
+function blocks(text, parser = md) {
+  const tokens = parser.parse(text, {});
   const out = [];
   const root = { tag: "root", children: [] };
   const stack = [root];
