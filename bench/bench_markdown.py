@@ -82,10 +82,40 @@ def nested_list(size: int) -> str:
     return "\n".join(lines)[:size]
 
 
-_WORDS = (
-    "the a stream answer token reader server event page model chat of to and is in "
-    "that for it with as on be this are by resume cancel store Redis SQLite browser"
-).split()
+_WORDS = [
+    "the",
+    "a",
+    "stream",
+    "answer",
+    "token",
+    "reader",
+    "server",
+    "event",
+    "page",
+    "model",
+    "chat",
+    "of",
+    "to",
+    "and",
+    "is",
+    "in",
+    "that",
+    "for",
+    "it",
+    "with",
+    "as",
+    "on",
+    "be",
+    "this",
+    "are",
+    "by",
+    "resume",
+    "cancel",
+    "store",
+    "Redis",
+    "SQLite",
+    "browser",
+]
 
 
 def ordinary_answer(size: int, seed: int = 16) -> str:
@@ -96,7 +126,9 @@ def ordinary_answer(size: int, seed: int = 16) -> str:
         words = [rng.choice(_WORDS) for _ in range(rng.randint(6, 16))]
         if rng.random() < 0.3:
             i = rng.randrange(len(words))
-            words[i] = rng.choice(["**" + words[i] + "**", "`" + words[i] + "`", "*" + words[i] + "*"])
+            words[i] = rng.choice(
+                ["**" + words[i] + "**", "`" + words[i] + "`", "*" + words[i] + "*"]
+            )
         if rng.random() < 0.05:
             words.append("(see https://example.com/wiki/Foo_(bar))")
         return " ".join(words).capitalize() + "."
@@ -159,7 +191,10 @@ class Bench:
         page.goto(f"{ORIGIN}/")
         page.evaluate(
             """async () => {
-                window.md = { new: await import('/web/markdown.js'), old: await import('/old/markdown.js') };
+                window.md = {
+                    new: await import('/web/markdown.js'),
+                    old: await import('/old/markdown.js'),
+                };
                 window.out = document.getElementById('out');
             }"""
         )
@@ -308,26 +343,31 @@ def cell(result: dict[str, Any], key: str) -> str:
 
 
 def report(hostile: list[dict[str, Any]], streaming: list[dict[str, Any]], args: Any) -> str:
-    chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip()
+    chromium = subprocess.run(
+        [CHROMIUM, "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     lines = [
         "## Markdown in the page (`bench/bench_markdown.py`)",
         "",
         f"{datetime.date.today()}; {chromium}; markdown-it 15.0.3 (vendored); "
         f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}; new: best of "
-        f"{args.repeats}, each in a fresh tab; old (`web/markdown.js` at {OLD_COMMIT}): once.",
+        f"{args.repeats}, each in a fresh tab; old (`web/markdown.js` at {OLD_COMMIT}): once; "
+        f"load average {os.getloadavg()[0]:.1f} when it ended.",
         "",
         f"Hostile inputs (issue 16): ms to render into the page, parse and DOM, and with the "
         f"layout that follows. Target: < {TARGET_MS:.0f} ms with layout, linear time.",
         "",
-        "| input | chars | new: render | new: + layout | new: DOM depth | old: render | old: + layout | old: DOM depth |",
+        "| input | chars | new: render | new: + layout | new: DOM depth "
+        "| old: render | old: + layout | old: DOM depth |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in hostile:
         new, old = row["new"], row["old"]
         mark = " ✓" if "error" not in new and new["layout"] < TARGET_MS else " ✗"
         lines.append(
-            f"| {row['name']} | {row['size']:,} | {cell(new, 'render')} | {cell(new, 'layout')}{mark} "
-            f"| {new.get('depth', '')} | {cell(old, 'render')} | {cell(old, 'layout')} | {old.get('depth', '')} |"
+            f"| {row['name']} | {row['size']:,} | {cell(new, 'render')} "
+            f"| {cell(new, 'layout')}{mark} | {new.get('depth', '')} | {cell(old, 'render')} "
+            f"| {cell(old, 'layout')} | {old.get('depth', '')} |"
         )
     lines += [
         "",
@@ -335,7 +375,8 @@ def report(hostile: list[dict[str, Any]], streaming: list[dict[str, Any]], args:
         "(and one last call when it is complete), against one render of the complete "
         f"answer. Target for the new renderer: ≤ {STREAM_TARGET:.0f}x. JavaScript time only "
         "(the page lays out at most once a frame either way). New: best of "
-        f"{args.repeats} after one run to warm the JIT up, each side apart; old: once after a warm-up.",
+        f"{args.repeats} after one run to warm the JIT up, each side apart; "
+        "old: once after a warm-up.",
         "",
         "| renderer | render called | chars | calls | while streaming | once at the end | ratio |",
         "|---|---|--:|--:|--:|--:|--:|",
@@ -345,8 +386,8 @@ def report(hostile: list[dict[str, Any]], streaming: list[dict[str, Any]], args:
         mark = (" ✓" if ratio <= STREAM_TARGET else " ✗") if row["which"] == "new" else ""
         when = "every token" if row["every"] == 1 else f"every {row['every']} tokens"
         lines.append(
-            f"| {row['which']} | {when} | {row['chars']:,} | {row['calls']:,} | {ms(row['streamed'])} "
-            f"| {ms(row['whole'])} | {ratio:.2f}x{mark} |"
+            f"| {row['which']} | {when} | {row['chars']:,} | {row['calls']:,} "
+            f"| {ms(row['streamed'])} | {ms(row['whole'])} | {ratio:.2f}x{mark} |"
         )
     lines += [
         "",

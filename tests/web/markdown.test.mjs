@@ -297,10 +297,35 @@ describe("fast paths give the exact path's tree", () => {
     "| a [ | b |\n|---|---|\n| [ | [x](https://e.com) |",
     "> [quote\n> still [x](https://e.com)",
     "[*a* `[`](https://e.com)",
+    "_a ".repeat(3000),
+    "*a ".repeat(3000),
+    "_a *b* _c_ and *d",
+    "*a **b** c* _x_y_ *",
+    "**a *b _c_ d* e** *f",
+    "snake_case_name and _em_ and * star",
+    "*a\n*b* _c\n_d_",
+    "x *a*b* y _a_b_ \\*c*",
+    "*** _ ** __a__ *",
+    "a\u00a0*b* *c\u00a0*",
+    "- *a\n- *b*\n\n> _q\n> q_",
+    "| *a | _b_ |\n|---|---|\n| *c* | _ |",
   ];
   for (const text of cases) {
     test(JSON.stringify(text.slice(0, 40)), () => {
       assert.deepEqual(parse(text), parseExact(text));
     });
+  }
+});
+
+test("fast paths give the exact path's tree on random Markdown-ish text", () => {
+  // A small seeded generator: the same 3,000 strings every run.
+  let seed = 16;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const alphabet = ["*", "_", "a", "b", " ", " ", "\n", "[", "]", "(", ")", "`", "~", "!", "\\", "\u00a0", "é", ".", "http://x.y/"];
+  for (let n = 0; n < 3000; n++) {
+    const length = 1 + Math.floor(random() * 40);
+    let text = "";
+    for (let i = 0; i < length; i++) text += alphabet[Math.floor(random() * alphabet.length)];
+    assert.deepEqual(parse(text), parseExact(text), JSON.stringify(text));
   }
 });

@@ -22,7 +22,7 @@ import pytest
 import askstream
 from askstream.testing import ServerProcess
 
-from .conftest import UPSTREAM_APP, Tab, _service, session_headers
+from .conftest import UPSTREAM_APP, Tab, _service
 
 TIMEOUT = 30_000  # ms: a bound on waits, not a timing
 WEB = Path(askstream.__file__).parent / "web"
@@ -288,7 +288,12 @@ def test_answer_shape_in_the_dom(md_page: Any) -> None:
         "https://example.com/a_(b)",
     ]
     assert all(t == "_blank" and r == "noopener noreferrer nofollow" for _, t, r in shape["links"])
-    assert shape["cells"] == [["a", ""], ["1", "align-right"], ["<b>b</b>", ""], ["2", "align-right"]]
+    assert shape["cells"] == [
+        ["a", ""],
+        ["1", "align-right"],
+        ["<b>b</b>", ""],
+        ["2", "align-right"],
+    ]
     assert shape["code"] == [
         "def f(a, b):\n    return a < b  # <script>alert(1)</script>",
         "indented code",
