@@ -22,6 +22,9 @@
 //   are paced by a budget: the characters parsed while an answer streams stay
 //   under STREAM_BUDGET times its length, and between renders new text is
 //   appended as plain text to the open block, so every piece shows at once.
+//   Streaming a whole answer so costs about what rendering it twice would
+//   (the issue's bound), where rendering all of it on every frame costs
+//   frames times as much.
 
 import markdownit from "./vendor/markdown-it/markdown-it.esm.min.mjs";
 
@@ -32,13 +35,19 @@ export const MAX_NESTING = 20;
 // The tree's depth: blocks up to MAX_NESTING, and as many inline spans inside.
 const MAX_DEPTH = 2 * MAX_NESTING;
 
-/** While streaming, characters parsed stay under this many times the text's length. */
+/** While streaming, characters parsed stay under this many times the text's length
+ * (each block is parsed once when the next one starts: that is 1 of it). */
 export const STREAM_BUDGET = 1.5;
 
-// What one render costs beyond its characters, counted in characters: a
-// markdown-it parse has a fixed cost of some 50 µs, about 300 characters' worth
-// (bench/bench_markdown.py). Counting it keeps many small renders in budget too.
-const RENDER_OVERHEAD = 300;
+/** What one render costs beyond its characters, counted in characters: a
+ * markdown-it parse has a fixed cost of some 50 µs, a few hundred characters'
+ * worth. Counting it keeps many small renders in budget too. */
+export const RENDER_OVERHEAD = 300;
+
+// Characters of work allowed beyond the budget, so the first paragraphs of an
+// answer (when the budget, a share of a short text, is still small) render as
+// they come. A few thousand characters parse in about a millisecond.
+const STREAM_SLACK = 2000;
 
 const SAFE_URL = /^(?:https?:|mailto:)/i;
 
@@ -329,6 +338,7 @@ class Live {
     this.rendered = 0; // the length at the last render
     this.tail = []; // the DOM nodes of the blocks after `done`
     this.open = null; // the text node previewed text is appended to
+    this.inCode = false; // `open` is in a code block: line ends show as they are
     this.work = 0; // characters parsed since the element was (re)started
   }
 }
@@ -365,8 +375,17 @@ export function appendTo(element, delta) {
   }
   add(state, delta);
   const cost = state.length - state.done + RENDER_OVERHEAD;
-  if (state.rendered > 0 && state.work + cost > STREAM_BUDGET * state.length) preview(element, state, delta);
+  const budget = STREAM_BUDGET * state.length + STREAM_SLACK;
+  if (state.rendered > 0 && state.work + cost > budget) preview(element, state, delta);
   else renderTail(element, state);
+}
+
+/** What the renderer did for `element` since its text was last replaced:
+ * `work`, the characters it parsed (each render also counted RENDER_OVERHEAD),
+ * and `length`, the text's. For tests and the benchmark. */
+export function workOf(element) {
+  const state = live.get(element);
+  return state ? { work: state.work, length: state.length } : { work: 0, length: 0 };
 }
 
 function add(state, delta) {
@@ -393,9 +412,23 @@ function preview(element, state, delta) {
       state.tail.push(at);
     }
     state.open = element.ownerDocument.createTextNode("");
+    state.inCode = at.tagName === "CODE";
     at.append(state.open);
   }
-  state.open.appendData(delta);
+  if (state.inCode || !delta.includes("\n")) {
+    state.open.appendData(delta);
+    return;
+  }
+  // Outside code a line end would show as a space: keep lines (a list's next
+  // item, a table's next row) apart until the next render.
+  const lines = delta.split(/\r\n?|\n/);
+  state.open.appendData(lines[0]);
+  const document = element.ownerDocument;
+  for (const line of lines.slice(1)) {
+    const text = document.createTextNode(line);
+    state.open.after(document.createElement("br"), text);
+    state.open = text;
+  }
 }
 
 function renderTail(element, state) {
