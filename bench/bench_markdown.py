@@ -291,6 +291,7 @@ STREAM = """
   const once_ = performance.now() - t;
   return {
     work: which === 'new' ? md.new.workOf(live).work : null,
+    overhead: md.new.RENDER_OVERHEAD,
     streamed: run.time - bare.time,
     whole: once_,
     calls: run.calls,
@@ -392,8 +393,8 @@ def report(hostile: list[dict[str, Any]], streaming: list[dict[str, Any]], args:
         f"answer. Target for the new renderer: ≤ {STREAM_TARGET:.0f}x. JavaScript time only "
         "(the page lays out at most once a frame either way); the last column is the "
         "renderer's own count (`workOf`), each render also counted at its fixed cost, "
-        "300 characters, and independent of the machine's load. New: best of "
-        f"{args.repeats} after one run to warm the JIT up, each side apart; "
+        f"{streaming[0]['overhead']} characters, and independent of the machine's load. "
+        f"New: best of {args.repeats} after one run to warm the JIT up, each side apart; "
         "old: once after a warm-up.",
         "",
         "| renderer | render called | chars | calls | while streaming | once at the end | ratio "

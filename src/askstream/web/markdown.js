@@ -39,10 +39,11 @@ const MAX_DEPTH = 2 * MAX_NESTING;
  * (each block is parsed once when the next one starts: that is 1 of it). */
 export const STREAM_BUDGET = 1.5;
 
-/** What one render costs beyond its characters, counted in characters: a
- * markdown-it parse has a fixed cost of some 50 µs, a few hundred characters'
- * worth. Counting it keeps many small renders in budget too. */
-export const RENDER_OVERHEAD = 300;
+/** What one render costs beyond its characters, counted in characters: some
+ * 150 µs in Chromium (markdown-it's fixed cost per parse, the tail's DOM built
+ * and dropped), what 700 characters of one large render take
+ * (bench/bench_markdown.py). Counting it keeps the budget one of time. */
+export const RENDER_OVERHEAD = 700;
 
 // Characters of work allowed beyond the budget, so the first paragraphs of an
 // answer (when the budget, a share of a short text, is still small) render as
