@@ -37,7 +37,7 @@ const MAX_DEPTH = 2 * MAX_NESTING;
 
 /** While streaming, characters parsed stay under this many times the text's length
  * (each block is parsed once when the next one starts: that is 1 of it). */
-export const STREAM_BUDGET = 1.5;
+export const STREAM_BUDGET = 1.35;
 
 /** What one render costs beyond its characters, counted in characters: some
  * 150 µs in Chromium (markdown-it's fixed cost per parse, the tail's DOM built
@@ -438,22 +438,26 @@ function renderTail(element, state) {
   state.work += source.length + RENDER_OVERHEAD;
   const parsed = blocks(source);
   const document = element.ownerDocument;
+  // Built apart and inserted at once: each insertion into the page has a cost
+  // of its own, beyond the nodes'.
+  const fragment = document.createDocumentFragment();
   // Every block but the last is whole: build it for good.
   for (let i = 0; i < parsed.length - 1; i++) {
-    for (const node of parsed[i].nodes) element.append(toDom(node, document));
+    for (const node of parsed[i].nodes) fragment.append(toDom(node, document));
   }
   state.tail = [];
   const last = parsed.at(-1);
   if (last) {
     for (const node of last.nodes) {
       const built = toDom(node, document);
-      element.append(built);
+      fragment.append(built);
       state.tail.push(built);
     }
     const offset = lineOffset(source, last.line);
     state.done += offset;
     state.tailText = source.slice(offset);
   }
+  element.append(fragment);
   state.rendered = state.length;
   state.open = null;
 }
