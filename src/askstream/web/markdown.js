@@ -68,25 +68,28 @@ function markdownIt({ fastPaths = true } = {}) {
   // Links with a scheme only: "README.md" or "node.js" are not addresses.
   md.linkify.set({ fuzzyLink: false, fuzzyEmail: false, fuzzyIP: false });
   if (fastPaths) {
-    md.inline.ruler.before("link", "unclosed_bracket", unclosedBracket);
+    md.inline.ruler.before("link", "unclosed_bracket", unclosedBracket); // before "image" too
     md.inline.ruler.before("emphasis", "lone_delimiter", loneDelimiter);
   }
   return md;
 }
 
-// A "[" with no "]" after it opens no link or image: say so at once. markdown-it
-// would look for the label's end from every "[" (linear, thanks to its cache,
-// but some microseconds each: 64 KiB of "[" took ~80 ms). The same text results;
-// tests/web/markdown.test.mjs checks it against the exact path (parseExact).
+// A "[" (or "![") with no "]" after it opens no link or image: say so at once.
+// markdown-it would look for the label's end from every "[" (linear, thanks to
+// its cache, but some microseconds each: 64 KiB of "[" took ~80 ms, of "!["
+// ~180 ms). The same tree results; tests/web/markdown.test.mjs checks it
+// against the exact path (parseExact).
 function unclosedBracket(state, silent) {
-  if (state.src.charCodeAt(state.pos) !== 0x5b /* [ */) return false;
-  if (state.lastBracket === undefined || state.lastBracketSrc !== state.src) {
+  const image = state.src.charCodeAt(state.pos) === 0x21 /* ! */;
+  const at = image ? state.pos + 1 : state.pos;
+  if (state.src.charCodeAt(at) !== 0x5b /* [ */) return false;
+  if (state.lastBracketSrc !== state.src) {
     state.lastBracket = state.src.lastIndexOf("]");
     state.lastBracketSrc = state.src;
   }
-  if (state.lastBracket > state.pos) return false;
-  if (!silent) state.pending += "[";
-  state.pos += 1;
+  if (state.lastBracket > at) return false;
+  if (!silent) state.pending += image ? "![" : "[";
+  state.pos = at + 1;
   return true;
 }
 
