@@ -15,7 +15,7 @@
 // `Authorization: Bearer <token>` on every call and stream.
 
 import { ResponseError, stream } from "./askstream.js";
-import { renderInto } from "./markdown.js";
+import { appendTo, plainText, renderInto } from "./markdown.js";
 
 const ACTIVE_KEY = "askstream.active";
 const STOP_GRACE_MS = 3000; // how long Stop waits for the server's cancelled `done`
@@ -230,6 +230,8 @@ class MessageView {
     if (messageId) this.root.dataset.messageId = messageId;
     if (createdAt) this.root.title = formatTime(createdAt);
     this._frame = 0;
+    this._pending = ""; // streamed text not drawn yet
+    this._whole = false; // the next draw renders `content` whole
   }
 
   setMessageId(messageId) {
@@ -240,10 +242,24 @@ class MessageView {
 
   setContent(text, { now = false } = {}) {
     this.content = text;
-    if (now) {
-      this._draw();
+    this._whole = true;
+    if (now) this._draw();
+    else this._schedule();
+  }
+
+  /** `delta` streamed in, making the answer `whole`. Only the delta goes to the
+   * renderer: reading `whole` would copy the whole answer on every piece. */
+  appendContent(delta, whole) {
+    if (this._whole || this.content.length + delta.length !== whole.length) {
+      this.setContent(whole); // not a continuation of what is shown (a replay from the start)
       return;
     }
+    this.content = whole;
+    this._pending += delta;
+    this._schedule();
+  }
+
+  _schedule() {
     // Deltas can come faster than frames: draw at most once a frame.
     if (!this._frame) this._frame = requestAnimationFrame(() => this._draw());
   }
@@ -252,8 +268,12 @@ class MessageView {
     if (this._frame) cancelAnimationFrame(this._frame);
     this._frame = 0;
     const stick = nearBottom();
-    if (this.role === "assistant") renderInto(this.body, this.content);
-    else this.body.textContent = this.content; // the user's own text, shown as typed
+    if (this.role !== "assistant") this.body.textContent = this.content; // the user's own text, shown as typed
+    else if (this._whole) renderInto(this.body, this.content);
+    // markdown.js parses only the answer's last block again, within a budget.
+    else if (this._pending) appendTo(this.body, this._pending);
+    this._whole = false;
+    this._pending = "";
     this.renders += 1;
     this.root.dataset.renders = String(this.renders);
     if (stick) scrollToBottom();
@@ -310,8 +330,12 @@ function renderChatList() {
     const link = document.createElement("a");
     link.href = `#chat/${encodeURIComponent(id)}`;
     link.className = "chat-link";
-    link.textContent = chat.title || "Untitled chat";
-    link.title = formatTime(chat.updatedAt ?? chat.createdAt);
+    // A title is the first line of a question, as typed: shown as the text a
+    // reader sees, without its Markdown or HTML, in full on hover.
+    const title = chatTitle(chat);
+    link.textContent = title;
+    const time = formatTime(chat.updatedAt ?? chat.createdAt);
+    link.title = time ? `${title}\n${time}` : title;
     link.addEventListener("click", closeSidebar); // the open chat's link changes no hash
     const remove = document.createElement("button");
     remove.type = "button";
@@ -324,8 +348,12 @@ function renderChatList() {
   }
 }
 
-function setTitle(text) {
+const chatTitle = (chat) => plainText(chat.title ?? "") || "Untitled chat";
+
+function setTitle(title) {
+  const text = plainText(title ?? "");
   ui.title.textContent = text || "New chat";
+  ui.title.title = text;
   document.title = text ? `${text} · askstream` : "askstream";
 }
 
@@ -557,7 +585,7 @@ class Answer {
         }
         if (typeof payload.delta === "string") {
           this.content += payload.delta;
-          this.view.setContent(this.content);
+          this.view.appendContent(payload.delta, this.content);
           saveActive(this);
         }
       }
