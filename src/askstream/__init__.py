@@ -20,6 +20,7 @@ from ._exceptions import (
 )
 from .http import (
     AsyncEventSource,
+    BearerAuth,
     Broadcast,
     EventSource,
     EventStreamResponse,
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AskstreamError",
     "AsyncEventSource",
+    "BearerAuth",
     "Broadcast",
     "ContentTypeError",
     "Decoder",

@@ -1,7 +1,7 @@
 """The ``askstream`` command: ``askstream serve`` runs the service, ``askstream ask`` asks it.
 
     askstream serve [--host 127.0.0.1] [--port 8000] [--llm-url URL --llm-model NAME] ...
-    askstream ask "Why is the sky blue?" [--chat ID] [--url http://127.0.0.1:8000]
+    askstream ask "Why is the sky blue?" [--chat ID] [--url http://127.0.0.1:8000] [--token T]
 
 Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin; flags win. ``ask``
 prints the answer as it arrives, then the chat's id on stderr (pass it to
@@ -18,9 +18,12 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .service import Settings
+
+__all__ = ["exposure_refusal", "main"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 _ANY_HOST = {"0.0.0.0", "::", ""}  # noqa: S104 (names, compared with, never bound)
@@ -46,7 +49,16 @@ def _parser() -> argparse.ArgumentParser:
         if not field.metadata.get("flag"):
             continue
         default = getattr(defaults, field.name)
-        shown = "" if default is None else f" (default: {default})"
+        if default is False:  # a switch: given means on
+            serve.add_argument(
+                "--" + field.name.replace("_", "-"),
+                action="store_const",
+                const=True,
+                default=None,
+                help=field.metadata["help"],
+            )
+            continue
+        shown = "" if default in (None, ()) else f" (default: {_shown(default)})"
         serve.add_argument(
             "--" + field.name.replace("_", "-"),
             type=_PARSERS[field.name],
@@ -67,7 +79,16 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("ASKSTREAM_URL", DEFAULT_URL),
         help=f"the service (default: $ASKSTREAM_URL or {DEFAULT_URL})",
     )
+    # Read in main(), not here: a default would print the token in --help.
+    ask.add_argument(
+        "--token",
+        help="the bearer token of a service that requires one (default: $ASKSTREAM_TOKEN)",
+    )
     return parser
+
+
+def _shown(value: object) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    return _ask(args.question, chat=args.chat, url=args.url)
+    token = args.token or os.environ.get("ASKSTREAM_TOKEN") or None  # the flag wins
+    return _ask(args.question, chat=args.chat, url=args.url, token=token)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -100,6 +122,11 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
     )
+    refusal = exposure_refusal(settings)
+    if refusal is not None:
+        print(f"askstream: {refusal}", file=sys.stderr)
+        return 2
+
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -125,18 +152,46 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
-def _ask(question: str, *, chat: str | None, url: str) -> int:
+def exposure_refusal(settings: Settings) -> str | None:
+    """Why ``serve`` must not start with these settings (a public address with no
+    tokens), or ``None``; with ``--insecure`` it starts, and says so in the log."""
+    if settings.loopback or settings.user_tokens():
+        return None
+    if settings.insecure:
+        logging.getLogger("askstream").warning(
+            "serving %s with no tokens (--insecure): anyone who reaches it can read and "
+            "write every chat",
+            settings.host,
+        )
+        return None
+    return (
+        f"refusing to serve {settings.host} with no tokens: anyone who reaches it could "
+        "read and write every chat.\n"
+        "  Give users tokens: ASKSTREAM_TOKENS_FILE=/path/to/tokens (one 'user token' line "
+        "each; see docs/security.md),\n"
+        "  or serve 127.0.0.1 only, or pass --insecure if something in front of askstream "
+        "already checks who asks."
+    )
+
+
+def _ask(question: str, *, chat: str | None, url: str, token: str | None = None) -> int:
     import httpx
 
     from ._exceptions import AskstreamError, ResponseError
-    from .http import connect
+    from .http import BearerAuth, connect
 
     body: dict[str, Any] = {"chatId": chat, "question": question}
+    try:
+        # A token read from a file often ends with a newline.
+        auth = BearerAuth(token.strip()) if token else None
+    except ValueError as exc:
+        print(f"askstream: --token / ASKSTREAM_TOKEN: {exc}", file=sys.stderr)
+        return 2
     try:
         # A dropped answer resumes by itself: the client follows the response's
         # Content-Location with Last-Event-ID.
         with connect(
-            "POST", url.rstrip("/") + "/api/ask", json=body, until={"done", "error"}
+            "POST", url.rstrip("/") + "/api/ask", json=body, auth=auth, until={"done", "error"}
         ) as events:
             for event in events:
                 data = json.loads(event.data)
@@ -153,6 +208,13 @@ def _ask(question: str, *, chat: str | None, url: str) -> int:
         print("askstream: the answer ended without finishing", file=sys.stderr)
     except ResponseError as exc:
         print(f"askstream: error {exc.code}: {exc.message}", file=sys.stderr)
+        if exc.status == 401:
+            hint = (
+                "the service refused this token: check --token or ASKSTREAM_TOKEN"
+                if auth is not None
+                else "the service needs a token: pass --token TOKEN or set ASKSTREAM_TOKEN"
+            )
+            print(f"askstream: {hint}", file=sys.stderr)
     except httpx.TransportError as exc:
         print(f"askstream: cannot reach {url}: {exc}", file=sys.stderr)
     except AskstreamError as exc:  # a broken stream that could not be resumed

@@ -39,12 +39,14 @@ CHINESE = "流式回答：你好，世界！每个汉字都是三个字节，跨
 
 
 class Board:
-    """What the streams of this process report: closed sources, produced counts, requests."""
+    """What the streams of this process report: closed sources, produced counts, requests,
+    credentials."""
 
     def __init__(self) -> None:
         self.closed: dict[str, float] = {}
         self.produced: dict[str, int] = {}
         self.requests: dict[str, list[str | None]] = {}
+        self.credentials: dict[str, list[dict[str, str | None]]] = {}
 
 
 board = Board()
@@ -251,6 +253,29 @@ async def once(request: Request) -> Response:
     return EventStreamResponse([Event("a", id="1"), Event("b", id="2")])
 
 
+# Credentials on a resume: POST /handoff/{name}?to=URL sends one event and ends
+# early, naming URL (any origin) in Content-Location and setting a cookie; a
+# request with Last-Event-ID (the resume) gets the rest. Every request's
+# credential headers are recorded; GET /credentials/{name} tells the tests.
+_CREDENTIALS = ("authorization", "cookie", "last-event-id")
+
+
+async def handoff(request: Request) -> Response:
+    name = request.path_params["name"]
+    seen = {key: request.headers.get(key) for key in _CREDENTIALS}
+    board.credentials.setdefault(name, []).append(seen)
+    if request.headers.get("last-event-id"):
+        return EventStreamResponse([Event("second", id="2"), Event("", event="done", id="3")])
+    to = request.query_params.get("to", str(request.url.replace(query="")))
+    response = EventStreamResponse([Event("first", id="1")], headers={"content-location": to})
+    response.set_cookie("session", "s1", httponly=True, samesite="lax")
+    return response
+
+
+async def credentials_seen(request: Request) -> Response:
+    return JSONResponse(board.credentials.get(request.path_params["name"], []))
+
+
 async def _pass_through(request: Request, call_next: RequestResponseEndpoint) -> Response:
     return await call_next(request)
 
@@ -282,6 +307,8 @@ app = Starlette(
         Route("/ask/{name}", LogApp(resume_path="/log/{name}"), methods=["POST"]),
         Route("/flaky/{name}", flaky),
         Route("/once", once),
+        Route("/handoff/{name}", handoff, methods=["GET", "POST"]),
+        Route("/credentials/{name}", credentials_seen),
     ],
     middleware=[Middleware(ShutdownMiddleware)],
 )

@@ -8,8 +8,16 @@ from typing import Any
 import httpx
 import pytest
 
-from askstream import ContentTypeError, Event, Reconnect, ReconnectError, ResponseError
-from askstream.http._session import Session, Verdict, response_error
+from askstream import (
+    BearerAuth,
+    ContentTypeError,
+    Event,
+    Reconnect,
+    ReconnectError,
+    ResponseError,
+)
+from askstream.http._auth import AuthTypes, build_auth
+from askstream.http._session import Session, Verdict, response_error, same_origin
 
 URL = httpx.URL("http://testserver/api/ask?x=1")
 
@@ -201,3 +209,156 @@ def test_reconnect_none_never_reconnects() -> None:
     s = session(reconnect=None)
     s.check(stream_answer())
     assert s.dropped(None) is None
+
+
+# Credentials ----------------------------------------------------------------
+
+
+def applied(auth: httpx.Auth | None, request: httpx.Request) -> httpx.Request:
+    """``request`` as ``auth``'s flow sends it (no auth: as it is)."""
+    return request if auth is None else next(auth.sync_auth_flow(request))
+
+
+def resumed_at(
+    s: Session, client: httpx.Client, location: str
+) -> tuple[httpx.Request, httpx.Auth | None]:
+    """The resume after the first answer named ``location``, and the auth to send it with."""
+    first = s.build_request(client, None)
+    s.check(stream_answer(first, content_location=location))
+    s.feed(b"id: 1\ndata: x\n\n")
+    s.dropped(None)
+    request = s.build_request(client, None)
+    return request, s.auth_for(request)
+
+
+@pytest.mark.parametrize(
+    ("url", "other", "same"),
+    [
+        ("http://a/x", "http://a/y?z", True),
+        ("http://a:80/x", "http://a/x", True),
+        ("https://a/x", "https://a:443/x", True),
+        ("http://A/x", "http://a/x", True),
+        ("http://a/x", "http://a:8000/x", False),
+        ("http://a:8000/x", "http://a:8001/x", False),
+        ("http://a/x", "https://a/x", False),
+        ("http://a/x", "http://b/x", False),
+        ("http://a/x", "http://sub.a/x", False),
+    ],
+)
+def test_an_origin_is_scheme_host_and_port(url: str, other: str, same: bool) -> None:
+    assert same_origin(httpx.URL(url), httpx.URL(other)) is same
+    assert same_origin(httpx.URL(other), httpx.URL(url)) is same
+
+
+def test_the_callers_auth_goes_with_the_first_request_and_a_resume_at_its_origin(
+    client: httpx.Client,
+) -> None:
+    s = session("POST", auth=BearerAuth("tok"), headers=httpx.Headers({"Cookie": "a=1"}))
+    first = s.build_request(client, None)
+    assert applied(s.auth_for(first), first).headers["authorization"] == "Bearer tok"
+    request, auth = resumed_at(s, client, "http://testserver:80/api/streams/m1")
+    sent = applied(auth, request)
+    assert sent.headers["authorization"] == "Bearer tok"
+    assert sent.headers["cookie"] == "a=1"
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://testserver:8001/api/streams/m1",
+        "https://testserver/api/streams/m1",
+        "http://elsewhere/api/streams/m1",
+        "//elsewhere/api/streams/m1",
+    ],
+    ids=["port", "scheme", "host", "scheme-relative"],
+)
+def test_a_resume_at_another_origin_carries_no_credentials(
+    client: httpx.Client, location: str
+) -> None:
+    s = session(
+        "POST",
+        headers=httpx.Headers({"Authorization": "Bearer t", "Cookie": "a=1", "X-Trace": "7"}),
+        auth=BearerAuth("tok"),
+    )
+    request, auth = resumed_at(s, client, location)
+    assert request.url == httpx.URL("http://testserver/api/ask").join(location)
+    sent = applied(auth, request)
+    assert "authorization" not in sent.headers
+    assert "cookie" not in sent.headers
+    assert sent.headers["x-trace"] == "7"  # not a credential: it goes along, as httpx does
+    assert sent.headers["last-event-id"] == "1"
+
+
+def test_a_resume_at_another_origin_leaves_the_clients_own_credentials_behind() -> None:
+    with httpx.Client(
+        auth=("user", "secret"),
+        headers={"Authorization": "Bearer client-default"},
+        cookies={"session": "s1"},  # a jar cookie for every host
+    ) as client:
+        s = session("POST", headers=httpx.Headers())
+        first = s.build_request(client, None)
+        assert first.headers["authorization"] == "Bearer client-default"
+        assert first.headers["cookie"] == "session=s1"
+        assert s.auth_for(first) is None  # the client's own auth applies
+        request, auth = resumed_at(s, client, "http://testserver:8001/api/streams/m1")
+    # Not None: an explicit auth that adds nothing, so the client's own is not applied.
+    assert auth is not None
+    sent = applied(auth, request)
+    assert "authorization" not in sent.headers
+    assert "cookie" not in sent.headers
+
+
+def test_the_origin_is_the_first_requests_absolute_url_with_a_clients_base_url() -> None:
+    with httpx.Client(base_url="http://testserver:8000") as client:
+        s = Session(
+            "POST",
+            httpx.URL("/api/ask"),
+            headers=httpx.Headers({"Authorization": "Bearer t"}),
+            request_kwargs={},
+            last_event_id="",
+            until=(),
+            reconnect=Reconnect(),
+            max_event_size=None,
+        )
+        first = s.build_request(client, None)
+        s.check(stream_answer(first, content_location="/api/streams/m1"))
+        s.dropped(None)
+        request = s.build_request(client, None)
+    assert request.url == "http://testserver:8000/api/streams/m1"
+    assert request.headers["authorization"] == "Bearer t"
+
+
+def test_credentials_come_back_when_a_resume_returns_to_the_first_origin(
+    client: httpx.Client,
+) -> None:
+    s = session("POST", auth=BearerAuth("tok"))
+    request, auth = resumed_at(s, client, "http://elsewhere/api/streams/m1")
+    assert "authorization" not in applied(auth, request).headers
+    s.check(stream_answer(request, content_location="http://testserver/api/streams/m1"))
+    s.dropped(None)
+    back = s.build_request(client, None)
+    assert applied(s.auth_for(back), back).headers["authorization"] == "Bearer tok"
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        (("user", "pw"), "Basic dXNlcjpwdw=="),
+        (lambda r: r.headers.update({"Authorization": "Custom 1"}) or r, "Custom 1"),
+        (BearerAuth("tok"), "Bearer tok"),
+    ],
+    ids=["tuple", "function", "auth"],
+)
+def test_auth_takes_httpxs_forms(auth: AuthTypes, expected: str) -> None:
+    request = httpx.Request("GET", URL)
+    assert applied(build_auth(auth), request).headers["authorization"] == expected
+
+
+def test_bearer_auth_refuses_a_token_that_cannot_be_one_header_value() -> None:
+    for token in ["", "two words", "line\r\nX-Injected: 1", "tab\there", "tökén"]:
+        with pytest.raises(ValueError, match="bearer token"):
+            BearerAuth(token)
+
+
+def test_bearer_auth_keeps_its_token_out_of_repr() -> None:
+    assert "s3cret" not in repr(BearerAuth("s3cret"))

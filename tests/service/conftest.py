@@ -9,6 +9,7 @@ the session, whose behaviour each service picks with its model name
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +22,8 @@ import pytest
 
 from askstream.sse import Decoder, Event
 from askstream.testing import ServerProcess, require
+
+from ..conftest import REDIS_URL, redis_available
 
 # The stores of tests/streams, each test once per kind (tests of the hubs, _fanout.py).
 from ..streams.conftest import make_store  # noqa: F401
@@ -37,6 +40,11 @@ SERVICE_ENV = {
     "ASKSTREAM_LOG_LEVEL": "warning",
     "ASKSTREAM_SAVE_INTERVAL": "0.1",
 }
+# One user with a token, for tests that talk to a service from several clients
+# (a cookie would name a new anonymous user in each): docs/security.md.
+TOKEN = "tester-token-0123456789abcdef"
+TOKEN_ENV = {"ASKSTREAM_TOKENS": f"tester:{TOKEN}"}
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Streams still open when a test ends must not hold up the server's stop.
 SERVICE_ARGS = ["--timeout-graceful-shutdown", "1"]
 
@@ -224,3 +232,117 @@ def pg_database() -> Iterator[str]:
         yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     finally:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# -- deployments: one instance, or two on Redis and PostgreSQL ------------------
+
+KINDS = ["memory", "redis"]
+
+
+async def _pg(statement: str | None = None) -> bool:
+    import asyncpg
+
+    try:
+        connection = await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    try:
+        if statement:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+def shared_parts() -> Iterator[dict[str, str]]:
+    """Redis and a PostgreSQL database made for this session (dropped after): the
+    environment every instance of a ``redis`` deployment shares, but its key prefix."""
+    require(redis_available(), f"Redis at {REDIS_URL}")
+    require(asyncio.run(_pg()), f"PostgreSQL at {PG_ADMIN_DSN}")
+    name = f"askstream_instances_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    try:
+        yield {
+            "ASKSTREAM_REDIS_URL": REDIS_URL,
+            "ASKSTREAM_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
+        }
+    finally:
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _delete_keys(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+# -- deployments ------------------------------------------------------------------
+
+
+@dataclass
+class Deployment:
+    """A and B: two instances behind one Redis and one database, or one server twice."""
+
+    kind: str
+    servers: list[ServerProcess] = field(default_factory=list)
+
+    @property
+    def a(self) -> ServerProcess:
+        return self.servers[0]
+
+    @property
+    def b(self) -> ServerProcess:
+        return self.servers[-1]
+
+
+Deploy = Callable[..., Deployment]
+
+
+@contextlib.contextmanager
+def deployments(
+    request: pytest.FixtureRequest, tmp_path: Path, **defaults: str
+) -> Iterator[Callable[..., Deployment]]:
+    """``deploy(kind, **env)`` within: a ``memory`` or ``redis`` deployment, with
+    ``defaults`` and then ``env`` as its settings; every server stopped at the end."""
+    started: list[ServerProcess] = []
+    prefixes: list[str] = []
+
+    def deploy(kind: str, **env: str) -> Deployment:
+        deployment = Deployment(kind)
+        base = {**SERVICE_ENV, **defaults, **env}
+        if kind == "redis":
+            prefix = f"askstream-test-{uuid.uuid4().hex[:12]}:"
+            prefixes.append(prefix)
+            base = {**request.getfixturevalue("shared_parts"), "ASKSTREAM_REDIS_PREFIX": prefix}
+            base.update({**SERVICE_ENV, **defaults, **env})
+            count = 2
+        else:
+            count = 1
+        for n in range(count):
+            data_dir = tmp_path / f"data-{len(started)}"
+            server = ServerProcess(
+                SERVICE_APP,
+                factory=True,
+                env={"ASKSTREAM_DATA_DIR": str(data_dir), **base},
+                args=SERVICE_ARGS,
+            )
+            started.append(server)
+            server.start()  # one after the other: the first creates the tables
+            deployment.servers.append(server)
+            assert n < 2
+        return deployment
+
+    try:
+        yield deploy
+    finally:
+        for server in started:
+            server.stop()
+        for prefix in prefixes:
+            _delete_keys(prefix)

@@ -70,13 +70,18 @@ async def cutting_proxy(target: ServerProcess, cut_after: int) -> AsyncIterator[
 async def test_aconnect_reads_the_same_events_as_the_raw_stream(
     llm: ServerProcess,
 ) -> None:
-    async with askstream.aconnect(
-        "POST", llm.url + "/api/ask", json={"question": "pair"}, until={"done", "error"}
-    ) as source:
-        events = [event async for event in source]
-    assert events[-1].event == "done"
-    location = "/api/streams/" + json.loads(events[0].data)["messageId"]
+    # One client, so one anonymous session: the stream is its owner's only.
     async with httpx.AsyncClient() as client:
+        async with askstream.aconnect(
+            "POST",
+            llm.url + "/api/ask",
+            json={"question": "pair"},
+            until={"done", "error"},
+            client=client,
+        ) as source:
+            events = [event async for event in source]
+        assert events[-1].event == "done"
+        location = "/api/streams/" + json.loads(events[0].data)["messageId"]
         replay = await ask(client, llm.url, method="GET", path=location)
     assert replay.events == events
 
@@ -85,7 +90,7 @@ async def test_a_dropped_answer_resumes_at_content_location_without_loss(
     slow_llm: ServerProcess,
 ) -> None:
     async with (
-        cutting_proxy(slow_llm, cut_after=700) as proxy,
+        cutting_proxy(slow_llm, cut_after=1300) as proxy,
         askstream.aconnect(
             "POST",
             proxy.url + "/api/ask",

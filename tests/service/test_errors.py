@@ -158,7 +158,8 @@ async def test_an_upstream_that_refuses_is_502_and_stores_nothing(
     service = start_service(**llm_env(upstream, "fake-refuse"))
     response = await client.post(service.url + "/api/ask", json={"question": "hi"})
     assert_error(response, 502, "503", "the fake upstream refuses")
-    assert (await client.get(service.url + "/api/chats")).json() == {"chats": []}
+    listed = (await client.get(service.url + "/api/chats")).json()
+    assert listed == {"chats": [], "nextCursor": None}
 
 
 async def test_an_unreachable_upstream_is_502(

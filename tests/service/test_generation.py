@@ -100,7 +100,7 @@ async def test_a_failure_before_the_first_piece_raises_and_leaves_nothing(
         with pytest.raises(UpstreamError):
             await gens.start(None, "a new chat", [])
     assert await history.messages(chat_id) == before  # the continued chat is untouched
-    assert [chat.id for chat in await history.list_chats()] == [chat_id]  # no new chat
+    assert [chat.id for chat in await history.list_chats("")] == [chat_id]  # no new chat
 
 
 async def test_an_unexpected_error_before_the_first_piece_is_a_500(history: ChatHistory) -> None:

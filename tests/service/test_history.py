@@ -59,7 +59,7 @@ async def test_a_question_and_its_answer_are_stored_in_order(history: ChatHistor
 async def test_timestamps_come_back_in_utc(history: ChatHistory) -> None:
     before = dt.datetime.now(dt.UTC)
     await answered(history, "c", 1, new=True)
-    chat = await history.chat("c")
+    chat = await history.chat("c", "")
     assert chat is not None
     for stamp in (
         chat.created_at,
@@ -74,7 +74,7 @@ async def test_timestamps_come_back_in_utc(history: ChatHistory) -> None:
 async def test_chats_list_newest_first(history: ChatHistory) -> None:
     for name in ("old", "mid", "new"):
         await answered(history, name, 1, new=True)
-    assert [chat.id for chat in await history.list_chats()] == ["new", "mid", "old"]
+    assert [chat.id for chat in await history.list_chats("")] == ["new", "mid", "old"]
 
 
 async def test_context_holds_questions_and_complete_answers_only(history: ChatHistory) -> None:
@@ -82,16 +82,16 @@ async def test_context_holds_questions_and_complete_answers_only(history: ChatHi
     await history.begin_answer("c", "q2", "u2", "a2", new_chat=False, first="partial")
     await history.finish_answer("a2", "partial", "failed", error="boom")
     await history.begin_answer("c", "q3", "u3", "a3", new_chat=False)  # still streaming
-    context = await history.context("c", limit=50)
+    context = await history.context("c", "", limit=50)
     assert context == [
         {"role": "user", "content": "q1"},
         {"role": "assistant", "content": "a1"},
         {"role": "user", "content": "q2"},
         {"role": "user", "content": "q3"},
     ]
-    assert await history.context("c", limit=2) == context[-2:]
-    assert await history.context("c", limit=0) == []
-    assert await history.context("nope", limit=5) is None
+    assert await history.context("c", "", limit=2) == context[-2:]
+    assert await history.context("c", "", limit=0) == []
+    assert await history.context("nope", "", limit=5) is None
 
 
 async def test_progress_saves_touch_only_answers_still_streaming(history: ChatHistory) -> None:
@@ -110,9 +110,9 @@ async def test_progress_saves_touch_only_answers_still_streaming(history: ChatHi
 async def test_deleting_a_chat_deletes_its_messages(history: ChatHistory) -> None:
     await answered(history, "c", 1, new=True)
     await answered(history, "d", 1, new=True)
-    assert await history.delete_chat("c") is True
-    assert await history.delete_chat("c") is False
-    assert await history.chat("c") is None
+    assert await history.delete_chat("c", "") is True
+    assert await history.delete_chat("c", "") is False
+    assert await history.chat("c", "") is None
     assert await history.messages("c") == []
     assert len(await history.messages("d")) == 2
 
@@ -123,7 +123,7 @@ async def test_unicode_is_stored_exactly(history: ChatHistory) -> None:
     await history.finish_answer("a", text * 100, "complete", "stop")
     question, answer = await history.messages("c")
     assert (question.content, answer.content) == (text, text * 100)
-    chat = await history.chat("c")
+    chat = await history.chat("c", "")
     assert chat is not None
     assert chat.title == "中文 🙂 \u2028 e\u0301"  # the first line, stripped
 

@@ -16,8 +16,8 @@ import json
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,127 +26,25 @@ import pytest
 
 import askstream
 from askstream.sse import Event
-from askstream.testing import ServerProcess, require
+from askstream.testing import ServerProcess
 
-from ..conftest import REDIS_URL, redis_available
-from .conftest import PG_ADMIN_DSN, SERVICE_APP, SERVICE_ARGS, SERVICE_ENV, llm_env, read_events
+from .conftest import (
+    AUTH,
+    KINDS,
+    TOKEN_ENV,
+    Deploy,
+    Deployment,
+    deployments,
+    llm_env,
+    read_events,
+)
 
 pytestmark = pytest.mark.anyio
 
-KINDS = ["memory", "redis"]
 # About 85 pieces 10 ms apart: "mid-answer" lasts most of a second.
-DEMO = {"ASKSTREAM_DEMO_DELAY": "0.01"}
+# Every client is one user, by token: the instances share no session key.
+DEMO = {"ASKSTREAM_DEMO_DELAY": "0.01", **TOKEN_ENV}
 TERMINAL = {"done", "error"}
-
-
-# -- the outside parts: Redis and PostgreSQL ------------------------------------
-
-
-async def _pg(statement: str | None = None) -> bool:
-    import asyncpg
-
-    try:
-        connection = await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
-    except (OSError, asyncpg.PostgresError):
-        return False
-    try:
-        if statement:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
-    return True
-
-
-@pytest.fixture(scope="session")
-def shared_parts() -> Iterator[dict[str, str]]:
-    """Redis and a PostgreSQL database made for this session (dropped after): the
-    environment every instance of a ``redis`` deployment shares, but its key prefix."""
-    require(redis_available(), f"Redis at {REDIS_URL}")
-    require(asyncio.run(_pg()), f"PostgreSQL at {PG_ADMIN_DSN}")
-    name = f"askstream_instances_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
-    try:
-        yield {
-            "ASKSTREAM_REDIS_URL": REDIS_URL,
-            "ASKSTREAM_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
-        }
-    finally:
-        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def _delete_keys(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-# -- deployments ------------------------------------------------------------------
-
-
-@dataclass
-class Deployment:
-    """A and B: two instances behind one Redis and one database, or one server twice."""
-
-    kind: str
-    servers: list[ServerProcess] = field(default_factory=list)
-
-    @property
-    def a(self) -> ServerProcess:
-        return self.servers[0]
-
-    @property
-    def b(self) -> ServerProcess:
-        return self.servers[-1]
-
-
-Deploy = Callable[..., Deployment]
-
-
-@contextlib.contextmanager
-def deployments(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[..., Deployment]]:
-    started: list[ServerProcess] = []
-    prefixes: list[str] = []
-
-    def deploy(kind: str, **env: str) -> Deployment:
-        deployment = Deployment(kind)
-        base = {**SERVICE_ENV, **DEMO, **env}
-        if kind == "redis":
-            prefix = f"askstream-test-{uuid.uuid4().hex[:12]}:"
-            prefixes.append(prefix)
-            base = {**request.getfixturevalue("shared_parts"), "ASKSTREAM_REDIS_PREFIX": prefix}
-            base.update({**SERVICE_ENV, **DEMO, **env})
-            count = 2
-        else:
-            count = 1
-        for n in range(count):
-            data_dir = tmp_path / f"data-{len(started)}"
-            server = ServerProcess(
-                SERVICE_APP,
-                factory=True,
-                env={"ASKSTREAM_DATA_DIR": str(data_dir), **base},
-                args=SERVICE_ARGS,
-            )
-            started.append(server)
-            server.start()  # one after the other: the first creates the tables
-            deployment.servers.append(server)
-            assert n < 2
-        return deployment
-
-    try:
-        yield deploy
-    finally:
-        for server in started:
-            server.stop()
-        for prefix in prefixes:
-            _delete_keys(prefix)
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -154,7 +52,7 @@ def pair(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     """A deployment of each kind, shared by this module's tests: the demo model."""
-    with deployments(request, tmp_path_factory.mktemp("pair")) as deploy:
+    with deployments(request, tmp_path_factory.mktemp("pair"), **DEMO) as deploy:
         yield deploy(request.param)
 
 
@@ -166,13 +64,13 @@ def kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def deploy(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deploy]:
     """``deploy(kind, **env)``: a deployment of this test's own, with settings of its own."""
-    with deployments(request, tmp_path) as make:
+    with deployments(request, tmp_path, **DEMO) as make:
         yield make
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(20.0)) as client:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(20.0), headers=AUTH) as client:
         yield client
 
 
@@ -459,19 +357,20 @@ async def test_the_async_client_resumes_a_dropped_post_on_the_other_instance(
     pair: Deployment,
 ) -> None:
     async with (
-        balancer(pair.servers, cut_after=1500) as lb,
+        balancer(pair.servers, cut_after=2000) as lb,
         askstream.aconnect(
             "POST",
             lb.url + "/api/ask",
             json={"question": "resume me elsewhere, async"},
             until=TERMINAL,
+            headers=AUTH,
             reconnect=askstream.Reconnect(delay=0.05, jitter=0.0),
         ) as source,
     ):
         events = [event async for event in source]
     assert lb.connections == 2  # the POST to A, then one resuming GET to B
     answer = check_whole(events)
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=AUTH) as client:
         message = await stored(client, pair.b, events[-1])
     assert message["content"] == answer
 
@@ -485,11 +384,12 @@ async def test_the_sync_client_resumes_a_dropped_post_on_the_other_instance(
             url + "/api/ask",
             json={"question": "resume me elsewhere, sync"},
             until=TERMINAL,
+            headers=AUTH,
             reconnect=askstream.Reconnect(delay=0.05, jitter=0.0),
         ) as source:
             return list(source)
 
-    async with balancer(pair.servers, cut_after=1500) as lb:
+    async with balancer(pair.servers, cut_after=2000) as lb:
         events = await asyncio.to_thread(ask_blocking, lb.url)
     assert lb.connections == 2
     check_whole(events)
@@ -533,7 +433,8 @@ async def test_fifty_answers_dropped_and_resumed_three_times_are_byte_identical(
         assert drops == 3
         return events, rng.choice(servers)
 
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=limits) as client:
+    timeout = httpx.Timeout(60.0)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=AUTH) as client:
         results = await asyncio.gather(*(one(client, n) for n in range(50)))
         for events, server in results:
             answer = check_whole(events)

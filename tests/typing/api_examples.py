@@ -93,7 +93,7 @@ def serving_plain_asgi() -> Starlette:
     return app
 
 
-async def reading_asynchronously(url: str) -> str:
+async def reading_asynchronously(url: str, token: str) -> str:
     answer = ""
     body = {"chatId": None, "question": "Hello?"}
     try:
@@ -101,6 +101,7 @@ async def reading_asynchronously(url: str) -> str:
             "POST",
             url,
             json=body,
+            auth=askstream.BearerAuth(token),
             until={"done", "error"},
             reconnect=askstream.Reconnect(max_attempts=3, delay=0.5, jitter=0.1),
         ) as stream:
@@ -120,6 +121,16 @@ def reading_synchronously(client: httpx.Client, url: str) -> list[Event]:
     with askstream.connect("GET", url, client=client, last_event_id="41", reconnect=None) as source:
         assert_type(source, askstream.EventSource)
         return list(source)
+
+
+def reading_with_httpxs_auth_forms(url: str) -> None:
+    auth: httpx.Auth = askstream.BearerAuth("token")
+    with askstream.connect("GET", url, auth=auth) as source:
+        list(source)
+    with askstream.connect("GET", url, auth=("user", "password")) as source:
+        list(source)
+    with askstream.connect("GET", url, auth=httpx.DigestAuth("user", "password")) as source:
+        list(source)
 
 
 async def a_store(store: Store) -> list[str]:

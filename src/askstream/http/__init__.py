@@ -4,7 +4,7 @@ Server side, :class:`EventStreamResponse` streams a source's events from any
 Starlette or FastAPI endpoint, and :class:`ShutdownMiddleware` ends open streams
 when the server stops, and a :class:`Broadcast` writes one source's events to
 many streams, each encoded once. Client side, :func:`aconnect` and :func:`connect` read a
-stream with httpx and reconnect where it broke off.
+stream with httpx and reconnect where it broke off; :class:`BearerAuth` passes a token.
 
 >>> from askstream.http import EventStreamResponse
 >>> response = EventStreamResponse(["Hello", "world"])
@@ -13,6 +13,7 @@ stream with httpx and reconnect where it broke off.
 """
 
 from ._async_client import AsyncEventSource, aconnect
+from ._auth import BearerAuth
 from ._broadcast import Broadcast, Join
 from ._reconnect import Reconnect
 from ._response import EventStreamResponse
@@ -21,6 +22,7 @@ from ._sync_client import EventSource, connect
 
 __all__ = [
     "AsyncEventSource",
+    "BearerAuth",
     "Broadcast",
     "EventSource",
     "EventStreamResponse",

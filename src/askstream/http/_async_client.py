@@ -12,6 +12,7 @@ import httpx
 
 from ..sse import Event
 from ..sse._decoder import DEFAULT_MAX_EVENT_SIZE
+from ._auth import AuthTypes, build_auth
 from ._reconnect import DEFAULT_RECONNECT, Reconnect
 from ._session import DEFAULT_TIMEOUT, ERROR_BODY_LIMIT, Session, Verdict, response_error
 
@@ -123,7 +124,10 @@ class AsyncEventSource:
     async def _connect(self) -> Verdict:
         """One request; a streaming response is kept, anything else read and closed."""
         request = self._session.build_request(self._client, self._timeout)
-        response = await self._client.send(request, stream=True)
+        auth = self._session.auth_for(request)
+        response = await self._client.send(
+            request, stream=True, auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth
+        )
         try:
             verdict = self._session.check(response)
         except BaseException:
@@ -181,6 +185,7 @@ def aconnect(
     client: httpx.AsyncClient | None = None,
     params: Any = None,
     headers: Mapping[str, str] | httpx.Headers | None = None,
+    auth: AuthTypes | None = None,
     json: Any = None,
     content: Any = None,
     data: Any = None,
@@ -206,6 +211,13 @@ def aconnect(
     in ``until`` are the last delivered, and the stream does not reconnect
     after one.
 
+    ``auth``: httpx's (an ``httpx.Auth`` such as :class:`~askstream.BearerAuth`,
+    a ``(user, password)`` tuple, or a function that edits the request), sent
+    with every request of the stream, resumes included. Credentials stay with
+    the first request's origin (scheme, host, port), as on an httpx redirect: a
+    resume at another origin carries no ``auth``, ``Authorization`` or ``Cookie``
+    (yours, the client's defaults or its cookie jar's).
+
     ``client``: your ``httpx.AsyncClient`` (left open), else a private one.
     ``timeout`` applies to every request; the default has no 5 s read timeout
     (pass ``httpx.USE_CLIENT_DEFAULT`` to keep the client's). ``sleep`` is the
@@ -229,5 +241,6 @@ def aconnect(
         until=until,
         reconnect=reconnect,
         max_event_size=max_event_size,
+        auth=build_auth(auth),
     )
     return AsyncEventSource(session, client, timeout=timeout, sleep=sleep)

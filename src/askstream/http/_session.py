@@ -2,10 +2,17 @@
 
 The sync and async clients own the sockets and the sleeping; a ``Session``
 decides what to request next (the first request, or a resume with
-``Last-Event-ID``), what an answer means, which events to deliver, and how
-long to wait after a drop. EventSource's rules (WHATWG HTML §9.2.3, "processing
-model") are followed where they fit an HTTP client: 204 means stop, a partial
-event is discarded on a drop, ``Last-Event-ID`` goes with every reconnect.
+``Last-Event-ID``) and where credentials may go, what an answer means, which
+events to deliver, and how long to wait after a drop. EventSource's rules
+(WHATWG HTML §9.2.3, "processing model") are followed where they fit an HTTP
+client: 204 means stop, a partial event is discarded on a drop,
+``Last-Event-ID`` goes with every reconnect.
+
+Credentials stay with the origin of the first request, as httpx and browsers
+keep them on a cross-origin redirect: a resume at another origin (the server
+named one in ``Content-Location``) carries no ``Authorization``, no ``Cookie``
+and no ``auth=``, whoever set them (the caller, the client's defaults or its
+cookie jar).
 """
 
 from __future__ import annotations
@@ -22,7 +29,14 @@ from .._exceptions import ContentTypeError, ReconnectError, ResponseError
 from ..sse import Decoder, Event
 from ._reconnect import Reconnect
 
-__all__ = ["DEFAULT_TIMEOUT", "ERROR_BODY_LIMIT", "Session", "Verdict", "response_error"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ERROR_BODY_LIMIT",
+    "Session",
+    "Verdict",
+    "response_error",
+    "same_origin",
+]
 
 # Streams sit idle between events: no 5 s read timeout (httpx's default). 60 s
 # still notices a dead peer when the server pings (askstream does every 15 s).
@@ -32,6 +46,12 @@ ERROR_BODY_LIMIT = 64 * 1024
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 # Headers that belong to the first request's body, not to a resuming GET.
 _BODY_HEADERS = ("content-type", "content-length", "content-encoding", "transfer-encoding")
+# Headers that carry the caller's credentials: for the first request's origin only.
+_CREDENTIAL_HEADERS = ("authorization", "cookie")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Sent instead of the caller's auth to another origin: httpx then applies none,
+# not even the client's own default auth.
+_NO_AUTH = httpx.Auth()
 
 
 class Verdict(Enum):
@@ -63,6 +83,21 @@ def response_error(status: int, body: bytes) -> ResponseError:
     )
 
 
+def same_origin(url: httpx.URL, other: httpx.URL) -> bool:
+    """Whether two absolute URLs share scheme, host and port (RFC 6454 §4).
+
+    >>> same_origin(httpx.URL("http://a:80/x"), httpx.URL("http://a/y?z"))
+    True
+    >>> same_origin(httpx.URL("http://a/x"), httpx.URL("https://a/x"))
+    False
+    """
+
+    def port(u: httpx.URL) -> int | None:
+        return u.port or _DEFAULT_PORTS.get(u.scheme)
+
+    return url.scheme == other.scheme and url.host == other.host and port(url) == port(other)
+
+
 def is_event_stream(content_type: str) -> bool:
     return content_type.partition(";")[0].strip().lower() == "text/event-stream"
 
@@ -81,6 +116,7 @@ class Session:
         until: Collection[str],
         reconnect: Reconnect | None,
         max_event_size: int | None,
+        auth: httpx.Auth | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.method = method.upper()
@@ -91,6 +127,7 @@ class Session:
         self.until = frozenset(until)
         self.reconnect = reconnect
         self.max_event_size = max_event_size
+        self.auth = auth  # None: the client's own, if it has any
         self._rand = rand  # the backoff's jitter
         self.retry: int | None = None  # ms, from the server
         self.resume_url: httpx.URL | None = url if self.method == "GET" else None
@@ -98,22 +135,31 @@ class Session:
         self.finished = False  # a terminal event (one of `until`) was delivered
         self._decoder = Decoder(last_event_id=last_event_id, max_event_size=max_event_size)
         self._reconnecting = False
+        # The first request's absolute URL (a client's base_url merged in): its
+        # origin is the only one that gets the caller's credentials.
+        self._origin: httpx.URL | None = None
 
     # Requests ---------------------------------------------------------------
 
     def build_request(
         self, client: httpx.Client | httpx.AsyncClient, timeout: Any
     ) -> httpx.Request:
-        """The next request: the caller's own first, then a resuming GET."""
+        """The next request: the caller's own first, then a resuming GET.
+
+        Send it with :meth:`auth_for`'s auth.
+        """
         headers = httpx.Headers(self.headers)
         headers.setdefault("accept", "text/event-stream")
         headers.setdefault("cache-control", "no-cache")
         if not self._reconnecting:
             if self.last_event_id:
                 headers["last-event-id"] = self.last_event_id
-            return client.build_request(
+            request = client.build_request(
                 self.method, self.url, headers=headers, timeout=timeout, **self.request_kwargs
             )
+            if self._origin is None:
+                self._origin = request.url
+            return request
         assert self.resume_url is not None
         for name in _BODY_HEADERS:
             headers.pop(name, None)
@@ -121,7 +167,24 @@ class Session:
             headers["last-event-id"] = self.last_event_id
         else:
             headers.pop("last-event-id", None)
-        return client.build_request("GET", self.resume_url, headers=headers, timeout=timeout)
+        request = client.build_request("GET", self.resume_url, headers=headers, timeout=timeout)
+        if not self._at_origin(request.url):
+            # Removed from the built request, so that the client's default headers
+            # and its cookie jar (which matches cookies by host, not port: RFC 6265
+            # §8.5) are left behind too.
+            for name in _CREDENTIAL_HEADERS:
+                request.headers.pop(name, None)
+        return request
+
+    def auth_for(self, request: httpx.Request) -> httpx.Auth | None:
+        """The auth to send ``request`` with; ``None``: the client's own.
+
+        The caller's ``auth`` at the first request's origin, none at all elsewhere.
+        """
+        return self.auth if self._at_origin(request.url) else _NO_AUTH
+
+    def _at_origin(self, url: httpx.URL) -> bool:
+        return self._origin is None or same_origin(url, self._origin)
 
     def check(self, response: httpx.Response) -> Verdict:
         """What an answer means; raises ``ContentTypeError`` for a 2xx that is not a stream."""

@@ -16,6 +16,7 @@ import httpx
 
 from ..sse import Event
 from ..sse._decoder import DEFAULT_MAX_EVENT_SIZE
+from ._auth import AuthTypes, build_auth
 from ._reconnect import DEFAULT_RECONNECT, Reconnect
 from ._session import DEFAULT_TIMEOUT, ERROR_BODY_LIMIT, Session, Verdict, response_error
 
@@ -123,7 +124,10 @@ class EventSource:
 
     def _connect(self) -> Verdict:
         request = self._session.build_request(self._client, self._timeout)
-        response = self._client.send(request, stream=True)
+        auth = self._session.auth_for(request)
+        response = self._client.send(
+            request, stream=True, auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth
+        )
         try:
             verdict = self._session.check(response)
         except BaseException:
@@ -179,6 +183,7 @@ def connect(
     client: httpx.Client | None = None,
     params: Any = None,
     headers: Mapping[str, str] | httpx.Headers | None = None,
+    auth: AuthTypes | None = None,
     json: Any = None,
     content: Any = None,
     data: Any = None,
@@ -211,5 +216,6 @@ def connect(
         until=until,
         reconnect=reconnect,
         max_event_size=max_event_size,
+        auth=build_auth(auth),
     )
     return EventSource(session, client, timeout=timeout, sleep=sleep)

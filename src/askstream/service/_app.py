@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from ..streams import MemoryStore, Store
@@ -27,13 +28,15 @@ from ._demo import DemoBackend
 from ._errors import ServiceError
 from ._fanout import Fanout
 from ._generation import Generations
+from ._guards import Identify, SecurityHeaders, SiteGuard
 from ._history import ChatHistory, create_engine
+from ._identity import Identities, load_secret_key
 from ._middleware import BodyLimit, InternalErrors
 from ._reaper import reap_forever
 from ._routes import Services, router
 from ._settings import Settings
 
-__all__ = ["create_app", "make_backend", "make_store"]
+__all__ = ["create_app", "make_backend", "make_identities", "make_store"]
 
 logger = logging.getLogger("askstream.service")
 
@@ -70,6 +73,19 @@ def make_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
         lease_ttl=settings.lease_ttl,
         lease_renew=settings.lease_renew,
     )
+
+
+def make_identities(settings: Settings) -> Identities:
+    """Who may ask: the configured tokens, else anonymous sessions signed with the
+    secret key (from the settings, or kept in the data folder)."""
+    tokens = settings.user_tokens()
+    if tokens:
+        return Identities(tokens, secret_key=b"")  # no sessions: nothing to sign
+    if settings.secret_key:
+        key = settings.secret_key.encode()
+    else:
+        key = load_secret_key(settings.data_dir)
+    return Identities({}, secret_key=key)
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -180,14 +196,33 @@ def create_app(
         summary="Chat answers streamed as server-sent events, resumable.",
         version=_version(),
         lifespan=lifespan,
+        # FastAPI's pages load their scripts from a CDN onto our origin: off.
+        docs_url=None,
+        redoc_url=None,
         exception_handlers={
             ServiceError: _service_error,
             HTTPException: _http_error,
             RequestValidationError: _validation_error,
         },
     )
+    # Outermost last: headers on every answer, then the gate (Host, cross-site
+    # writes), CORS, who is asking, the body limit, and the last word on errors.
     app.add_middleware(InternalErrors)
     app.add_middleware(BodyLimit, max_size=settings.max_body_size)
+    app.add_middleware(Identify, identities=make_identities(settings))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Content-Location"],
+            # Credentials (cookies) only for origins named one by one, never for "*".
+            allow_credentials="*" not in settings.cors_origins,
+            max_age=600,
+        )
+    app.add_middleware(SiteGuard, allowed_hosts=settings.hosts, cors_origins=settings.cors_origins)
+    app.add_middleware(SecurityHeaders)
     app.include_router(router)
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).

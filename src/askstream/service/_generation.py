@@ -62,6 +62,7 @@ class Answer:
     question: str
     context: list[ChatMessage]
     new_chat: bool
+    owner: str = ""  # the user who asked: the chat's and the stream's owner
     question_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parts: list[str] = field(default_factory=list)
     ended: bool = False  # its last event (done or error) is in the store
@@ -120,10 +121,15 @@ class Generations:
     # -- starting and stopping --------------------------------------------
 
     async def start(
-        self, chat_id: str | None, question: str, context: Sequence[ChatMessage]
+        self,
+        chat_id: str | None,
+        question: str,
+        context: Sequence[ChatMessage],
+        *,
+        owner: str = "",
     ) -> Answer:
-        """Start answering ``question`` after ``context`` in chat ``chat_id`` (a new
-        chat for ``None``); return once the first piece is in the store.
+        """Start answering ``owner``'s ``question`` after ``context`` in chat ``chat_id``
+        (a new chat for ``None``); return once the first piece is in the store.
 
         Raises :class:`UpstreamError` if the back end failed before its first piece.
         """
@@ -135,6 +141,7 @@ class Generations:
             question=question,
             context=[*context, ChatMessage(role="user", content=question)],
             new_chat=chat_id is None,
+            owner=owner,
         )
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         task = self._group.create_task(self._guarded(answer, started))
@@ -197,13 +204,14 @@ class Generations:
                 answer.question_id,
                 mid,
                 new_chat=answer.new_chat,
+                owner=answer.owner,
             )
             stored = True
             async with aclosing(self._backend.stream(answer.context)) as chunks:
                 async for chunk in chunks:
                     if not began:
                         await self._store.create(
-                            mid, on_cancel=partial(self._cancel_requested, mid)
+                            mid, owner=answer.owner, on_cancel=partial(self._cancel_requested, mid)
                         )
                         began = True
                     if chunk.delta:
@@ -215,7 +223,9 @@ class Generations:
                     if chunk.finish_reason:
                         finish_reason = chunk.finish_reason
             if not began:  # the back end ended without a single chunk: an empty answer
-                await self._store.create(mid, on_cancel=partial(self._cancel_requested, mid))
+                await self._store.create(
+                    mid, owner=answer.owner, on_cancel=partial(self._cancel_requested, mid)
+                )
                 began = True
             await self._end(answer, "complete", finish_reason or "stop")
             if not started.done():

@@ -34,9 +34,13 @@ _chats = sa.Table(
     "askstream_chats",
     _metadata,
     sa.Column("id", sa.String(64), primary_key=True),
+    # Who asked: a token's user name, or "anon:<hex>" for a browser session.
+    sa.Column("owner", sa.String(100), nullable=False, server_default=""),
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # One user's chats, newest first: the list's one query.
+    sa.Index("askstream_chats_owner_created", "owner", "created_at"),
 )
 
 _messages = sa.Table(
@@ -87,6 +91,7 @@ class ChatRecord:
     title: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +109,7 @@ class MessageRecord:
 
 
 def _chat(row: sa.Row[Any]) -> ChatRecord:
-    return ChatRecord(row.id, row.title, _utc(row.created_at), _utc(row.updated_at))
+    return ChatRecord(row.id, row.title, _utc(row.created_at), _utc(row.updated_at), row.owner)
 
 
 def _message(row: sa.Row[Any]) -> MessageRecord:
@@ -168,19 +173,35 @@ class ChatHistory:
     async def create_tables(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(_metadata.create_all)
+            await conn.run_sync(_add_owner_column)
 
     async def aclose(self) -> None:
         await self.engine.dispose()
 
-    async def list_chats(self) -> list[ChatRecord]:
-        """Every chat, newest first."""
-        query = sa.select(_chats).order_by(_chats.c.created_at.desc(), _chats.c.id)
+    async def list_chats(
+        self, owner: str, *, limit: int = 50, after: ChatRecord | None = None
+    ) -> list[ChatRecord]:
+        """``owner``'s chats, newest first: at most ``limit``, those that come after
+        ``after`` in that order (a page's last chat: keyset pagination, so a chat
+        made meanwhile neither repeats nor hides one)."""
+        query = sa.select(_chats).where(_chats.c.owner == owner)
+        if after is not None:
+            query = query.where(
+                sa.or_(
+                    _chats.c.created_at < after.created_at,
+                    sa.and_(_chats.c.created_at == after.created_at, _chats.c.id > after.id),
+                )
+            )
+        query = query.order_by(_chats.c.created_at.desc(), _chats.c.id).limit(limit)
         async with self.engine.connect() as conn:
             return [_chat(row) for row in await conn.execute(query)]
 
-    async def chat(self, chat_id: str) -> ChatRecord | None:
+    async def chat(self, chat_id: str, owner: str) -> ChatRecord | None:
+        """The chat, if it exists and is ``owner``'s: another user's is ``None``, as
+        one that never existed."""
+        query = sa.select(_chats).where(_chats.c.id == chat_id, _chats.c.owner == owner)
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(_chats).where(_chats.c.id == chat_id))).first()
+            row = (await conn.execute(query)).first()
         return None if row is None else _chat(row)
 
     async def messages(self, chat_id: str) -> list[MessageRecord]:
@@ -189,8 +210,9 @@ class ChatHistory:
         async with self.engine.connect() as conn:
             return [_message(row) for row in await conn.execute(query)]
 
-    async def context(self, chat_id: str, limit: int) -> list[ChatMessage] | None:
-        """The last ``limit`` turns to send the model, oldest first; ``None`` for no such chat.
+    async def context(self, chat_id: str, owner: str, limit: int) -> list[ChatMessage] | None:
+        """The last ``limit`` turns to send the model, oldest first; ``None`` for no such
+        chat of ``owner``'s.
 
         Questions always count; answers only once complete, since a failed or
         cancelled one is a fragment the model would take as its own words.
@@ -205,7 +227,9 @@ class ChatHistory:
             .limit(limit)
         )
         async with self.engine.connect() as conn:
-            exists = await conn.scalar(sa.select(_chats.c.id).where(_chats.c.id == chat_id))
+            exists = await conn.scalar(
+                sa.select(_chats.c.id).where(_chats.c.id == chat_id, _chats.c.owner == owner)
+            )
             if exists is None:
                 return None
             rows = (await conn.execute(query)).all() if limit else []
@@ -221,16 +245,19 @@ class ChatHistory:
         answer_id: str,
         *,
         new_chat: bool,
+        owner: str = "",
         first: str = "",
     ) -> None:
         """Store a question and its answer-to-be (``streaming``, holding ``first``), in one
-        transaction that also creates the chat when ``new_chat``."""
+        transaction that also creates the chat, ``owner``'s, when ``new_chat``."""
         now = _now()
         async with self.engine.begin() as conn:
             if new_chat:
                 title = _title(question)
                 await conn.execute(
-                    _chats.insert().values(id=chat_id, title=title, created_at=now, updated_at=now)
+                    _chats.insert().values(
+                        id=chat_id, owner=owner, title=title, created_at=now, updated_at=now
+                    )
                 )
             else:
                 await conn.execute(
@@ -315,10 +342,30 @@ class ChatHistory:
             )
         return bool(result.rowcount)
 
-    async def delete_chat(self, chat_id: str) -> bool:
-        """Delete a chat and its messages; ``False`` if there was no such chat."""
+    async def delete_chat(self, chat_id: str, owner: str) -> bool:
+        """Delete a chat of ``owner``'s and its messages; ``False`` if there was no such chat."""
         async with self.engine.begin() as conn:
+            mine = _chats.c.id == chat_id, _chats.c.owner == owner
+            if await conn.scalar(sa.select(_chats.c.id).where(*mine)) is None:
+                return False
             # Explicit, not only ON DELETE CASCADE: it must not hang on a pragma.
             await conn.execute(_messages.delete().where(_messages.c.chat_id == chat_id))
-            result = await conn.execute(_chats.delete().where(_chats.c.id == chat_id))
+            result = await conn.execute(_chats.delete().where(*mine))
         return bool(result.rowcount)
+
+
+def _add_owner_column(conn: sa.Connection) -> None:
+    # A database made before chats had owners (issue 11) gets the column; its
+    # chats belong to nobody, so no one lists them. Schema versions with
+    # Alembic replace this (issue 16).
+    columns = {column["name"] for column in sa.inspect(conn).get_columns("askstream_chats")}
+    if "owner" not in columns:
+        conn.execute(
+            sa.text("ALTER TABLE askstream_chats ADD COLUMN owner VARCHAR(100) NOT NULL DEFAULT ''")
+        )
+        conn.execute(
+            sa.text(
+                "CREATE INDEX IF NOT EXISTS askstream_chats_owner_created "
+                "ON askstream_chats (owner, created_at)"
+            )
+        )

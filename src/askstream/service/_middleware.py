@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = ["BodyLimit", "InternalErrors"]
+__all__ = ["BodyLimit", "InternalErrors", "send_error"]
 
 logger = logging.getLogger("askstream.service")
 
@@ -19,9 +19,21 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def _reject(send: Send, status: int, message: str, *, close: bool = True) -> None:
+async def send_error(
+    send: Send,
+    status: int,
+    message: str,
+    *,
+    close: bool = True,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer ``{"code": status, "message": message}`` from middleware, before any route."""
     body = json.dumps({"code": status, "message": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *(headers or ()),
+    ]
     if close:  # the rest of the body may still be on its way: do not reuse this connection
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -65,12 +77,12 @@ class BodyLimit:
             return
         if length is not None:
             if not length.isdigit():
-                await _reject(send, 400, "Content-Length is not a number")
+                await send_error(send, 400, "Content-Length is not a number")
                 return
             if int(length) > self.max_size:
                 if int(length) <= self._drain_limit:
                     await self._drain(receive)
-                await _reject(send, 413, f"the body is over {self.max_size} bytes")
+                await send_error(send, 413, f"the body is over {self.max_size} bytes")
                 return
         chunks: list[bytes] = []
         size = 0
@@ -83,7 +95,7 @@ class BodyLimit:
             if size > self.max_size:
                 if message.get("more_body", False):
                     await self._drain(receive, size)
-                await _reject(send, 413, f"the body is over {self.max_size} bytes")
+                await send_error(send, 413, f"the body is over {self.max_size} bytes")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -130,4 +142,4 @@ class InternalErrors:
             if started:
                 raise
             logger.exception("%s %s failed", scope["method"], scope["path"])
-            await _reject(send, 500, "internal server error", close=False)
+            await send_error(send, 500, "internal server error", close=False)

@@ -14,6 +14,7 @@ from ..streams import InvalidEventId, Store, StreamExpired, StreamNotFound
 from ._errors import ServiceError
 from ._fanout import Fanout
 from ._generation import Generations
+from ._guards import USER_KEY
 from ._history import ChatHistory
 from ._schemas import (
     AskRequest,
@@ -22,6 +23,8 @@ from ._schemas import (
     ChatSummary,
     ErrorBody,
     MessageOut,
+    decode_cursor,
+    encode_cursor,
     parse_ask,
 )
 from ._settings import Settings
@@ -45,7 +48,18 @@ def services(request: Request) -> Services:
     return cast("Services", request.app.state.askstream)
 
 
+def caller(request: Request) -> str:
+    """The user a request acts as: ``Identify`` (the front gate) put it in the scope
+    of every API call, from a token or a session; the routes only read it."""
+    return cast("str", request.scope[USER_KEY])
+
+
 Deps = Annotated[Services, Depends(services)]
+User = Annotated[str, Depends(caller)]
+
+#: A page of the chat list, unless the caller asks for fewer; never more than MAX_PAGE.
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -71,7 +85,7 @@ _SSE_DOC = {
     "/ask",
     summary="Ask a question; the answer streams back as server-sent events",
     response_class=Response,
-    responses={200: _SSE_DOC, **_errors(400, 404, 413, 422, 500, 502)},
+    responses={200: _SSE_DOC, **_errors(400, 401, 403, 404, 413, 422, 500, 502)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -81,16 +95,16 @@ _SSE_DOC = {
         }
     },
 )
-async def ask(request: Request, deps: Deps) -> Response:
+async def ask(request: Request, deps: Deps, user: User) -> Response:
     body = parse_ask(await request.body())
     if body.chat_id is None:
         context = []
     else:
-        found = await deps.history.context(body.chat_id, deps.settings.context_messages)
-        if found is None:
+        found = await deps.history.context(body.chat_id, user, deps.settings.context_messages)
+        if found is None:  # also another user's chat: 404, never a 403 that confirms it
             raise ServiceError(404, f"no chat {body.chat_id!r}")
         context = found
-    answer = await deps.generations.start(body.chat_id, body.question, context)
+    answer = await deps.generations.start(body.chat_id, body.question, context, owner=user)
     return EventStreamResponse(
         deps.fanout.follow(answer.message_id),
         ping=deps.settings.heartbeat,
@@ -102,15 +116,17 @@ async def ask(request: Request, deps: Deps) -> Response:
     "/streams/{message_id}",
     summary="Follow an answer's stream: replay after Last-Event-ID, then live",
     response_class=Response,
-    responses={200: _SSE_DOC, **_errors(400, 404, 410)},
+    responses={200: _SSE_DOC, **_errors(400, 401, 404, 410)},
 )
 async def follow_stream(
     message_id: str,
     deps: Deps,
+    user: User,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[str | None, Query(alias="lastEventId")] = None,
 ) -> Response:
     after = last_event_id_header or last_event_id or None
+    await _own_stream(deps, message_id, user)
     try:
         # Checks the stream and `after` before the 200 goes out.
         await deps.store.read(message_id, after)
@@ -134,10 +150,11 @@ async def follow_stream(
     response_class=Response,
     responses={
         202: {"description": "Passed on; the instance generating it has not confirmed yet"},
-        **_errors(404, 409, 410),
+        **_errors(401, 403, 404, 409, 410),
     },
 )
-async def cancel_stream(message_id: str, deps: Deps) -> Response:
+async def cancel_stream(message_id: str, deps: Deps, user: User) -> Response:
+    await _own_stream(deps, message_id, user)
     if await deps.generations.cancel(message_id):  # generated here: stopped and saved
         return Response(status_code=204)
     try:
@@ -168,20 +185,46 @@ def _expired(message_id: str) -> str:
     return f"stream {message_id!r} has expired; its answer is in the chat's history"
 
 
-@router.get("/chats", summary="Every chat, newest first", response_model=ChatList)
-async def list_chats(deps: Deps) -> ChatList:
-    chats = await deps.history.list_chats()
-    return ChatList(chats=[ChatSummary.of(chat) for chat in chats])
+async def _own_stream(deps: Services, message_id: str, user: str) -> None:
+    # The store keeps each stream's owner: any instance refuses a stranger
+    # without the database, with the same 404 as for an id that never existed.
+    if await deps.store.owner(message_id) != user:
+        raise ServiceError(404, f"no stream {message_id!r}")
+
+
+@router.get(
+    "/chats",
+    summary="Your chats, newest first, a page at a time",
+    response_model=ChatList,
+    responses=_errors(400, 401),
+)
+async def list_chats(
+    deps: Deps,
+    user: User,
+    limit: Annotated[int, Query(ge=1, description=f"at most {MAX_PAGE}")] = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None, Query(description="`nextCursor` of the previous page", max_length=300)
+    ] = None,
+) -> ChatList:
+    after = None
+    if cursor is not None:
+        after = decode_cursor(cursor)
+    limit = min(limit, MAX_PAGE)
+    # One more than the page: whether there is a next one, without a count.
+    chats = await deps.history.list_chats(user, limit=limit + 1, after=after)
+    page = chats[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(chats) > limit else None
+    return ChatList(chats=[ChatSummary.of(chat) for chat in page], next_cursor=next_cursor)
 
 
 @router.get(
     "/chats/{chat_id}",
     summary="A chat and its messages",
     response_model=ChatDetail,
-    responses=_errors(404),
+    responses=_errors(401, 404),
 )
-async def get_chat(chat_id: str, deps: Deps) -> ChatDetail:
-    chat = await deps.history.chat(chat_id)
+async def get_chat(chat_id: str, deps: Deps, user: User) -> ChatDetail:
+    chat = await deps.history.chat(chat_id, user)
     if chat is None:
         raise ServiceError(404, f"no chat {chat_id!r}")
     messages = await deps.history.messages(chat_id)
@@ -196,13 +239,13 @@ async def get_chat(chat_id: str, deps: Deps) -> ChatDetail:
     summary="Delete a chat; answers still streaming in it are cancelled",
     status_code=204,
     response_class=Response,
-    responses=_errors(404),
+    responses=_errors(401, 403, 404),
 )
-async def delete_chat(chat_id: str, deps: Deps) -> Response:
-    if await deps.history.chat(chat_id) is None:
+async def delete_chat(chat_id: str, deps: Deps, user: User) -> Response:
+    if await deps.history.chat(chat_id, user) is None:
         raise ServiceError(404, f"no chat {chat_id!r}")
     await deps.generations.cancel_chat(chat_id)
-    await deps.history.delete_chat(chat_id)
+    await deps.history.delete_chat(chat_id, user)
     return Response(status_code=204)
 
 

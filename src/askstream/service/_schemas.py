@@ -5,6 +5,8 @@ Wire names are camelCase, as in the founding guide; Python names snake_case.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
 from typing import Literal, TypedDict
@@ -25,6 +27,8 @@ __all__ = [
     "ErrorBody",
     "ErrorData",
     "MessageOut",
+    "decode_cursor",
+    "encode_cursor",
     "parse_ask",
 ]
 
@@ -156,9 +160,33 @@ class ChatSummary(_Wire):
 
 
 class ChatList(_Wire):
-    """``GET /api/chats``: every chat, newest first."""
+    """``GET /api/chats``: a page of the caller's chats, newest first."""
 
     chats: list[ChatSummary]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last one."
+    )
+
+
+def encode_cursor(chat: ChatRecord) -> str:
+    """Where the next page starts: after this chat. Opaque to clients."""
+    raw = json.dumps([chat.created_at.isoformat(), chat.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> ChatRecord:
+    """The chat :func:`encode_cursor` made ``cursor`` from (its key fields); 400 if
+    the cursor is not one of ours."""
+    refused = ServiceError(400, "cursor is not a nextCursor this service gave out")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, chat_id = json.loads(raw)
+        when = dt.datetime.fromisoformat(created)
+    except (ValueError, TypeError, binascii.Error):
+        raise refused from None
+    if not isinstance(chat_id, str) or when.tzinfo is None:
+        raise refused
+    return ChatRecord(chat_id, "", when, when)
 
 
 class ChatDetail(ChatSummary):

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._identity import parse_tokens, read_tokens_file
+
 __all__ = ["Settings"]
+
+_WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 (compared with, never bound)
 
 _DATA_DIR = Path("data")
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -44,6 +51,26 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise ValueError(f"is not a TCP port: {text!r}")
     return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = _names(text)
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/?#\s]+", origin):
+            raise ValueError(f"{origin!r} is not an origin such as https://app.example.com")
+    return origins
+
+
+def _flag(text: str) -> bool:
+    if text.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if text.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"must be true or false, not {text!r}")
 
 
 def _log_level(text: str) -> str:
@@ -130,6 +157,33 @@ class Settings:
         10.0, "seconds `serve` lets answers in flight finish on shutdown"
     )
     log_level: str = _setting("info", "critical, error, warning, info or debug")
+    # -- who may ask (docs/security.md) --
+    tokens: str | None = _setting(
+        None,
+        "comma-separated user:token pairs; with tokens every API call needs one",
+        flag=False,
+        secret=True,
+    )
+    tokens_file: Path | None = dataclasses.field(  # spelled out, as data_dir (RUF009)
+        default=None,
+        metadata={"help": "file of 'user token' lines (the form to prefer)", "flag": True},
+    )
+    secret_key: str | None = _setting(
+        None,
+        "signs the page's session cookies; unset: made once and kept in data_dir/secret_key",
+        flag=False,
+        secret=True,
+    )
+    allowed_hosts: tuple[str, ...] = _setting(
+        (), "Host names the service answers to (* for any); unset: loopback names and --host"
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        (), "origins whose pages may call the API from the browser (CORS); unset: none"
+    )
+    api_docs: bool = _setting(False, "serve the API's Swagger UI page at /docs")
+    insecure: bool = _setting(
+        False, "serve a non-loopback address with no tokens (anyone who reaches it can ask)"
+    )
 
     def __post_init__(self) -> None:
         if self.llm_url is not None and not self.llm_model:
@@ -146,11 +200,50 @@ class Settings:
                 f"ASKSTREAM_REDIS_URL must be a redis://, rediss:// or unix:// URL, "
                 f"not {self.redis_url!r}"
             )
+        self.user_tokens()  # a malformed token list or file stops the start, with its reason
         if self.lease_renew > self.lease_ttl / 2:
             raise ValueError(
                 "ASKSTREAM_LEASE_RENEW must be at most half of ASKSTREAM_LEASE_TTL, so that "
                 "one slow renewal does not lose a live instance's answers"
             )
+
+    def user_tokens(self) -> dict[str, str]:
+        """User name to token, from ``tokens`` and ``tokens_file`` together."""
+        tokens = parse_tokens(self.tokens) if self.tokens else {}
+        if self.tokens_file is not None:
+            for user, token in read_tokens_file(self.tokens_file).items():
+                if user in tokens:
+                    raise ValueError(
+                        f"user {user!r} has a token in both ASKSTREAM_TOKENS and "
+                        "ASKSTREAM_TOKENS_FILE: keep one"
+                    )
+                if token in tokens.values():
+                    raise ValueError("ASKSTREAM_TOKENS and ASKSTREAM_TOKENS_FILE share a token")
+                tokens[user] = token
+        return tokens
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The ``Host`` names served: ``allowed_hosts``, else the loopback names and
+        ``host`` (for a wildcard bind, also this machine's own names)."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        names = ["localhost", "127.0.0.1", "[::1]"]
+        if self.host in _WILDCARDS:
+            names += [socket.gethostname().lower(), socket.getfqdn().lower()]
+        elif ":" in self.host:
+            names.append(f"[{self.host.strip('[]').lower()}]")
+        else:
+            names.append(self.host.lower())
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def loopback(self) -> bool:
+        """Whether ``host`` is reachable from this machine only."""
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return self.host.lower() == "localhost"
 
     @property
     def backend(self) -> str:
@@ -214,4 +307,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "lease_renew": _positive(float),
     "shutdown_timeout": _not_negative,
     "log_level": _log_level,
+    "tokens": str,
+    "tokens_file": Path,
+    "secret_key": str,
+    "allowed_hosts": _names,
+    "cors_origins": _origins,
+    "api_docs": _flag,
+    "insecure": _flag,
 }

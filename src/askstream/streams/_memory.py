@@ -19,9 +19,10 @@ TOMBSTONE = 7 * 24 * 3600.0
 
 
 class _Log:
-    __slots__ = ("changed", "events", "on_cancel", "status")
+    __slots__ = ("changed", "events", "on_cancel", "owner", "status")
 
-    def __init__(self, on_cancel: CancelCallback | None) -> None:
+    def __init__(self, owner: str, on_cancel: CancelCallback | None) -> None:
+        self.owner = owner
         self.events: list[Event] = []
         self.status: StreamStatus = "open"
         self.on_cancel = on_cancel
@@ -69,7 +70,8 @@ class MemoryStore:
     ) -> None:
         self._logs: dict[str, _Log] = {}
         self._finished: deque[tuple[float, str]] = deque()  # in finishing order
-        self._gone: dict[str, float] = {}  # expired id -> when; insertion order is expiry order
+        # expired id -> (when, owner); insertion order is expiry order
+        self._gone: dict[str, tuple[float, str]] = {}
         self._retention = retention
         self._tombstone = tombstone
         self._clock = clock
@@ -95,19 +97,28 @@ class MemoryStore:
         deadline = now - self._retention
         while self._finished and self._finished[0][0] <= deadline:
             _, stream_id = self._finished.popleft()
-            self._logs.pop(stream_id, None)
-            self._gone[stream_id] = now
+            log = self._logs.pop(stream_id, None)
+            self._gone[stream_id] = (now, "" if log is None else log.owner)
         forgotten = now - self._tombstone
-        for stream_id, when in list(self._gone.items()):
+        for stream_id, (when, _) in list(self._gone.items()):
             if when > forgotten:
                 break
             del self._gone[stream_id]
 
-    async def create(self, stream_id: str, *, on_cancel: CancelCallback | None = None) -> None:
+    async def create(
+        self, stream_id: str, *, owner: str = "", on_cancel: CancelCallback | None = None
+    ) -> None:
         self._expire()
         if stream_id in self._logs or stream_id in self._gone:
             raise ValueError(f"stream {stream_id!r} already exists")
-        self._logs[stream_id] = _Log(on_cancel)
+        self._logs[stream_id] = _Log(owner, on_cancel)
+
+    async def owner(self, stream_id: str) -> str | None:
+        log = self._logs.get(stream_id)
+        if log is not None:
+            return log.owner
+        gone = self._gone.get(stream_id)
+        return None if gone is None else gone[1]
 
     async def append(self, stream_id: str, data: str, event: str = "message") -> Event:
         log = self._log(stream_id)

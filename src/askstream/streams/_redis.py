@@ -278,7 +278,9 @@ class RedisStore:
 
     # -- the producer -----------------------------------------------------------
 
-    async def create(self, stream_id: str, *, on_cancel: CancelCallback | None = None) -> None:
+    async def create(
+        self, stream_id: str, *, owner: str = "", on_cancel: CancelCallback | None = None
+    ) -> None:
         self._running()  # the lease needs the background renewal
         meta, _, gone = self._keys(stream_id)
         # Registered first: a cancel may arrive as soon as the stream exists.
@@ -286,7 +288,7 @@ class RedisStore:
             self._on_cancel[stream_id] = on_cancel
         try:
             created = await self._lua_create(
-                keys=[meta, gone, self._lease_key], args=[stream_id, self._lease_ttl_ms]
+                keys=[meta, gone, self._lease_key], args=[stream_id, self._lease_ttl_ms, owner]
             )
         except BaseException:
             self._on_cancel.pop(stream_id, None)
@@ -373,6 +375,15 @@ class RedisStore:
                 await feed.wait()
         finally:
             tail.release(feed)
+
+    async def owner(self, stream_id: str) -> str | None:
+        meta, _, gone = self._keys(stream_id)
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.hget(meta, "o")
+            pipe.get(gone)
+            owner, tombstone = await pipe.execute()
+        found = owner if owner is not None else tombstone
+        return found.decode() if isinstance(found, bytes) else None
 
     async def status(self, stream_id: str) -> StreamStatus | None:
         status = await self._client.hget(self._keys(stream_id)[0], "s")

@@ -6,11 +6,12 @@ instances racing on a stream cannot both win. Key layout, for a prefix ``p``
 and a stream ``s``::
 
     p s:<s>          hash     s: status ("open", "complete", ...), n: events so far,
-                              c: present once a cancel was asked for
+                              o: owner, c: present once a cancel was asked for
     p s:<s>:log      stream   entry 0-<n> per event (d: data, e: type unless
                               "message"), then one entry holding s: the final status
-    p s:<s>:gone     string   the tombstone: set at the end, outlives the two above
-                              so that an expired stream reads as 410, not 404
+    p s:<s>:gone     string   the tombstone, holding the owner: set at the end, outlives
+                              the two above so that an expired stream reads as 410, not
+                              404, to its owner
     p leases         zset     stream id -> when its lease runs out (ms, Redis's clock)
     p cancels        stream   ids of streams whose producer is asked to stop (capped)
 
@@ -40,17 +41,17 @@ local function finish(meta, log, gone, status, retention, tombstone)
   redis.call('HDEL', meta, 'c')
   redis.call('PEXPIRE', meta, retention)
   redis.call('PEXPIRE', log, retention)
-  redis.call('SET', gone, status, 'PX', tombstone)
+  redis.call('SET', gone, redis.call('HGET', meta, 'o') or '', 'PX', tombstone)
 end
 """
 
-# KEYS meta, gone, leases; ARGV stream id, lease ttl ms.
+# KEYS meta, gone, leases; ARGV stream id, lease ttl ms, owner.
 # 1: created; 0: the id is taken (also by an expired stream).
 CREATE = (
     _NOW
     + """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('HSET', KEYS[1], 's', 'open', 'n', 0)
+redis.call('HSET', KEYS[1], 's', 'open', 'n', 0, 'o', ARGV[3])
 redis.call('ZADD', KEYS[3], string.format('%d', now + tonumber(ARGV[2])), ARGV[1])
 return 1
 """

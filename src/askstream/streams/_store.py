@@ -61,12 +61,23 @@ class Store(Protocol):
     ...     await store.finish("m1")
     """
 
-    async def create(self, stream_id: str, *, on_cancel: CancelCallback | None = None) -> None:
+    async def create(
+        self, stream_id: str, *, owner: str = "", on_cancel: CancelCallback | None = None
+    ) -> None:
         """Open a new, empty stream and take its lease. ``ValueError`` if the id
         is already taken (also by a stream that expired).
 
-        ``on_cancel`` is called once if :meth:`cancel` asks for this stream
-        while it is open.
+        ``owner`` names who may read it (:meth:`owner`); ``on_cancel`` is
+        called once if :meth:`cancel` asks for this stream while it is open.
+        """
+        ...
+
+    async def owner(self, stream_id: str) -> str | None:
+        """Who the stream belongs to (as given to :meth:`create`), also while it
+        reads as expired; ``None`` for a stream the store never held or forgot.
+
+        It travels with the stream, so any instance can refuse a stranger
+        without asking a database.
         """
         ...
 
