@@ -16,6 +16,7 @@ from ._fanout import Fanout
 from ._generation import Generations
 from ._guards import USER_KEY
 from ._history import ChatHistory
+from ._openapi import EVENT_STREAM, LAST_EVENT_ID
 from ._schemas import (
     AskRequest,
     ChatDetail,
@@ -68,24 +69,12 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 router = APIRouter(prefix="/api")
 
-_SSE_DOC = {
-    "description": "The answer as `text/event-stream`: `message` events with "
-    '`{"chatId", "messageId", "delta"}`, then `done` (or `error`). See docs/api.md.',
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    "headers": {
-        "Content-Location": {
-            "description": "`/api/streams/{messageId}`: where to resume this answer.",
-            "schema": {"type": "string"},
-        }
-    },
-}
-
 
 @router.post(
     "/ask",
     summary="Ask a question; the answer streams back as server-sent events",
     response_class=Response,
-    responses={200: _SSE_DOC, **_errors(400, 401, 403, 404, 413, 422, 500, 502)},
+    responses={200: EVENT_STREAM, **_errors(400, 401, 403, 404, 413, 422, 500, 502)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -116,14 +105,23 @@ async def ask(request: Request, deps: Deps, user: User) -> Response:
     "/streams/{message_id}",
     summary="Follow an answer's stream: replay after Last-Event-ID, then live",
     response_class=Response,
-    responses={200: _SSE_DOC, **_errors(400, 401, 404, 410)},
+    responses={200: EVENT_STREAM, **_errors(400, 401, 404, 410)},
 )
 async def follow_stream(
     message_id: str,
     deps: Deps,
     user: User,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    last_event_id: Annotated[str | None, Query(alias="lastEventId")] = None,
+    last_event_id_header: Annotated[
+        str, Header(alias="Last-Event-ID", description=LAST_EVENT_ID, examples=["7"])
+    ] = "",
+    last_event_id: Annotated[
+        str,
+        Query(
+            alias="lastEventId",
+            description="`Last-Event-ID` for a client that cannot set headers; "
+            "the header wins when both are set.",
+        ),
+    ] = "",
 ) -> Response:
     after = last_event_id_header or last_event_id or None
     await _own_stream(deps, message_id, user)
