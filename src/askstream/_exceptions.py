@@ -14,9 +14,11 @@ Everything askstream raises at run time derives from :class:`AskstreamError`::
     ├── StoreError                    the stream log (askstream.streams) refused
     │   ├── StreamNotFound            no such stream
     │   ├── StreamExpired             a stream past its retention (HTTP 410)
+    │   ├── StoreUnavailable          the store (or the stream) stayed away too long (503)
     │   └── InvalidEventId            Last-Event-ID that the stream never handed out
     └── ServiceError                  the ask service answers with .status, .code, .message
-        └── UpstreamError             the LLM back end failed (502)
+        ├── UpstreamError             the LLM back end failed (502)
+        └── Unavailable               a dependency is down, or the server stops (503)
 
 The last two branches live beside the code that raises them
 (``askstream.streams``, ``askstream.service``) and derive from this root.

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .service import Settings, create_app
+    from .service import HttpProtocol, Settings, create_app
 
     overrides = {key: value for key, value in vars(args).items() if key != "command"}
     try:
@@ -132,7 +133,10 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        # The app itself ends its streams within shutdown_timeout (see
+        # service/_stopping.py); uvicorn's own limit is only the backstop.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout) + 1,
+        http=HttpProtocol,  # the head timeout, head and connection caps (docs/deploy.md)
     )
     host = "127.0.0.1" if settings.host in _ANY_HOST else settings.host
     address = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"
@@ -147,8 +151,17 @@ def _serve(args: argparse.Namespace) -> int:
                     flush=True,
                 )
 
+    if settings.log_level != "debug":
+        # Our one line replaces uvicorn's lifecycle lines (started, running on,
+        # shutting down, finished...); its warnings and errors still show.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     server = Server(config)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        # uvicorn stopped gracefully, then re-raised the Ctrl+C it caught.
+        print("askstream stopped", file=sys.stderr, flush=True)
+        return 130
     return 0 if server.started else 1
 
 
@@ -187,13 +200,28 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
     except ValueError as exc:
         print(f"askstream: --token / ASKSTREAM_TOKEN: {exc}", file=sys.stderr)
         return 2
+    # Without a token the service knows us by an anonymous session, as it knows a
+    # browser: kept between runs, so that --chat finds the chats this user made.
+    sessions = _Sessions(url) if auth is None else None
+    client = httpx.Client(follow_redirects=True, cookies=sessions.load() if sessions else None)
     try:
         # A dropped answer resumes by itself: the client follows the response's
         # Content-Location with Last-Event-ID.
-        with connect(
-            "POST", url.rstrip("/") + "/api/ask", json=body, auth=auth, until={"done", "error"}
-        ) as events:
+        with (
+            client,
+            connect(
+                "POST",
+                url.rstrip("/") + "/api/ask",
+                json=body,
+                auth=auth,
+                until={"done", "error"},
+                client=client,
+            ) as events,
+        ):
             for event in events:
+                if sessions is not None:
+                    sessions.save(client.cookies)
+                    sessions = None  # once: the session is set by the answer's start
                 data = json.loads(event.data)
                 if event.event == "done":
                     print(flush=True)
@@ -221,7 +249,57 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
         print(f"askstream: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output left (`askstream ask ... | head`): stop quietly,
+        # and keep Python from failing again as it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
     return 1
+
+
+class _Sessions:
+    """The anonymous session cookie ``ask`` holds for each service, in one file
+    (``$ASKSTREAM_STATE_DIR``, else ``$XDG_STATE_HOME/askstream``, mode 0600)."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        base = os.environ.get("ASKSTREAM_STATE_DIR") or os.path.join(
+            os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "askstream"
+        )
+        self.path = os.path.join(base, "sessions.json")
+        parsed = httpx.URL(url)
+        self.origin = f"{parsed.scheme}://{parsed.netloc.decode()}"
+        self.host = parsed.host
+
+    def _all(self) -> dict[str, str]:
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                found = json.load(file)
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def load(self) -> dict[str, str]:
+        value = self._all().get(self.origin)
+        return {COOKIE: value} if isinstance(value, str) else {}
+
+    def save(self, cookies: Any) -> None:
+        value = cookies.get(COOKIE)
+        known = self._all()
+        if not value or known.get(self.origin) == value:
+            return
+        known[self.origin] = value
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        fd = os.open(self.path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(known, file)
+        os.replace(self.path + ".new", self.path)
+
+
+#: The service's session cookie (askstream.service's ``Identify``).
+COOKIE = "askstream_session"
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from askstream import Event, EventStreamResponse
 
-TOKEN = "tok-alice"
+TOKEN = "tok-alice-0123456789abcdef"
 ANSWER = ["Hello, ", "token holder."]
 
 

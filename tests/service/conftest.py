@@ -3,7 +3,7 @@
 ``service`` starts an askstream service (factory app, settings from ``ASKSTREAM_*``)
 on a fresh data folder; ``upstream`` is one fake OpenAI-compatible API shared by
 the session, whose behaviour each service picks with its model name
-(``fake``, ``fake-fail``, ``fake-drop``, ``fake-slow``, ``fake-refuse``).
+(``fake``, ``fake-fail``, ``fake-drop``, ``fake-slow``, ``fake-stall``, ``fake-refuse``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ SERVICE_ENV = {
     "ASKSTREAM_DEMO_DELAY": "0.002",
     "ASKSTREAM_LOG_LEVEL": "warning",
     "ASKSTREAM_SAVE_INTERVAL": "0.1",
+    # Tests ask dozens of questions at once as one (anonymous) user; the limit's
+    # own tests (test_limits.py) set it low.
+    "ASKSTREAM_MAX_USER_GENERATIONS": "1000",
 }
 # One user with a token, for tests that talk to a service from several clients
 # (a cookie would name a new anonymous user in each): docs/security.md.

@@ -93,6 +93,30 @@ async def test_a_silent_upstream_hits_the_read_timeout(upstream: ServerProcess) 
         await backend.aclose()
 
 
+async def read_until_it_fails(backend: OpenAIBackend, pieces: list[str]) -> None:
+    async with aclosing(backend.stream(HI)) as chunks:
+        async for chunk in chunks:
+            pieces.append(chunk.delta)  # noqa: PERF401 (what came before the failure counts)
+
+
+async def test_a_stalling_upstream_goes_quiet_mid_answer_then_finishes(
+    upstream: ServerProcess,
+) -> None:
+    # 0.2 s: a hundred times the pause between pieces, below the stall (0.3 s).
+    hasty = with_model(upstream, "fake-stall", read_timeout=0.2)
+    patient = with_model(upstream, "fake-stall")
+    pieces: list[str] = []
+    try:
+        with pytest.raises(UpstreamError, match=r"sent nothing for 0\.2 s"):
+            await read_until_it_fails(hasty, pieces)
+        whole = await collect(patient, HI)
+    finally:
+        await hasty.aclose()
+        await patient.aclose()
+    assert pieces == ["Echo", ":", " Hi"]  # the silence comes after fail_after (3) pieces
+    assert "".join(c.delta for c in whole) == "Echo: Hi there"
+
+
 @pytest.fixture
 def full_backlog() -> Iterator[int]:
     """A port whose listen backlog is full: new connections hang in SYN_SENT."""

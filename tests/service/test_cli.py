@@ -19,6 +19,14 @@ from .conftest import CHINESE, SERVICE_ENV, StartService, llm_env
 ASKSTREAM = [sys.executable, "-m", "askstream.cli"]
 
 
+@pytest.fixture(autouse=True)
+def own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ask`` keeps its session cookies in a folder of this test's own, never the
+    developer's, and no developer's token leaks in."""
+    monkeypatch.setenv("ASKSTREAM_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("ASKSTREAM_TOKEN", raising=False)
+
+
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*ASKSTREAM, *args], capture_output=True, text=True, timeout=timeout, check=False
@@ -35,6 +43,21 @@ def test_ask_prints_the_answer_and_the_chat_id(demo: ServerProcess) -> None:
     again = run("ask", "And again?", "--chat", chat_id, "--url", demo.url)
     assert again.returncode == 0, again.stderr
     assert "This chat has 2 earlier messages." in again.stdout
+
+
+def test_ask_keeps_its_session_so_another_user_cannot_go_on_with_the_chat(
+    demo: ServerProcess, tmp_path: Path
+) -> None:
+    first = run("ask", "mine", "--url", demo.url)
+    chat_id = first.stderr.split()[1]
+    state = tmp_path / "state" / "sessions.json"
+    assert state.stat().st_mode & 0o077 == 0
+    assert demo.url in state.read_text()
+    # Another user (no session kept) is a stranger to that chat: the same 404 as for none.
+    os.environ["ASKSTREAM_STATE_DIR"] = str(tmp_path / "elsewhere")
+    stranger = run("ask", "theirs?", "--chat", chat_id, "--url", demo.url)
+    assert stranger.returncode == 1
+    assert stranger.stderr.strip() == f"askstream: error 404: no chat {chat_id!r}"
 
 
 def test_ask_prints_the_servers_message_and_fails_on_an_error(demo: ServerProcess) -> None:
@@ -179,11 +202,6 @@ def test_the_token_stays_out_of_the_help() -> None:
     assert "s3cret-token" not in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,  # passes once the service has tokens: then this mark must go
-    reason="PENDING issue 11: the service's ASKSTREAM_TOKENS is built on main, not on "
-    "this branch; the lead merges it, then removes this mark",
-)
 def test_ask_with_a_token_against_the_service(start_service: StartService) -> None:
     service = start_service(ASKSTREAM_TOKENS=f"alice:{TOKEN}")
     refused = run_env("ask", "hi", "--url", service.url)
@@ -193,3 +211,21 @@ def test_ask_with_a_token_against_the_service(start_service: StartService) -> No
     answered = run_env("ask", "hi", "--url", service.url, "--token", TOKEN)
     assert answered.returncode == 0, answered.stderr
     assert answered.stderr.startswith("chat: ")
+
+
+def test_ask_whose_reader_leaves_stops_quietly(start_service: StartService) -> None:
+    # `askstream ask ... | head -c 10`: the pipe closes while the answer streams
+    # (a word every 50 ms: for seconds).
+    service = start_service(ASKSTREAM_DEMO_DELAY="0.05")
+    process = subprocess.Popen(
+        [*ASKSTREAM, "ask", "a long question for a long answer", "--url", service.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    assert process.stdout.read(10)
+    process.stdout.close()
+    assert process.wait(timeout=30) == 141
+    assert b"Traceback" not in process.stderr.read()
+    process.stderr.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ from askstream.service import Settings
 from askstream.sse import Decoder
 from askstream.testing import ServerProcess
 
-from .conftest import StartService
+from .conftest import StartService, _module_service
 from .test_errors import assert_error
 
 pytestmark = pytest.mark.anyio
@@ -27,14 +28,9 @@ EVIL = "http://evil.example"
 
 
 @pytest.fixture(scope="module")
-def gated(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
+def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The service on its defaults (anonymous sessions), with one CORS origin allowed."""
-    from .conftest import _module_service
-
-    gen = _module_service(tmp_path_factory, ASKSTREAM_CORS_ORIGINS="http://app.example:3000")
-    server = next(gen)
-    yield server  # type: ignore[misc]
-    next(gen, None)
+    yield from _module_service(tmp_path_factory, ASKSTREAM_CORS_ORIGINS="http://app.example:3000")
 
 
 # -- Host ----------------------------------------------------------------------
@@ -248,15 +244,10 @@ async def test_a_browser_session_is_signed_and_survives_a_restart(
 
 
 @pytest.fixture(scope="module")
-def token_service(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
-    from .conftest import _module_service
-
+def token_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tokens_file = tmp_path_factory.mktemp("tokens") / "tokens"
     tokens_file.write_text("# who, token\nbob   bob-token-from-the-file-0123\n")
-    gen = _module_service(tmp_path_factory, ASKSTREAM_TOKENS_FILE=str(tokens_file), **TOKENS)
-    server = next(gen)
-    yield server  # type: ignore[misc]
-    next(gen, None)
+    yield from _module_service(tmp_path_factory, ASKSTREAM_TOKENS_FILE=str(tokens_file), **TOKENS)
 
 
 @pytest.mark.parametrize(

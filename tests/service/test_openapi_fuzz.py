@@ -170,6 +170,20 @@ def test_event_streams_are_described_event_by_event() -> None:
         assert kinds == ["message", "done", "error"]
 
 
+def test_every_error_is_documented_as_code_and_message() -> None:
+    assert "HTTPValidationError" not in DOCUMENT["components"]["schemas"]
+    for path, operations in DOCUMENT["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (
+                        method,
+                        path,
+                        status,
+                    )
+
+
 def test_last_event_id_is_described_as_what_it_is() -> None:
     parameters = DOCUMENT["paths"]["/api/streams/{message_id}"]["get"]["parameters"]
     header = next(p for p in parameters if p["in"] == "header")

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from askstream.streams import MemoryStore, Store, StreamExpired, StreamNotFound
+from askstream.streams import MemoryStore, Store, StoreFull, StreamExpired, StreamNotFound
 
 pytestmark = pytest.mark.anyio
 
@@ -109,3 +109,62 @@ async def test_a_cancel_calls_the_producer_at_once_in_the_same_process() -> None
     await store.create("s", on_cancel=lambda: calls.append("cancel"))
     assert await store.cancel("s") == "open"
     assert calls == ["cancel"]
+
+
+# -- the byte cap -------------------------------------------------------------------
+
+
+async def filled(store: MemoryStore, stream_id: str, events: int, *, finish: bool) -> None:
+    await store.create(stream_id)
+    for _ in range(events):
+        await store.append(stream_id, "x" * 100)
+    if finish:
+        await store.finish(stream_id)
+
+
+async def test_the_size_counts_every_event_and_comes_back_down_when_one_goes() -> None:
+    clock = FakeClock()
+    store = MemoryStore(retention=60, clock=clock)
+    await filled(store, "a", 10, finish=True)
+    one = store.size // 10
+    assert one > 100 + 100  # the data, and the event's own cost
+    clock.now += 60
+    await store.create("b")  # expires "a"
+    assert store.size == 0
+
+
+async def test_past_the_cap_the_oldest_finished_streams_go_first() -> None:
+    store = MemoryStore()
+    await filled(store, "probe", 1, finish=True)
+    one = store.size  # what one event costs
+    store = MemoryStore(max_bytes=25 * one)
+    await filled(store, "old", 10, finish=True)
+    await filled(store, "live", 5, finish=False)
+    await filled(store, "newer", 10, finish=True)
+    assert store.size == 25 * one  # full, not over
+    await store.append("live", "x" * 100)
+    # "old" went, as if expired (410 for a late reader); the others stay.
+    with pytest.raises(StreamExpired):
+        await store.read("old")
+    assert [await store.status(s) for s in ("live", "newer")] == ["open", "complete"]
+    assert store.size == 16 * one
+    await filled(store, "more", 10, finish=False)  # room again: "newer" goes for it
+    assert await store.status("newer") is None
+    assert store.size == 16 * one
+
+
+async def test_a_new_stream_is_refused_only_while_live_ones_fill_the_store() -> None:
+    store = MemoryStore()
+    await filled(store, "probe", 1, finish=True)
+    one = store.size
+    store = MemoryStore(max_bytes=10 * one)
+    await filled(store, "done", 4, finish=True)
+    await filled(store, "live", 10, finish=False)  # live ones may pass the cap, to their end
+    with pytest.raises(StoreFull) as caught:
+        await store.create("refused")
+    assert (caught.value.stream_id, caught.value.max_bytes) == ("refused", 10 * one)
+    assert await store.status("done") is None  # dropped first, and still no room
+    assert await store.status("refused") is None
+    await store.finish("live")
+    await store.create("now")  # the finished one makes room
+    assert await store.status("live") is None

@@ -13,7 +13,14 @@ import pytest
 import redis.asyncio
 
 from askstream.sse import Event
-from askstream.streams import InvalidEventId, RedisStore, Store, StreamExpired, StreamNotFound
+from askstream.streams import (
+    InvalidEventId,
+    RedisStore,
+    Store,
+    StoreUnavailable,
+    StreamExpired,
+    StreamNotFound,
+)
 
 from .conftest import REDIS_URL
 
@@ -302,3 +309,28 @@ async def test_an_idle_store_outwaits_redis_pys_socket_timeout_quietly(
     event = await store.append("m1", "late")
     assert await anext(follower) == event
     assert [r.getMessage() for r in caplog.records if r.levelname != "DEBUG"] == []
+
+
+async def test_a_follower_of_a_stream_that_vanished_gives_up_after_the_lease_ttl(
+    redis_stores: Stores,
+) -> None:
+    # Redis restarted empty looks like this: the stream's keys are gone, and a
+    # blocking XREAD on a missing key would wait for ever.
+    producer = await redis_stores()
+    reader = await redis_stores(lease_ttl=0.4, lease_renew=0.2)
+    await producer.create("s")
+    await producer.append("s", "a")
+    got: list[str] = []
+
+    async def follow() -> None:
+        async for event in reader.follow("s"):
+            got.append(event.data)
+            client = await raw()
+            await client.delete(*(key for key in reader._keys("s")))
+            await client.aclose()
+
+    with pytest.raises(StoreUnavailable) as lost:
+        async with asyncio.timeout(5):
+            await follow()
+    assert lost.value.vanished
+    assert got == ["a"]

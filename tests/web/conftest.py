@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
 ]
 SERVICE_APP = "askstream.service:create_app"
 UPSTREAM_APP = "askstream.testing:FakeUpstream.from_env"
+PAGES_APP = "tests.web.pages:create"
 
 # What the fake model answers: Markdown around HTML that must stay text.
 HOSTILE_ANSWER = (
@@ -39,6 +40,13 @@ HOSTILE_ANSWER = (
     "[a link](javascript:alert(4)) and the end."
 )
 FAIL_AFTER = 4
+
+# Token mode (issue 11): each user's bearer token, as ASKSTREAM_TOKENS names them.
+TOKENS = {
+    "alice": "alice-Vb6tQ2rX9pLm",
+    "bob": "bob-K8fJw3ZyN1cD",
+    "carol": "carol-Hs5uE7aGq4Tn",
+}
 
 
 def _service(tmp: Path, **env: str) -> ServerProcess:
@@ -54,11 +62,65 @@ def _service(tmp: Path, **env: str) -> ServerProcess:
 @pytest.fixture(scope="module")
 def demo_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The service with the offline demo model, streaming a piece every 30 ms."""
-    server = _service(tmp_path_factory.mktemp("demo"), ASKSTREAM_DEMO_DELAY="0.03")
-    try:
+    yield from _running(_service(tmp_path_factory.mktemp("demo"), ASKSTREAM_DEMO_DELAY="0.03"))
+
+
+@pytest.fixture(scope="module")
+def token_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The demo service in token mode: every /api call needs one of TOKENS."""
+    yield from _running(
+        _service(
+            tmp_path_factory.mktemp("tokens"),
+            ASKSTREAM_DEMO_DELAY="0.03",
+            ASKSTREAM_TOKENS=",".join(f"{user}:{token}" for user, token in TOKENS.items()),
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def fast_token_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Token mode with a demo model that answers at once: for making many chats."""
+    yield from _running(
+        _service(
+            tmp_path_factory.mktemp("fast-tokens"),
+            ASKSTREAM_DEMO_DELAY="0",
+            ASKSTREAM_TOKENS=",".join(f"{user}:{token}" for user, token in TOKENS.items()),
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def docs_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The demo service with its API reference page on (ASKSTREAM_API_DOCS)."""
+    yield from _running(_service(tmp_path_factory.mktemp("docs"), ASKSTREAM_API_DOCS="true"))
+
+
+@pytest.fixture(scope="module")
+def another_site() -> Iterator[ServerProcess]:
+    """A site on another loopback port (another origin) that no service allows."""
+    with ServerProcess(PAGES_APP, factory=True) as server:
         yield server
-    finally:
-        server.stop()
+
+
+@pytest.fixture(scope="module")
+def allowed_site() -> Iterator[ServerProcess]:
+    """A site on another loopback port that ``cors_service`` allows."""
+    with ServerProcess(PAGES_APP, factory=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["session", "token"])
+def cors_service(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    allowed_site: ServerProcess,
+) -> Iterator[ServerProcess]:
+    """The demo service allowing ``allowed_site``'s origin (ASKSTREAM_CORS_ORIGINS),
+    with anonymous sessions (``session``) or with TOKENS (``token``)."""
+    env = {"ASKSTREAM_CORS_ORIGINS": allowed_site.url, "ASKSTREAM_DEMO_DELAY": "0.01"}
+    if request.param == "token":
+        env["ASKSTREAM_TOKENS"] = ",".join(f"{user}:{token}" for user, token in TOKENS.items())
+    yield from _running(_service(tmp_path_factory.mktemp(f"cors-{request.param}"), **env))
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +142,14 @@ def fake_upstream() -> Iterator[ServerProcess]:
         server.stop()
 
 
+def _running(server: ServerProcess) -> Iterator[ServerProcess]:
+    """A fixture's body: ``server`` (started), stopped when the fixture ends."""
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _llm_service(tmp: Path, upstream: ServerProcess, model: str) -> ServerProcess:
     return _service(tmp, ASKSTREAM_LLM_URL=f"{upstream.url}/v1", ASKSTREAM_LLM_MODEL=model)
 
@@ -89,11 +159,7 @@ def hostile_service(
     tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess
 ) -> Iterator[ServerProcess]:
     """The service in front of the fake upstream that answers HTML."""
-    server = _llm_service(tmp_path_factory.mktemp("hostile"), fake_upstream, "fake")
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(_llm_service(tmp_path_factory.mktemp("hostile"), fake_upstream, "fake"))
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +167,8 @@ def failing_service(
     tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess
 ) -> Iterator[ServerProcess]:
     """The service in front of an upstream that fails after FAIL_AFTER pieces."""
-    server = _llm_service(tmp_path_factory.mktemp("failing"), fake_upstream, "fake-fail")
-    try:
-        yield server
-    finally:
-        server.stop()
+    tmp = tmp_path_factory.mktemp("failing")
+    yield from _running(_llm_service(tmp, fake_upstream, "fake-fail"))
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +186,8 @@ def browser() -> Iterator[Any]:
 
 class Tab:
     """A page in a fresh browser context, with what it did that a test may check:
-    JavaScript dialogs it opened, errors it threw or logged, and every URL it requested."""
+    JavaScript dialogs it opened, errors it threw or logged, every URL it requested,
+    and each API request's method, URL and Authorization header."""
 
     def __init__(
         self, browser: Any, *, width: int = 1280, height: int = 800, bypass_csp: bool = False
@@ -136,6 +200,7 @@ class Tab:
         self.errors: list[str] = []
         self.requests: list[str] = []
         self.stream_requests: list[tuple[str, str | None]] = []  # (url, Last-Event-ID)
+        self.api_requests: list[tuple[str, str, str | None]] = []  # (method, url, Authorization)
         self.page.on("dialog", self._on_dialog)
         self.page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
         self.page.on("console", self._on_console)
@@ -143,6 +208,9 @@ class Tab:
 
     def _on_request(self, request: Any) -> None:
         self.requests.append(request.url)
+        if "/api/" in request.url:
+            auth = request.headers.get("authorization")
+            self.api_requests.append((request.method, request.url, auth))
         if "/api/streams/" in request.url and request.method == "GET":
             self.stream_requests.append((request.url, request.headers.get("last-event-id")))
 
@@ -181,8 +249,23 @@ def phone_tab(browser: Any) -> Iterator[Tab]:
         tab.close()
 
 
-def stored_chat(server: ServerProcess, chat_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{server.url}/api/chats/{chat_id}")
+def bearer(user: str) -> dict[str, str]:
+    """The Authorization header of one of TOKENS' users."""
+    return {"Authorization": f"Bearer {TOKENS[user]}"}
+
+
+def session_headers(tab: Tab, server: ServerProcess) -> dict[str, str]:
+    """The tab's cookies for ``server`` as a Cookie header: Python then acts as the
+    same user as the page (each browser has its own anonymous session)."""
+    cookies = "; ".join(f"{c['name']}={c['value']}" for c in tab.context.cookies(server.url))
+    return {"Cookie": cookies} if cookies else {}
+
+
+def stored_chat(
+    server: ServerProcess, chat_id: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The chat as the service stored it, read as whoever ``headers`` name."""
+    response = httpx.get(f"{server.url}/api/chats/{chat_id}", headers=headers)
     response.raise_for_status()
     chat: dict[str, Any] = response.json()
     return chat

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from playwright.sync_api import sync_playwright
@@ -71,24 +72,32 @@ def main(out: Path) -> None:
                     "ASKSTREAM_LOG_LEVEL": "warning",
                 },
             )
-            with service:
+            # One client, so one session: its cookie then goes to the browser,
+            # which sees these chats as its own.
+            with service, httpx.Client(base_url=service.url, timeout=30) as client:
                 for question in EARLIER:
-                    httpx.post(
-                        f"{service.url}/api/ask",
-                        json={"chatId": None, "question": question},
-                        timeout=30,
+                    client.post(
+                        "/api/ask", json={"chatId": None, "question": question}
                     ).raise_for_status()
                     time.sleep(0.05)  # distinct times, so the list order is stable
-                shoot(service.url, out)
+                cookies = [
+                    {"name": cookie.name, "value": cookie.value or "", "url": service.url}
+                    for cookie in client.cookies.jar
+                ]
+                shoot(service.url, out, cookies)
 
 
-def shoot(url: str, out: Path) -> None:
+def shoot(url: str, out: Path, cookies: list[Any]) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
         )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 800}, device_scale_factor=1
+            )
+            context.add_cookies(cookies)
+            page = context.new_page()
             page.goto(url)
             page.wait_for_selector("html[data-ready]")
             page.fill("#question", QUESTION)

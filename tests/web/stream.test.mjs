@@ -1,6 +1,7 @@
 // stream() over real sockets: a tiny node:http server on a free loopback port
 // plays the askstream service's part (POST answer naming its stream URL in
-// Content-Location, GET replay after Last-Event-ID, JSON errors).
+// Content-Location, GET replay after Last-Event-ID, JSON errors). The same
+// handler listens on a second port too: another origin, for cross-origin resumes.
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import http from "node:http";
@@ -24,6 +25,8 @@ const SSE_HEADERS = { "Content-Type": "text/event-stream", "Cache-Control": "no-
 
 let server;
 let base;
+let otherServer;
+let otherBase; // the same routes on another port: another origin
 let seen; // every request the server got: {method, url, lastEventId, contentType, body}
 let closed; // resolves when a /slow response's connection closes
 let dropsLeft;
@@ -39,6 +42,12 @@ const routes = {
   "POST /ask": (req, res) => {
     res.writeHead(200, { ...SSE_HEADERS, "Content-Location": "/streams/m1" });
     res.write(": a comment\n\n" + frame(0) + frame(1) + frame(2) + "id: 4\ndata: {\"par");
+    setTimeout(() => res.socket.destroy(), 20);
+  },
+  // Names a stream URL on another origin, then drops.
+  "POST /ask-elsewhere": (req, res) => {
+    res.writeHead(200, { ...SSE_HEADERS, "Content-Location": `${otherBase}/streams/m1` });
+    res.write(frame(0) + frame(1));
     setTimeout(() => res.socket.destroy(), 20);
   },
   "GET /streams/m1": (req, res) => {
@@ -100,34 +109,47 @@ const routes = {
   },
 };
 
-before(async () => {
-  server = http.createServer((req, res) => {
-    let body = "";
-    req.setEncoding("utf8");
-    req.on("data", (piece) => (body += piece));
-    req.on("end", () => {
-      seen.push({
-        method: req.method,
-        url: req.url,
-        lastEventId: req.headers["last-event-id"] ?? null,
-        contentType: req.headers["content-type"] ?? null,
-        accept: req.headers.accept ?? null,
-        body,
-      });
-      const route = routes[`${req.method} ${req.url}`];
-      if (route) return route(req, res);
-      res.writeHead(404, { "Content-Type": "application/json" });
-      res.end(JSON.stringify({ code: 404, message: "not found" }));
+function handle(req, res) {
+  let body = "";
+  req.setEncoding("utf8");
+  req.on("data", (piece) => (body += piece));
+  req.on("end", () => {
+    seen.push({
+      port: req.socket.localPort,
+      method: req.method,
+      url: req.url,
+      authorization: req.headers.authorization ?? null,
+      cookie: req.headers.cookie ?? null,
+      trace: req.headers["x-trace"] ?? null,
+      lastEventId: req.headers["last-event-id"] ?? null,
+      contentType: req.headers["content-type"] ?? null,
+      accept: req.headers.accept ?? null,
+      body,
     });
+    const route = routes[`${req.method} ${req.url}`];
+    if (route) return route(req, res);
+    res.writeHead(404, { "Content-Type": "application/json" });
+    res.end(JSON.stringify({ code: 404, message: "not found" }));
   });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  base = `http://127.0.0.1:${server.address().port}`;
+}
+
+async function listen() {
+  const listening = http.createServer(handle);
+  listening.listen(0, "127.0.0.1");
+  await once(listening, "listening");
+  return [listening, `http://127.0.0.1:${listening.address().port}`];
+}
+
+before(async () => {
+  [server, base] = await listen();
+  [otherServer, otherBase] = await listen();
 });
 
 after(() => {
-  server.closeAllConnections();
-  server.close();
+  for (const listening of [server, otherServer]) {
+    listening.closeAllConnections();
+    listening.close();
+  }
 });
 
 beforeEach(() => {
@@ -269,6 +291,79 @@ describe("stream()", () => {
       code: "stream_dropped",
     });
     assert.equal(seen.length, 3);
+  });
+
+  test("headers and credentials are sent again on every resume", async () => {
+    const inits = [];
+    const events = await collect(
+      stream(`${base}/ask`, {
+        method: "POST",
+        body: { chatId: null, question: "hi" },
+        headers: { Authorization: "Bearer t0ken", "X-Trace": "abc" },
+        credentials: "include",
+        fetch: (url, init) => {
+          inits.push(init);
+          return fetch(url, init);
+        },
+      }),
+    );
+    assert.equal(events.at(-1).event, "done");
+    assert.deepEqual(
+      seen.map((r) => [r.method, r.url, r.authorization, r.trace, r.lastEventId]),
+      [
+        ["POST", "/ask", "Bearer t0ken", "abc", null],
+        ["GET", "/streams/m1", "Bearer t0ken", "abc", "3"],
+      ],
+    );
+    assert.deepEqual(
+      inits.map((init) => init.credentials),
+      ["include", "include"],
+    );
+  });
+
+  test("a GET resumed at its own url keeps its credentials", async () => {
+    dropsLeft = 1;
+    const events = await collect(
+      stream(`${base}/flaky`, { retryDelay: 1, headers: { Authorization: "Bearer t0ken" } }),
+    );
+    assert.equal(events.at(-1).event, "done");
+    assert.deepEqual(
+      seen.map((r) => r.authorization),
+      ["Bearer t0ken", "Bearer t0ken"],
+    );
+  });
+
+  test("a resume on another origin sends no Authorization, no Cookie and no cookies", async () => {
+    const inits = [];
+    const events = await collect(
+      stream(`${base}/ask-elsewhere`, {
+        method: "POST",
+        body: { question: "hi" },
+        headers: { Authorization: "Bearer t0ken", Cookie: "session=s3cret", "X-Trace": "abc" },
+        credentials: "include",
+        fetch: (url, init) => {
+          inits.push(init);
+          return fetch(url, init);
+        },
+      }),
+    );
+    // The other origin replays the stream after the id the first one reached.
+    assert.deepEqual(
+      events.map((e) => e.id),
+      ["1", "2", "3", "4", "5", "6", "7"],
+    );
+    const port = (url) => Number(new URL(url).port);
+    assert.deepEqual(
+      seen.map((r) => [r.port, r.url, r.authorization, r.cookie, r.trace, r.lastEventId]),
+      [
+        [port(base), "/ask-elsewhere", "Bearer t0ken", "session=s3cret", "abc", null],
+        [port(otherBase), "/streams/m1", null, null, "abc", "2"],
+      ],
+    );
+    assert.deepEqual(
+      inits.map((init) => init.credentials),
+      ["include", "omit"],
+    );
   });
 
   test("abort rejects with AbortError and closes the connection", async () => {

@@ -16,7 +16,7 @@ import pytest
 import askstream
 from askstream.testing import ServerProcess
 
-from .conftest import FAIL_AFTER, HOSTILE_ANSWER, Tab, stored_chat
+from .conftest import FAIL_AFTER, HOSTILE_ANSWER, Tab, session_headers, stored_chat
 
 TIMEOUT = 15_000  # ms, for anything the page waits on
 
@@ -57,8 +57,10 @@ def open_chat_id(page: Any) -> str:
     return chat_id
 
 
-def answer_message(server: ServerProcess, chat_id: str) -> dict[str, Any]:
-    message: dict[str, Any] = stored_chat(server, chat_id)["messages"][-1]
+def answer_message(server: ServerProcess, chat_id: str, tab: Tab) -> dict[str, Any]:
+    """The chat's last message as stored, read as the tab's user."""
+    headers = session_headers(tab, server)
+    message: dict[str, Any] = stored_chat(server, chat_id, headers)["messages"][-1]
     assert message["role"] == "assistant"
     return message
 
@@ -83,7 +85,7 @@ def test_an_answer_appears_piece_by_piece(tab: Tab, demo_service: ServerProcess)
     wait_status(page, "complete")
 
     chat_id = open_chat_id(page)
-    stored = answer_message(demo_service, chat_id)
+    stored = answer_message(demo_service, chat_id, tab)
     assert stored["status"] == "complete"
     final = last_answer(page).locator(".content").text_content()
     assert final == stored["content"]
@@ -110,11 +112,11 @@ def test_a_reload_mid_answer_resumes_without_repeating(
     chat_id = open_chat_id(page)
     page.reload()
     page.wait_for_selector("html[data-ready]")
-    stored = answer_message(demo_service, chat_id)
+    stored = answer_message(demo_service, chat_id, tab)
     assert stored["status"] == "streaming", "reloaded too late"
     # The page picks the answer up where it was and finishes it.
     wait_status(page, "complete")
-    stored = answer_message(demo_service, chat_id)
+    stored = answer_message(demo_service, chat_id, tab)
     assert stored["status"] == "complete"
     assert page.locator(".message.assistant").count() == 1
     assert last_answer(page).locator(".content").text_content() == stored["content"]
@@ -138,11 +140,13 @@ def test_another_tab_follows_an_answer_from_its_start(
     )
     chat_id = open_chat_id(page)
     other = Tab(browser)
+    other.context.add_cookies(tab.context.cookies())  # the same person: the same session
     try:
         second = other.open(f"{demo_service.url}/#chat/{chat_id}")
-        assert answer_message(demo_service, chat_id)["status"] == "streaming", "opened too late"
+        status = answer_message(demo_service, chat_id, tab)["status"]
+        assert status == "streaming", "opened too late"
         wait_status(second, "complete")
-        stored = answer_message(demo_service, chat_id)
+        stored = answer_message(demo_service, chat_id, tab)
         assert last_answer(second).locator(".content").text_content() == stored["content"]
         [(url, last_event_id)] = other.stream_requests
         assert url.endswith(f"/api/streams/{stored['messageId']}")
@@ -202,10 +206,13 @@ def test_an_upstream_failure_shows_the_error_inline(
     wait_status(page, "failed")
 
     chat_id = open_chat_id(page)
-    stored = answer_message(failing_service, chat_id)
+    stored = answer_message(failing_service, chat_id, tab)
     assert stored["status"] == "failed"
     # The error the stream ended with is what the page shows.
-    replay = read_events(f"{failing_service.url}/api/streams/{stored['messageId']}")
+    replay = read_events(
+        f"{failing_service.url}/api/streams/{stored['messageId']}",
+        session_headers(tab, failing_service),
+    )
     assert replay[-1]["event"] == "error"
     error = json.loads(replay[-1]["data"])
     shown = last_answer(page).locator(".error")
@@ -226,11 +233,14 @@ def test_an_error_before_streaming_shows_the_server_message(
     wait_status(page, "complete")
     chat_id = open_chat_id(page)
     # The chat goes away behind the page's back: the next ask is a 404 with a message.
-    assert httpx.delete(f"{demo_service.url}/api/chats/{chat_id}").is_success
+    session = session_headers(tab, demo_service)
+    assert httpx.delete(f"{demo_service.url}/api/chats/{chat_id}", headers=session).is_success
     ask(page, "Second question")
     wait_status(page, "failed")
     response = httpx.post(
-        f"{demo_service.url}/api/ask", json={"chatId": chat_id, "question": "again"}
+        f"{demo_service.url}/api/ask",
+        json={"chatId": chat_id, "question": "again"},
+        headers=session,
     )
     assert response.status_code == 404
     assert last_answer(page).locator(".error").text_content() == response.json()["message"]
@@ -246,7 +256,7 @@ def test_stop_leaves_the_message_cancelled(tab: Tab, demo_service: ServerProcess
     wait_status(page, "cancelled")
 
     chat_id = open_chat_id(page)
-    stored = answer_message(demo_service, chat_id)
+    stored = answer_message(demo_service, chat_id, tab)
     assert stored["status"] == "cancelled"
     shown = last_answer(page).locator(".content").text_content()
     assert shown == stored["content"]
@@ -281,14 +291,18 @@ def test_native_event_source_gets_the_python_clients_events(
 ) -> None:
     page = tab.open(demo_service.url)
     # Start an answer from Python and learn its stream URL from the response's headers.
+    session = session_headers(tab, demo_service)  # the page's user, who may read the stream
     with httpx.stream(
-        "POST", f"{demo_service.url}/api/ask", json={"chatId": None, "question": "Count"}
+        "POST",
+        f"{demo_service.url}/api/ask",
+        json={"chatId": None, "question": "Count"},
+        headers=session,
     ) as response:
         assert response.status_code == 200
         location = response.headers["Content-Location"]
         # Both readers join while it streams; each replays from the start, then follows.
         page.evaluate(EVENT_SOURCE, location)
-        python = read_events(demo_service.url + location)
+        python = read_events(demo_service.url + location, session)
     page.wait_for_function("() => window.__events !== null", timeout=TIMEOUT)
     browser_events = page.evaluate("window.__events")
     assert len(python) > 10
@@ -301,10 +315,14 @@ def read_events_of(events: list[dict[str, Any]], kind: str) -> list[dict[str, An
     return [event for event in events if event["event"] == kind]
 
 
-def read_events(url: str) -> list[dict[str, Any]]:
+def read_events(url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
     """Every event askstream's Python client reads from ``url``, as a browser shows them."""
     with askstream.connect(
-        "GET", url, until={"done", "error"}, timeout=httpx.Timeout(TIMEOUT / 1000)
+        "GET",
+        url,
+        headers=headers,
+        until={"done", "error"},
+        timeout=httpx.Timeout(TIMEOUT / 1000),
     ) as source:
         events = list(source)
     return [{"event": e.event, "data": e.data, "id": e.id or ""} for e in events]

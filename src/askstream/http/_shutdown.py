@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..sse import Event, encode
+
 __all__ = ["SCOPE_KEY", "Shutdown", "ShutdownMiddleware", "uvicorn_should_exit"]
 
 SCOPE_KEY = "askstream.shutdown"
@@ -42,6 +44,8 @@ def uvicorn_should_exit() -> bool:
 class Shutdown:
     """A one-shot "the server is stopping" signal that open streams listen to.
 
+    ``final`` is what a stream it ends sends last (encoded; empty: nothing).
+
     >>> shutdown = Shutdown()
     >>> shutdown.subscribe(lambda: print("stopping"))
     True
@@ -49,11 +53,12 @@ class Shutdown:
     stopping
     """
 
-    __slots__ = ("_callbacks", "_is_set")
+    __slots__ = ("_callbacks", "_is_set", "final")
 
-    def __init__(self) -> None:
+    def __init__(self, final: bytes = b"") -> None:
         self._callbacks: set[Callable[[], object]] = set()
         self._is_set = False
+        self.final = final
 
     @property
     def is_set(self) -> bool:
@@ -90,6 +95,8 @@ class ShutdownMiddleware:
     (Starlette and FastAPI do). The default, :func:`uvicorn_should_exit`,
     recognises uvicorn serving in the main thread. The lifespan's own
     ``lifespan.shutdown`` message, and :meth:`shutdown`, end the streams too.
+    With ``final_event``, every stream it ends sends that event last (say, an
+    ``error`` that tells the reader to resume elsewhere); without, it just ends.
 
     >>> from starlette.applications import Starlette
     >>> from starlette.middleware import Middleware
@@ -102,13 +109,14 @@ class ShutdownMiddleware:
         *,
         should_exit: Callable[[], bool] = uvicorn_should_exit,
         poll_interval: float = 0.1,
+        final_event: Event | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         self.app = app
         self.should_exit = should_exit
         self.poll_interval = poll_interval
-        self._signal = Shutdown()
+        self._signal = Shutdown(b"" if final_event is None else encode(final_event))
 
     def shutdown(self) -> None:
         """End every open stream now, and every stream that opens from now on."""

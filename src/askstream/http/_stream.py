@@ -205,7 +205,10 @@ class Stream:
             await pull.drain()
         else:
             await pull.aclose()
-        if self._reason in (None, "error", "shutdown"):
+        if self._reason == "shutdown":
+            # The server stops: the last event, if the middleware has one, says so.
+            await self._finish(b"" if shutdown is None else shutdown.final)
+        elif self._reason in (None, "error"):
             # An error: what the source yielded before goes out, then the error event.
             await self._finish(pending + ERROR_EVENT if self._reason == "error" else b"")
         # "disconnect": nobody to tell. "slow": returning without finishing

@@ -12,8 +12,9 @@ appends to the log. Responses only follow the log, so any reader can resume.
 from ._app import create_app
 from ._backend import Backend, ChatMessage, Chunk
 from ._demo import DemoBackend
-from ._errors import ServiceError, UpstreamError
+from ._errors import ServiceError, Unavailable, UpstreamError
 from ._openai import OpenAIBackend
+from ._protocol import HttpProtocol
 from ._settings import Settings
 
 __all__ = [
@@ -21,9 +22,11 @@ __all__ = [
     "ChatMessage",
     "Chunk",
     "DemoBackend",
+    "HttpProtocol",
     "OpenAIBackend",
     "ServiceError",
     "Settings",
+    "Unavailable",
     "UpstreamError",
     "create_app",
 ]

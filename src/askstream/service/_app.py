@@ -13,28 +13,37 @@ from contextlib import (
     asynccontextmanager,
     nullcontext,
 )
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
+from ..http import ShutdownMiddleware
 from ..streams import MemoryStore, Store
 from ._backend import Backend
 from ._demo import DemoBackend
+from ._edge import HeadAsGet, HeadCheck, OpenLimit, allowed_methods
 from ._errors import ServiceError
 from ._fanout import Fanout
 from ._generation import Generations
 from ._guards import Identify, SecurityHeaders, SiteGuard
+from ._health import DATABASE, STORE, Dependencies, database_probe, outage_handlers, store_probe
 from ._history import ChatHistory, create_engine
 from ._identity import Identities, load_secret_key
+from ._limits import GenerationLimits
 from ._middleware import BodyLimit, InternalErrors
-from ._reaper import reap_forever
+from ._protocol import SETTINGS_STATE
+from ._reaper import fail_lost, reap_forever, sweep_forever
 from ._routes import Services, router
 from ._settings import Settings
+from ._stopping import RESUME_EVENT, Stopping
+from ._text import shown
 
 __all__ = ["create_app", "make_backend", "make_identities", "make_store"]
 
@@ -62,7 +71,11 @@ def make_backend(settings: Settings) -> Backend:
 def make_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
     """The stream log the settings name: Redis with a Redis URL, else this process's memory."""
     if settings.redis_url is None:
-        return nullcontext(MemoryStore(retention=settings.stream_retention))
+        return nullcontext(
+            MemoryStore(
+                retention=settings.stream_retention, max_bytes=settings.memory_store_max_bytes
+            )
+        )
     from ..streams import RedisStore
 
     return RedisStore(
@@ -101,22 +114,23 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
     return JSONResponse({"code": status, "message": message}, status, headers=headers)
 
 
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return JSONResponse({"code": exc.code, "message": exc.message}, exc.status)
+    return JSONResponse({"code": exc.code, "message": exc.message}, exc.status, exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    headers = exc.headers
     if exc.status_code == 404:
-        message = f"no route {request.method} {request.url.path}"
+        message = f"no route {request.method} {shown(request.url.path)}"
     elif exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow")
-        message = f"{request.method} is not allowed on {request.url.path}"
-        message += f"; use {allowed}" if allowed else ""
+        allowed = ", ".join(allowed_methods(request))
+        headers = {**(headers or {}), "Allow": allowed}
+        message = f"{request.method} is not allowed on {shown(request.url.path)}; use {allowed}"
     else:
         message = str(exc.detail)
-    return _error(exc.status_code, message, exc.headers)
+    return _error(exc.status_code, message, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -146,9 +160,10 @@ def create_app(
     """
     settings = settings or Settings.from_env()
     logging.getLogger("askstream").setLevel(settings.log_level.upper())
+    stopping = Stopping(timeout=settings.shutdown_timeout)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             history = ChatHistory(create_engine(settings.database))
             stack.push_async_callback(history.aclose)
@@ -160,9 +175,19 @@ def create_app(
             log = store
             if log is None:
                 log = await stack.enter_async_context(make_store(settings))
+            dependencies = await stack.enter_async_context(
+                Dependencies({DATABASE: database_probe(history.engine), STORE: store_probe(log)})
+            )
             generations = await stack.enter_async_context(
                 Generations(
-                    store=log, history=history, backend=llm, save_interval=settings.save_interval
+                    store=log,
+                    history=history,
+                    backend=llm,
+                    save_interval=settings.save_interval,
+                    limits=GenerationLimits(
+                        total=settings.max_generations, per_user=settings.max_user_generations
+                    ),
+                    dependencies=dependencies,
                 )
             )
             # Every instance ends the answers of instances that died (leases in the store).
@@ -170,14 +195,21 @@ def create_app(
                 reap_forever(log, history, interval=settings.lease_renew / 2)
             )
             stack.push_async_callback(_stop, reaper)
-            fanout = Fanout(log)
+            # And the answers no lease covers any more (the store lost them).
+            idle = settings.llm_connect_timeout + settings.llm_read_timeout + settings.lease_ttl
+            sweeper = asyncio.create_task(sweep_forever(log, history, idle=idle))
+            stack.push_async_callback(_stop, sweeper)
+            fanout = Fanout(log, on_lost=partial(fail_lost, log, history))
             stack.push_async_callback(fanout.aclose)
+            watcher = asyncio.create_task(stopping.watch(generations, fanout, dependencies))
+            stack.push_async_callback(_stop, watcher)
             app.state.askstream = Services(
                 settings=settings,
                 store=log,
                 history=history,
                 generations=generations,
                 fanout=fanout,
+                dependencies=dependencies,
             )
             logger.info(
                 "askstream: %s model, %s store, database %s",
@@ -189,7 +221,8 @@ def create_app(
             # as the process: out of the collector's way, a full collection no
             # longer walks it, which took 60-80 ms with 1,000 readers connected.
             gc.freeze()
-            yield
+            # The server's protocol reads the limits from here (_protocol.py).
+            yield {SETTINGS_STATE: settings}
 
     app = FastAPI(
         title="askstream",
@@ -203,12 +236,19 @@ def create_app(
             ServiceError: _service_error,
             HTTPException: _http_error,
             RequestValidationError: _validation_error,
+            **outage_handlers(_dependencies),
         },
     )
-    # Outermost last: headers on every answer, then the gate (Host, cross-site
-    # writes), CORS, who is asking, the body limit, and the last word on errors.
+    # Open streams end once answers in flight had their time (see _stopping.py).
+    app.add_middleware(
+        ShutdownMiddleware, should_exit=stopping.streams_must_end, final_event=RESUME_EVENT
+    )
+    # Outermost last: the connection cap, headers on every answer, the head's
+    # size, the gate (Host, cross-site writes), CORS, who is asking, the body
+    # limit, HEAD as GET, and the last word on errors.
     app.add_middleware(InternalErrors)
-    app.add_middleware(BodyLimit, max_size=settings.max_body_size)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(BodyLimit, max_size=settings.max_body_size, timeout=settings.body_timeout)
     app.add_middleware(Identify, identities=make_identities(settings))
     if settings.cors_origins:
         app.add_middleware(
@@ -222,13 +262,24 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(SiteGuard, allowed_hosts=settings.hosts, cors_origins=settings.cors_origins)
+    app.add_middleware(HeadCheck, max_size=settings.max_head_size)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(OpenLimit, limit=settings.max_connections)  # the outermost: first word
     app.include_router(router)
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).
         app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)
         app.mount("/static", StaticFiles(directory=_WEB), name="static")
+    if settings.api_docs:
+        from ._docs import install_docs
+
+        install_docs(app)
     return app
+
+
+def _dependencies(request: Request) -> Dependencies | None:
+    services = getattr(request.app.state, "askstream", None)
+    return None if services is None else services.dependencies
 
 
 def _safe(settings: Settings) -> str:

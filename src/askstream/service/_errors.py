@@ -3,8 +3,10 @@
     AskstreamError
     └── ServiceError               a request to the ask service failed; carries the
         │                          HTTP ``status`` and the JSON body's ``code``, ``message``
-        └── UpstreamError          the LLM back end was unreachable, refused, timed out
-                                   or broke off (502)
+        ├── UpstreamError          the LLM back end was unreachable, refused, timed out
+        │                          or broke off (502)
+        └── Unavailable            a dependency (database, stream store) is unreachable,
+                                   or the server is stopping (503 with ``Retry-After``)
 
 A ``ServiceError`` raised anywhere in a request becomes the response
 ``{"code": ..., "message": ...}`` with its ``status``; once an answer is
@@ -13,7 +15,7 @@ streaming it becomes the ``event: error`` that ends the stream instead.
 
 from __future__ import annotations
 
-__all__ = ["ServiceError", "UpstreamError"]
+__all__ = ["ServiceError", "Unavailable", "UpstreamError"]
 
 from .._exceptions import AskstreamError
 
@@ -29,11 +31,27 @@ class ServiceError(AskstreamError):
     (404, 404, "no chat 'c1'")
     """
 
-    def __init__(self, status: int, message: str, *, code: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: int | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.code = status if code is None else code
         self.message = message
+        #: Seconds after which the client may try again (429, 503): ``Retry-After``.
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """The response headers the error asks for: ``Retry-After`` if it has one."""
+        if self.retry_after is None:
+            return None
+        return {"Retry-After": str(self.retry_after)}
 
 
 class UpstreamError(ServiceError):
@@ -48,3 +66,20 @@ class UpstreamError(ServiceError):
 
     def __init__(self, message: str) -> None:
         super().__init__(502, message)
+
+
+class Unavailable(ServiceError):
+    """503: the service cannot do this now, but will again: a ``dependency`` (the
+    database, the stream store) is unreachable, or the server is stopping
+    (``dependency`` is ``None``). Answered with ``Retry-After: retry_after``.
+
+    >>> err = Unavailable("the database is unreachable", dependency="the database")
+    >>> err.status, err.retry_after
+    (503, 2)
+    """
+
+    def __init__(
+        self, message: str, *, dependency: str | None = None, retry_after: int = 2
+    ) -> None:
+        super().__init__(503, message, retry_after=retry_after)
+        self.dependency = dependency

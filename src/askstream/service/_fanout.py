@@ -10,18 +10,26 @@ reader (:class:`~askstream.http.Broadcast`). A reader the hub lets go (its
 socket was full, the answer ended, a heartbeat was due) follows the log by
 itself again from the last event it was given, and joins again once it has
 caught up. Ids are the log's positions: ``"1"``, ``"2"``, ...
+
+A reader is never left hanging: when the log stays unreachable, or the
+answer's stream vanishes from it, for longer than the store waits (the lease
+ttl, see ``RedisStore``), the reader gets ``event: error`` with code 503 and
+its response ends; an answer whose stream vanished is reported to
+``on_lost`` once (the service marks it ``failed``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ..http import Broadcast, Join
 from ..sse import Event
-from ..streams import Store
+from ..streams import Store, StoreUnavailable, StreamNotFound
+from ._health import unavailable
 
 __all__ = ["Fanout"]
 
@@ -42,9 +50,20 @@ class _Hub:
 class Fanout:
     """Where the service's responses get their events: :meth:`follow`."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, *, on_lost: Callable[[str], Awaitable[object]] | None = None
+    ) -> None:
         self._store = store
+        self._on_lost = on_lost
+        self._lost: set[str] = set()  # reported to on_lost already
         self._hubs: dict[str, _Hub] = {}
+        self._readers: dict[str, int] = {}  # open follow()s per stream
+
+    def readers(self, stream_ids: set[str] | None = None) -> int:
+        """How many responses follow these streams (every stream for ``None``) now."""
+        if stream_ids is None:
+            return sum(self._readers.values())
+        return sum(self._readers.get(stream_id, 0) for stream_id in stream_ids)
 
     async def follow(self, stream_id: str, after: str | None = None) -> AsyncIterator[Event | Join]:
         """What ``Store.follow`` yields, for an ``EventStreamResponse``: once
@@ -54,6 +73,7 @@ class Fanout:
         """
         hub: _Hub | None = None
         open_: bool | None = None  # whether the answer was open, once asked: it never reopens
+        self._readers[stream_id] = self._readers.get(stream_id, 0) + 1
         try:
             while True:
                 joinable: _Hub | None = None
@@ -82,9 +102,38 @@ class Fanout:
                 join = hub.broadcast.join(position)
                 yield join
                 after = str(join.position)
+        except (StoreUnavailable, StreamNotFound) as exc:
+            # StreamNotFound: the route saw it before the 200, so it vanished since.
+            vanished = isinstance(exc, StreamNotFound) or exc.vanished
+            yield await self._gave_up(stream_id, vanished, exc)
+        except Exception as exc:
+            if unavailable(exc) is None:
+                raise
+            yield await self._gave_up(stream_id, False, exc)
         finally:
+            count = self._readers.get(stream_id, 1) - 1
+            if count:
+                self._readers[stream_id] = count
+            else:
+                self._readers.pop(stream_id, None)
             if hub is not None:
                 self._leave(stream_id, hub)
+
+    async def _gave_up(self, stream_id: str, vanished: bool, exc: Exception) -> Event:
+        """The last event of a reader whose stream cannot go on: error 503."""
+        if vanished:
+            message = "the answer's stream was lost; its text so far is in the chat's history"
+            if self._on_lost is not None and stream_id not in self._lost:
+                self._lost.add(stream_id)
+                logger.warning("stream %s vanished from the store: %s", stream_id, exc)
+                try:
+                    await self._on_lost(stream_id)
+                except Exception as again:  # the database may be away too
+                    logger.warning("recording lost answer %s failed: %s", stream_id, again)
+        else:
+            message = "the stream store is unreachable; resume later with Last-Event-ID"
+        body = json.dumps({"code": 503, "message": message}, separators=(",", ":"))
+        return Event(body, event="error")
 
     def _start(self, stream_id: str, position: int) -> _Hub:
         """A hub for ``stream_id``, publishing what comes after ``position``."""

@@ -28,10 +28,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 
-from ..streams import FinishStatus, Store
+from ..streams import FinishStatus, Store, StoreFull, StreamExpired, StreamNotFound
 from ._backend import Backend, ChatMessage
-from ._errors import ServiceError
+from ._errors import ServiceError, Unavailable
+from ._health import Dependencies, unavailable
 from ._history import ChatHistory
+from ._limits import RETRY_AFTER, GenerationLimits
+from ._text import valid_text
 
 __all__ = ["Answer", "Generations"]
 
@@ -75,6 +78,9 @@ class Answer:
 class Generations:
     """Owns every generation task and the periodic saver; an async context manager.
 
+    It supervises them rather than grouping them: an answer whose task fails
+    is logged and counted (:attr:`failures`) and nothing else stops; no
+    failure of one answer reaches another, the saver, or the instance.
     Leaving it cancels what still runs: each answer is stored ``cancelled``
     with its text so far, and its readers get an error event (503).
     """
@@ -86,22 +92,32 @@ class Generations:
         history: ChatHistory,
         backend: Backend,
         save_interval: float = 1.0,
+        limits: GenerationLimits | None = None,
+        dependencies: Dependencies | None = None,
     ) -> None:
+        self._limits = limits or GenerationLimits(total=256, per_user=32)
         self._store = store
         self._history = history
         self._backend = backend
         self._save_interval = save_interval
+        self._dependencies = dependencies
         self._tasks: dict[str, tuple[Answer, asyncio.Task[None]]] = {}
         self._dirty: dict[str, Answer] = {}
-        self._group: asyncio.TaskGroup | None = None
+        # Ends (text, status, error) the database could not take during an outage.
+        self._unsaved: dict[str, tuple[str, FinishStatus, str]] = {}
+        self._running = False
+        self._draining = False
         self._saver_task: asyncio.Task[None] | None = None
+        #: Answers whose task failed past every handler (a bug, logged with its traceback).
+        self.failures = 0
 
     async def __aenter__(self) -> Generations:
-        # A TaskGroup owns the tasks; no task may raise (they end their answer
-        # with an error event instead), or the group would cancel all the others.
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
-        self._saver_task = self._group.create_task(self._saver())
+        # No task group: a group cancels every task when one fails, and one
+        # answer's failure must stay its own (the supervisor is _watch).
+        self._running = True
+        self._saver_task = asyncio.get_running_loop().create_task(
+            self._saver(), name="askstream saver"
+        )
         return self
 
     async def __aexit__(
@@ -110,13 +126,45 @@ class Generations:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._group is not None
-        for _, task in list(self._tasks.values()):
+        self._running = False
+        tasks = [task for _, task in self._tasks.values()]
+        for task in tasks:
             task.cancel(SHUTDOWN)
         if self._saver_task is not None:
             self._saver_task.cancel()
-        await self._group.__aexit__(exc_type, exc, tb)
-        self._group = self._saver_task = None
+            tasks.append(self._saver_task)
+            self._saver_task = None
+        if tasks:
+            await asyncio.wait(tasks)
+
+    @property
+    def running(self) -> int:
+        """How many answers are being generated here now."""
+        return len(self._tasks)
+
+    def message_ids(self) -> set[str]:
+        """The message ids of the answers being generated here now."""
+        return set(self._tasks)
+
+    def drain(self) -> None:
+        """Refuse new answers (503) from now on; those under way go on."""
+        self._draining = True
+
+    async def wait_idle(self, within: float) -> bool:
+        """Until no answer is being generated here, at most ``within`` seconds;
+        whether none is."""
+        tasks = [task for _, task in self._tasks.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=within)
+        return not self._tasks
+
+    async def cancel_all(self, reason: str = SHUTDOWN) -> None:
+        """Cancel every answer being generated here and wait until each is closed."""
+        tasks = [task for _, task in self._tasks.values()]
+        for task in tasks:
+            task.cancel(reason)
+        if tasks:
+            await asyncio.wait(tasks)
 
     # -- starting and stopping --------------------------------------------
 
@@ -128,13 +176,21 @@ class Generations:
         *,
         owner: str = "",
     ) -> Answer:
-        """Start answering ``owner``'s ``question`` after ``context`` in chat ``chat_id``
-        (a new chat for ``None``); return once the first piece is in the store.
+        """Start answering ``question`` after ``context`` in chat ``chat_id`` (a new
+        chat for ``None``) for ``owner`` (``""``: anonymous); return once the first
+        piece is in the store.
 
-        Raises :class:`UpstreamError` if the back end failed before its first piece.
+        Raises :class:`UpstreamError` if the back end failed before its first piece,
+        and :class:`ServiceError` 429 or 503 if ``owner`` or everyone has too many
+        answers generating (:class:`GenerationLimits`).
         """
-        if self._group is None:
+        if not self._running:
             raise RuntimeError("Generations is not running: use it as `async with`")
+        if self._draining:
+            raise Unavailable("the server is shutting down; ask again")
+        if self._dependencies is not None:
+            self._dependencies.check_up()  # a known outage: 503 before anything is written
+        self._limits.acquire(owner)
         answer = Answer(
             chat_id=chat_id or uuid.uuid4().hex,
             message_id=uuid.uuid4().hex,
@@ -144,11 +200,24 @@ class Generations:
             owner=owner,
         )
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        task = self._group.create_task(self._guarded(answer, started))
+        try:
+            task = asyncio.get_running_loop().create_task(self._guarded(answer, started))
+        except BaseException:
+            self._limits.release(owner)
+            raise
         self._tasks[answer.message_id] = (answer, task)
-        task.add_done_callback(lambda _: self._tasks.pop(answer.message_id, None))
+        task.add_done_callback(partial(self._watch, answer.message_id))
+        task.add_done_callback(lambda _: self._limits.release(owner))
         await started
         return answer
+
+    def _watch(self, message_id: str, task: asyncio.Task[None]) -> None:
+        # The supervisor: a finished task is forgotten; one that failed (which
+        # _guarded does not let happen) is counted and logged, and that is all.
+        self._tasks.pop(message_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            self.failures += 1
+            logger.error("answer %s failed", message_id, exc_info=task.exception())
 
     async def cancel(self, message_id: str) -> bool:
         """Cancel one answer and wait until it is closed; ``False`` if it is not
@@ -179,14 +248,37 @@ class Generations:
     async def _guarded(self, answer: Answer, started: asyncio.Future[None]) -> None:
         try:
             await self._run(answer, started)
-        except Exception:  # the last line of defence of the TaskGroup; logged, not hidden
-            logger.exception("answer %s could not be closed", answer.message_id)
+        except Exception as exc:  # the last line of defence: logged, never raised on
+            outage = _unavailable(exc)
+            _fail(started, outage or ServiceError(500, "generating the answer failed"))
+            self._outage(exc)
+            if outage is None:
+                self.failures += 1
+                logger.exception("answer %s could not be closed", answer.message_id)
+            try:
+                await self._close_stream(answer.message_id)
+            except Exception as again:
+                # The store is away too: readers get 503 once their follow gives
+                # up (lease_ttl), and another instance's reaper ends the stream.
+                if self._outage(again) is None:
+                    logger.exception("answer %s: ending its stream failed", answer.message_id)
+        finally:
+            # Whatever happened, the ask waiting for the first piece is answered.
             _fail(started, ServiceError(500, "generating the answer failed"))
-            # Its readers must not wait for ever: end the stream if it is still open.
-            if await self._store.status(answer.message_id) == "open":
-                error = _json({"code": 500, "message": "generating the answer failed"})
-                await self._store.append(answer.message_id, error, event="error")
-                await self._store.finish(answer.message_id, "failed")
+
+    async def _close_stream(self, message_id: str) -> None:
+        # Its readers must not wait for ever: end the stream if it is still open.
+        if await self._store.status(message_id) == "open":
+            error = _json({"code": 500, "message": "generating the answer failed"})
+            await self._store.append(message_id, error, event="error")
+            await self._store.finish(message_id, "failed")
+
+    def _outage(self, exc: BaseException) -> Unavailable | None:
+        """The 503 for ``exc`` if it says a dependency is unreachable (and note that)."""
+        error = _unavailable(exc)
+        if error is not None and error.dependency and self._dependencies is not None:
+            self._dependencies.down(error.dependency, exc)
+        return error
 
     async def _run(self, answer: Answer, started: asyncio.Future[None]) -> None:
         mid = answer.message_id
@@ -215,8 +307,9 @@ class Generations:
                         )
                         began = True
                     if chunk.delta:
-                        answer.parts.append(chunk.delta)
-                        await self._store.append(mid, head + _json(chunk.delta) + "}")
+                        delta = valid_text(chunk.delta)  # no lone surrogate gets stored
+                        answer.parts.append(delta)
+                        await self._store.append(mid, head + _json(delta) + "}")
                         self._dirty[mid] = answer
                     if not started.done():
                         started.set_result(None)
@@ -241,9 +334,17 @@ class Generations:
                 await self._end_with_error(answer, "cancelled", _CANCEL_CODES[reason], reason)
             raise
         except Exception as exc:
-            if isinstance(exc, ServiceError):
+            outage = self._outage(exc)
+            if isinstance(exc, StoreFull):
+                error = ServiceError(
+                    503, "the stream store is full; try again soon", retry_after=RETRY_AFTER
+                )
+                logger.warning("answer %s refused: %s", mid, exc)
+            elif isinstance(exc, ServiceError):
                 error = exc
                 logger.warning("answer %s failed: %s", mid, exc.message)
+            elif outage is not None:
+                error = outage  # logged once by the dependency tracker
             else:
                 error = ServiceError(500, "generating the answer failed")
                 logger.exception("answer %s failed", mid)
@@ -261,8 +362,9 @@ class Generations:
             await self._history.discard_answer(
                 answer.chat_id, answer.question_id, answer.message_id, chat=answer.new_chat
             )
-        except Exception:
-            logger.exception("removing the rows of failed ask %s failed", answer.message_id)
+        except Exception as exc:
+            if self._outage(exc) is None:
+                logger.exception("removing the rows of failed ask %s failed", answer.message_id)
 
     async def _end(self, answer: Answer, status: FinishStatus, finish_reason: str) -> None:
         mid = answer.message_id
@@ -284,12 +386,17 @@ class Generations:
         self, answer: Answer, status: FinishStatus, code: int, message: str
     ) -> None:
         mid = answer.message_id
+        message = valid_text(message)  # it may quote the model (_text.py)
         self._dirty.pop(mid, None)
         try:
             await self._history.finish_answer(mid, answer.text, status, error=message)
-        except Exception:
-            # The readers must still hear how it ended; the row stays "streaming".
-            logger.exception("saving answer %s as %s failed", mid, status)
+        except Exception as exc:
+            # The readers must still hear how it ended. The row stays
+            # "streaming" until the saver writes its end, once the database is back.
+            if self._outage(exc) is None:
+                logger.exception("saving answer %s as %s failed", mid, status)
+            else:
+                self._unsaved[mid] = (answer.text, status, message)
         answer.ended = True
         await self._store.append(mid, _json({"code": code, "message": message}), event="error")
         await self._store.finish(mid, status)
@@ -301,24 +408,46 @@ class Generations:
         # answer: with hundreds of answers streaming, the database sees one write.
         while True:
             await asyncio.sleep(self._save_interval)
-            await self.save_now()
+            try:
+                await self.save_now()
+            except Exception:  # a bug in saving must not end the saving
+                logger.exception("saving answers in progress failed")
 
     async def save_now(self) -> None:
-        """Write the text so far of every answer that grew since the last save."""
+        """Write the text so far of every answer that grew since the last save,
+        and the ends that could not be written during an outage."""
+        for mid, (text, status, message) in list(self._unsaved.items()):
+            try:
+                await self._history.finish_answer(mid, text, status, error=message)
+            except Exception as exc:
+                if self._outage(exc) is None:
+                    logger.exception("saving answer %s as %s failed", mid, status)
+                    del self._unsaved[mid]  # a bug, not an outage: trying again will not help
+                break  # still away: the next tick tries again
+            del self._unsaved[mid]
         dirty, self._dirty = self._dirty, {}
         if not dirty:
             return
         started = time.perf_counter()
         try:
             await self._history.save_progress({mid: a.text for mid, a in dirty.items()})
-        except Exception:
-            logger.exception("saving %d answers in progress failed", len(dirty))
+        except Exception as exc:
+            if self._outage(exc) is None:
+                logger.exception("saving %d answers in progress failed", len(dirty))
             for mid, answer in dirty.items():
                 self._dirty.setdefault(mid, answer)
             return
         logger.debug(
             "saved %d answers in %.1f ms", len(dirty), (time.perf_counter() - started) * 1e3
         )
+
+
+def _unavailable(exc: BaseException) -> Unavailable | None:
+    # The stream gone from under its producer: the store restarted empty (or
+    # was flushed). An outage of the store, not a bug: no traceback.
+    if isinstance(exc, StreamNotFound | StreamExpired):
+        return Unavailable("the stream store lost this answer's stream")
+    return unavailable(exc)
 
 
 def _fail(started: asyncio.Future[None], error: BaseException) -> None:

@@ -21,7 +21,7 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._identity import COOKIE, Identities
-from ._middleware import send_error
+from ._middleware import reject
 
 __all__ = [
     "CSP",
@@ -119,7 +119,7 @@ class SiteGuard:
         host = headers.get("host", "")
         close = _has_body(headers)
         if not self.host_allowed(host):
-            await send_error(
+            await reject(
                 send,
                 400,
                 f"Host {host[:_ECHO]!r} is not served here; the operator lists the names "
@@ -136,7 +136,7 @@ class SiteGuard:
             else:
                 refused = headers.get("sec-fetch-site") in ("cross-site", "same-site")
             if refused:
-                await send_error(
+                await reject(
                     send,
                     403,
                     f"a page on another site ({(origin or 'unknown origin')[:_ECHO]}) may not "
@@ -214,7 +214,7 @@ class Identify:
 
     @staticmethod
     async def _unauthorized(send: Send, headers: Headers, message: str) -> None:
-        await send_error(
+        await reject(
             send,
             401,
             message,

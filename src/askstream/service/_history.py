@@ -342,6 +342,24 @@ class ChatHistory:
             )
         return bool(result.rowcount)
 
+    async def stale_answers(self, idle: float, limit: int = 100) -> list[str]:
+        """Ids of answers still ``streaming`` whose row nobody wrote for ``idle``
+        seconds (at most ``limit``, oldest first): candidates for an answer
+        whose producer is gone (see ``_reaper.sweep_once``)."""
+        before = _now() - dt.timedelta(seconds=idle)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(_messages.c.id)
+                .where(
+                    _messages.c.status == "streaming",
+                    _messages.c.role == "assistant",
+                    _messages.c.updated_at < before,
+                )
+                .order_by(_messages.c.updated_at)
+                .limit(limit)
+            )
+            return [row.id for row in rows]
+
     async def delete_chat(self, chat_id: str, owner: str) -> bool:
         """Delete a chat of ``owner``'s and its messages; ``False`` if there was no such chat."""
         async with self.engine.begin() as conn:

@@ -1,14 +1,16 @@
-"""Plain ASGI middleware in front of every route: the body size limit, and the
-last word on unexpected errors. Later limits (rate, concurrency) slot in here."""
+"""Plain ASGI middleware in front of every route: the body's size and time
+limits, and the last word on unexpected errors. More checks at the edge
+(heads, open requests, HEAD) are in _edge.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = ["BodyLimit", "InternalErrors", "send_error"]
+__all__ = ["BodyLimit", "InternalErrors", "reject"]
 
 logger = logging.getLogger("askstream.service")
 
@@ -19,7 +21,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def send_error(
+async def reject(
     send: Send,
     status: int,
     message: str,
@@ -27,12 +29,12 @@ async def send_error(
     close: bool = True,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """Answer ``{"code": status, "message": message}`` from middleware, before any route."""
+    """Answer ``{"code": status, "message": message}``; ``close``: and end the connection."""
     body = json.dumps({"code": status, "message": message}).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        *(headers or ()),
+        *(headers or []),
     ]
     if close:  # the rest of the body may still be on its way: do not reuse this connection
         headers.append((b"connection", b"close"))
@@ -48,12 +50,16 @@ class BodyLimit:
     read and dropped first (up to 16 times the limit), so that the client sees
     the 413 rather than a reset connection. A body within the limit is read
     whole and handed on, so no route ever buffers more than ``max_size`` bytes;
-    asks are small, this costs nothing. Later limits (rate, concurrency) slot in beside it.
+    asks are small, this costs nothing.
+
+    A body not all in within ``timeout`` seconds (a client trickling it, the
+    slowloris attack) is answered 408 and the connection closed.
     """
 
-    def __init__(self, app: ASGIApp, *, max_size: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_size: int, timeout: float = 10.0) -> None:
         self.app = app
         self.max_size = max_size
+        self.timeout = timeout
         self._drain_limit = max(16 * max_size, 1024 * 1024)
 
     async def _drain(self, receive: Receive, size: int = 0) -> None:
@@ -75,31 +81,22 @@ class BodyLimit:
         if length is None and b"transfer-encoding" not in headers:
             await self.app(scope, receive, send)  # no body
             return
-        if length is not None:
-            if not length.isdigit():
-                await send_error(send, 400, "Content-Length is not a number")
-                return
-            if int(length) > self.max_size:
-                if int(length) <= self._drain_limit:
-                    await self._drain(receive)
-                await send_error(send, 413, f"the body is over {self.max_size} bytes")
-                return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_size:
-                if message.get("more_body", False):
-                    await self._drain(receive, size)
-                await send_error(send, 413, f"the body is over {self.max_size} bytes")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        if length is not None and not length.isdigit():
+            await reject(send, 400, "Content-Length is not a number")
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                if length is not None and int(length) > self.max_size:
+                    if int(length) <= self._drain_limit:
+                        await self._drain(receive)
+                    await reject(send, 413, f"the body is over {self.max_size} bytes")
+                    return
+                chunks = await self._read(receive, send)
+        except TimeoutError:
+            await reject(send, 408, f"the request body did not arrive within {self.timeout:g} s")
+            return
+        if chunks is None:
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -110,6 +107,25 @@ class BodyLimit:
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive, send: Send) -> list[bytes] | None:
+        # The body's chunks, or None once answered (too large) or the client left.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_size:
+                if message.get("more_body", False):
+                    await self._drain(receive, size)
+                await reject(send, 413, f"the body is over {self.max_size} bytes")
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks
 
 
 class InternalErrors:
@@ -142,4 +158,4 @@ class InternalErrors:
             if started:
                 raise
             logger.exception("%s %s failed", scope["method"], scope["path"])
-            await send_error(send, 500, "internal server error", close=False)
+            await reject(send, 500, "internal server error", close=False)

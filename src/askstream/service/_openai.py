@@ -14,6 +14,7 @@ from ..http import aconnect
 from ..sse import Event
 from ._backend import ChatMessage, Chunk
 from ._errors import UpstreamError
+from ._text import valid_text
 
 __all__ = ["OpenAIBackend", "completions_url"]
 
@@ -37,6 +38,12 @@ def completions_url(url: str) -> str:
 
 
 def _error_text(payload: Any) -> str | None:
+    # The model's text ends up in our answers: no lone surrogate may pass (_text.py).
+    text = _error_field(payload)
+    return None if text is None else valid_text(text)
+
+
+def _error_field(payload: Any) -> str | None:
     # OpenAI: {"error": {"message": ...}}; vLLM and others: {"object": "error", "message": ...}.
     if not isinstance(payload, dict):
         return None

@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from ._errors import ServiceError
 from ._history import ChatRecord, MessageRecord
+from ._text import Text, loads
 
 __all__ = [
     "AskRequest",
@@ -51,10 +52,10 @@ class AskRequest(_Wire):
         alias_generator=to_camel, populate_by_name=True, strict=True, extra="ignore"
     )
 
-    chat_id: str | None = Field(
+    chat_id: Text | None = Field(
         default=None, description="The chat to continue; null or absent starts a new one."
     )
-    question: str = Field(
+    question: Text = Field(
         min_length=1,
         description="The question; not empty or only white space.",
         json_schema_extra={"pattern": _NOT_BLANK_CHAR},
@@ -69,15 +70,13 @@ class AskRequest(_Wire):
 
 
 def parse_ask(body: bytes) -> AskRequest:
-    """Parse and check an ask's body: 400 if it is not JSON, 422 if it is the wrong JSON.
+    """Parse and check an ask's body: 400 if it is not JSON (or nests deeper than
+    32 levels), 422 if it is the wrong JSON (NUL and lone surrogates included).
 
     Any ``Content-Type`` is accepted: the founding guide's client sends
     ``text/event-stream`` with its JSON body.
     """
-    try:
-        payload = json.loads(body)
-    except ValueError:  # UnicodeDecodeError included
-        raise ServiceError(400, "the body is not JSON") from None
+    payload = loads(body)  # 400: not JSON, or nested too deep
     if not isinstance(payload, dict):
         raise ServiceError(422, "the body must be a JSON object")
     try:

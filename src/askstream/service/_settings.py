@@ -154,7 +154,9 @@ class Settings:
         2.0, "seconds between an instance's lease renewals; at most half of lease_ttl (Redis)"
     )
     shutdown_timeout: float = _setting(
-        10.0, "seconds `serve` lets answers in flight finish on shutdown"
+        10.0,
+        "on SIGTERM or Ctrl+C, seconds answers in flight get to finish; then they are "
+        "stored `cancelled` and open streams end with error 503 (resume elsewhere)",
     )
     log_level: str = _setting("info", "critical, error, warning, info or debug")
     # -- who may ask (docs/security.md) --
@@ -183,6 +185,30 @@ class Settings:
     api_docs: bool = _setting(False, "serve the API's Swagger UI page at /docs")
     insecure: bool = _setting(
         False, "serve a non-loopback address with no tokens (anyone who reaches it can ask)"
+    )
+    # Limits: what one client, one user and everyone together may hold (docs/deploy.md).
+    max_head_size: int = _setting(
+        16 * 1024, "largest request head (request line and headers) in bytes; larger is 431"
+    )
+    header_timeout: float = _setting(
+        10.0, "seconds a client may take to send a request head; then 408 and the end"
+    )
+    body_timeout: float = _setting(
+        10.0, "seconds a client may take to send a request body; then 408 and the end"
+    )
+    max_connections: int = _setting(
+        2048, "open connections per process (streams included); more are answered 503"
+    )
+    max_generations: int = _setting(
+        256, "answers generating at once in this process; more asks are answered 503"
+    )
+    max_user_generations: int = _setting(
+        32, "answers one user may have generating at once in this process; more are 429"
+    )
+    memory_store_max_bytes: int = _setting(
+        256 * 1024 * 1024,
+        "bytes the memory store may hold; oldest finished streams go first, "
+        "a new ask is 503 while live ones fill it",
     )
 
     def __post_init__(self) -> None:
@@ -314,4 +340,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "cors_origins": _origins,
     "api_docs": _flag,
     "insecure": _flag,
+    "max_head_size": _positive(int),
+    "header_timeout": _positive(float),
+    "body_timeout": _positive(float),
+    "max_connections": _positive(int),
+    "max_generations": _positive(int),
+    "max_user_generations": _positive(int),
+    "memory_store_max_bytes": _positive(int),
 }

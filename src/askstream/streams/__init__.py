@@ -20,7 +20,14 @@ instance; needs ``askstream[redis]``).
 ['1']
 """
 
-from ._errors import InvalidEventId, StoreError, StreamExpired, StreamNotFound
+from ._errors import (
+    InvalidEventId,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+    StreamExpired,
+    StreamNotFound,
+)
 from ._memory import MemoryStore
 from ._redis import RedisStore
 from ._store import FinishStatus, Store, StreamStatus
@@ -32,6 +39,8 @@ __all__ = [
     "RedisStore",
     "Store",
     "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
     "StreamExpired",
     "StreamNotFound",
     "StreamStatus",

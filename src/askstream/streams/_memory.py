@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 
 from ..sse import Event
-from ._errors import InvalidEventId, StreamExpired, StreamNotFound
+from ._errors import InvalidEventId, StoreFull, StreamExpired, StreamNotFound
 from ._store import CancelCallback, FinishStatus, StreamStatus
 
 __all__ = ["MemoryStore"]
@@ -17,13 +18,20 @@ __all__ = ["MemoryStore"]
 #: "expired" (410) rather than "never existed" (404): a week.
 TOMBSTONE = 7 * 24 * 3600.0
 
+#: What a stored event costs besides its data string: the Event object, its id
+#: string and the list's pointer to it (measured with sys.getsizeof). Counted
+#: because an answer is thousands of small events: 50 echoed 60 KB questions
+#: are 750,000 events, 237 MB, of which the deltas themselves are a fifth.
+_EVENT_COST = sys.getsizeof(Event("", id="1234")) + sys.getsizeof("1234") + 8
+
 
 class _Log:
-    __slots__ = ("changed", "events", "on_cancel", "owner", "status")
+    __slots__ = ("changed", "events", "on_cancel", "owner", "size", "status")
 
     def __init__(self, owner: str, on_cancel: CancelCallback | None) -> None:
         self.owner = owner
         self.events: list[Event] = []
+        self.size = 0  # bytes its events hold (data strings and _EVENT_COST each)
         self.status: StreamStatus = "open"
         self.on_cancel = on_cancel
         # Made by the first follower that has to wait, set and dropped by the
@@ -46,6 +54,12 @@ class MemoryStore:
     stream is created; its id is remembered ``tombstone`` seconds more, so that
     reading it raises :class:`StreamExpired` rather than :class:`StreamNotFound`.
     The producer's lease is this process: :meth:`take_over` never finds a stream.
+
+    ``max_bytes`` caps what the events hold (their data strings as Python keeps
+    them, plus a fixed cost per event). Past it, the oldest finished streams are
+    dropped first, as if their retention had run out; when the open streams
+    alone fill it, :meth:`create` raises :class:`StoreFull` (the service answers
+    the ask 503), while streams already open go on to their end.
     Use it from one event loop; for several processes use
     :class:`~askstream.streams.RedisStore`.
 
@@ -67,8 +81,11 @@ class MemoryStore:
         retention: float = 3600.0,
         tombstone: float = TOMBSTONE,
         clock: Callable[[], float] = time.monotonic,
+        max_bytes: int | None = None,
     ) -> None:
         self._logs: dict[str, _Log] = {}
+        self._size = 0  # bytes held by every log
+        self._max_bytes = max_bytes
         self._finished: deque[tuple[float, str]] = deque()  # in finishing order
         # expired id -> (when, owner); insertion order is expiry order
         self._gone: dict[str, tuple[float, str]] = {}
@@ -88,17 +105,42 @@ class MemoryStore:
         # Ids are 1-based positions, so "after id n" is "from index n".
         if after is None:
             return 0
-        if after.isdigit() and after.isascii() and int(after) <= len(log.events):
+        # (Its length first: int() refuses a 5,000-digit string with a ValueError.)
+        if (
+            len(after) <= 18
+            and after.isdigit()
+            and after.isascii()
+            and int(after) <= len(log.events)
+        ):
             return int(after)
         raise InvalidEventId(stream_id, after)
+
+    @property
+    def size(self) -> int:
+        """Bytes the stored events hold, as counted against ``max_bytes``."""
+        return self._size
+
+    def _drop_oldest(self, now: float) -> None:
+        _, stream_id = self._finished.popleft()
+        log = self._logs.pop(stream_id, None)
+        if log is not None:
+            self._size -= log.size
+        self._gone[stream_id] = (now, "" if log is None else log.owner)
+
+    def _make_room(self, room: int) -> None:
+        # Until the events hold at most max_bytes - room: finished streams go,
+        # oldest first (a late reader of those gets 410 and finds the answer in
+        # the history); a live stream has no other copy, so it stays.
+        assert self._max_bytes is not None
+        now = self._clock()
+        while self._size > self._max_bytes - room and self._finished:
+            self._drop_oldest(now)
 
     def _expire(self) -> None:
         now = self._clock()
         deadline = now - self._retention
         while self._finished and self._finished[0][0] <= deadline:
-            _, stream_id = self._finished.popleft()
-            log = self._logs.pop(stream_id, None)
-            self._gone[stream_id] = (now, "" if log is None else log.owner)
+            self._drop_oldest(now)
         forgotten = now - self._tombstone
         for stream_id, (when, _) in list(self._gone.items()):
             if when > forgotten:
@@ -111,6 +153,10 @@ class MemoryStore:
         self._expire()
         if stream_id in self._logs or stream_id in self._gone:
             raise ValueError(f"stream {stream_id!r} already exists")
+        if self._max_bytes is not None:
+            self._make_room(1)  # a new stream needs some room
+            if self._size >= self._max_bytes:
+                raise StoreFull(stream_id, self._max_bytes)
         self._logs[stream_id] = _Log(owner, on_cancel)
 
     async def owner(self, stream_id: str) -> str | None:
@@ -126,6 +172,11 @@ class MemoryStore:
             raise RuntimeError(f"stream {stream_id!r} is finished ({log.status})")
         item = Event(data, event, str(len(log.events) + 1))
         log.events.append(item)
+        size = sys.getsizeof(data) + _EVENT_COST
+        log.size += size
+        self._size += size
+        if self._max_bytes is not None and self._size > self._max_bytes:
+            self._make_room(0)
         log.wake()
         return item
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..sse import Event
 from . import _redis_scripts as scripts
-from ._errors import InvalidEventId, StreamExpired, StreamNotFound
+from ._errors import InvalidEventId, StoreUnavailable, StreamExpired, StreamNotFound
 from ._lease import LeaseSchedule, check_lease
 from ._memory import TOMBSTONE
 from ._redis_batch import AppendBatcher
@@ -78,10 +78,12 @@ class RedisStore:
     this store renews the leases of the streams it created every
     ``lease_renew`` seconds, in one round trip for all of them. Cancel
     requests reach the producing process by pub/sub at once, and through the
-    renewal at the latest. Keys start with ``prefix`` (several deployments, or
-    test runs, can share one Redis). Every follower in this process shares
-    ``readers`` connections for its blocking reads; other commands use a pool
-    of at most ``max_connections``.
+    renewal at the latest. A follower gives up with
+    :class:`~askstream.streams.StoreUnavailable` when Redis stays unreachable,
+    or its stream's keys stay gone, for ``lease_ttl`` seconds. Keys start
+    with ``prefix`` (several deployments, or test runs, can share one Redis).
+    Every follower in this process shares ``readers`` connections for its
+    blocking reads; other commands use a pool of at most ``max_connections``.
 
     Use it as ``async with``: it owns its connections and background tasks.
     It needs Redis 7 or newer, and one Redis (or a Sentinel pair), not a Cluster.
@@ -173,6 +175,8 @@ class RedisStore:
             block_ms=_ms(self._block),
             closing=self._is_closing,
             sleep=self._sleep,
+            patience=self._lease_ttl_ms / 1000,
+            clock=self._clock,
         )
         self._cancellable = [
             self._start(self._batcher.run(connection_errors(), self._is_closing)),
@@ -372,6 +376,8 @@ class RedisStore:
                     raise StreamExpired(stream_id)
                 if feed.status is not None:
                     return
+                if feed.lost is not None:
+                    raise StoreUnavailable(stream_id, feed.lost, vanished=feed.vanished)
                 await feed.wait()
         finally:
             tail.release(feed)
@@ -427,6 +433,7 @@ class RedisStore:
         errors = connection_errors()
         last: bytes | None = None
         woken = b"0-0"
+        failing = False
         while not self._closed:
             try:
                 if last is None:  # from now on: older requests are not ours to act on
@@ -434,13 +441,16 @@ class RedisStore:
                     last = newest[0][0] if newest else b"0-0"
                 streams: Any = {key: last, control: woken}
                 reply: Any = await client.xread(streams, block=_ms(self._block))
-            except errors:
+            except errors as exc:
                 if self._closed:
                     return
                 # Requests made meanwhile also arrive with the next lease renewal.
-                logger.warning("reading cancel requests failed; retrying", exc_info=True)
+                if not failing:  # once per outage, not every retry
+                    logger.warning("reading cancel requests failed (%s); retrying", exc)
+                failing = True
                 await self._sleep(_RETRY_DELAY)
                 continue
+            failing = False
             for name, entries in reply or ():
                 if name == control:
                     woken = entries[-1][0]
@@ -451,6 +461,7 @@ class RedisStore:
 
     async def _keep_leases(self) -> None:
         schedule = self._leases
+        failing = False
         while not self._closed:
             wake = schedule.next_wake()
             if wake is None:
@@ -466,10 +477,13 @@ class RedisStore:
                 continue
             try:
                 await self._renew_leases(due)
-            except connection_errors():
-                logger.warning("renewing %d leases failed; retrying", len(due), exc_info=True)
+            except connection_errors() as exc:
+                if not failing:  # once per outage, not every retry
+                    logger.warning("renewing %d leases failed (%s); retrying", len(due), exc)
+                failing = True
                 await self._sleep(min(_RETRY_DELAY, self._lease_renew / 4))
                 continue
+            failing = False
             schedule.renewed(due, now)
 
     async def _renew_leases(self, stream_ids: list[str]) -> None:

@@ -14,12 +14,21 @@ it (from another connection). The reader asks for the wake stream's entries
 after the last one it saw, so a wake sent before its ``XREAD`` reached Redis
 still ends that ``XREAD`` at once: there is no window in which one is lost,
 and no polling.
+
+A follower must not wait for ever on a stream that cannot move. When Redis
+stays unreachable for ``patience`` seconds (the lease ttl: by then a dead
+producer's readers would have heard of it), or a followed stream's key has
+vanished (Redis restarted empty) and the stream has been quiet for that long,
+the reader marks its feeds *lost* and wakes their followers, which raise
+``StoreUnavailable``. A reader logs an outage once and its end once, however
+often it retries in between.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -84,13 +93,16 @@ class Feed:
         "expired",
         "followers",
         "key",
+        "lost",
+        "quiet_since",
         "raw_key",
         "reader",
         "start",
         "status",
+        "vanished",
     )
 
-    def __init__(self, key: str, start: int) -> None:
+    def __init__(self, key: str, start: int, now: float = 0.0) -> None:
         self.key = key
         self.raw_key = key.encode()  # what XREAD is sent and answers with
         self.start = start
@@ -101,10 +113,24 @@ class Feed:
         self.followers = 0
         self.reader: _Reader | None = None
         self._changed: asyncio.Event | None = None
+        # Why its followers must give up (Redis away, the stream gone), once they must.
+        self.lost: str | None = None
+        self.vanished = False
+        self.quiet_since = now  # when it last got an entry (or was made)
 
     @property
     def ended(self) -> bool:
-        return self.status is not None or self.expired
+        return self.status is not None or self.expired or self.lost is not None
+
+    @property
+    def meta_key(self) -> str:
+        """The key of the stream's status hash (the log's key without ``:log``)."""
+        return self.key.removesuffix(":log")
+
+    def lose(self, reason: str, *, vanished: bool = False) -> None:
+        self.lost = reason
+        self.vanished = vanished
+        self.wake()
 
     def push(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         events = self.events
@@ -116,6 +142,7 @@ class Feed:
                 self.expired = True
                 break
             self.cursor = seq
+            self.quiet_since = -1.0  # moved: the reader stamps the time
             status = fields.get(b"s")
             if status is not None:
                 self.status = status.decode()
@@ -142,18 +169,29 @@ class _Reader:
     """One connection running ``XREAD BLOCK`` over the feeds it was given."""
 
     def __init__(
-        self, client: Redis, wake_key: str, block_ms: int, closing: Callable[[], bool]
+        self,
+        client: Redis,
+        wake_key: str,
+        block_ms: int,
+        closing: Callable[[], bool],
+        *,
+        patience: float = float("inf"),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.wake_key = wake_key
         self._raw_wake_key = wake_key.encode()
-        self.block_ms = block_ms
+        # Come back at least every `patience` seconds to look for vanished streams.
+        self.block_ms = min(block_ms, max(1, round(patience * 1000)))
         self.closing = closing
         self.feeds: dict[bytes, Feed] = {}  # by raw key
         self.blocked = False  # an XREAD is on its way or waiting in Redis
         self.woken = False  # a wake entry was sent during this XREAD
         self._has_feeds = asyncio.Event()
         self._wake_id: bytes = b"0-0"
+        self._patience = patience
+        self._clock = clock
+        self._failing_since: float | None = None  # Redis has not answered since then
 
     def add(self, feed: Feed) -> bool:
         """Take ``feed``; ``True`` if the running ``XREAD`` must be woken for it."""
@@ -189,15 +227,56 @@ class _Reader:
             self.blocked, self.woken = True, False
             try:
                 reply = await self.client.xread(streams, count=_COUNT, block=self.block_ms)
-            except errors:
+            except errors as exc:
                 if self.closing():
                     return
-                logger.warning("reading streams from Redis failed; retrying", exc_info=True)
+                self._failed(exc)
                 await sleep(_RETRY_DELAY)
                 continue
             finally:
                 self.blocked = False
+            if self._failing_since is not None:
+                logger.warning("reading streams from Redis works again")
+                self._failing_since = None
             self._dispatch(reply, sent)
+            await self._look_for_vanished(errors)
+
+    def _failed(self, exc: Exception) -> None:
+        now = self._clock()
+        if self._failing_since is None:
+            self._failing_since = now
+            logger.warning("reading streams from Redis failed (%s); retrying", exc)
+        elif now - self._failing_since >= self._patience:
+            for feed in list(self.feeds.values()):
+                feed.lose(f"the stream store has been unreachable for {self._patience:g} s")
+                self.drop(feed)
+
+    async def _look_for_vanished(self, errors: tuple[type[Exception], ...]) -> None:
+        # A stream whose keys are gone (Redis restarted empty, or someone
+        # deleted them) never moves again: XREAD on a missing key just waits.
+        now = self._clock()
+        quiet = []
+        for feed in self.feeds.values():
+            if feed.quiet_since < 0:
+                feed.quiet_since = now
+            elif now - feed.quiet_since >= self._patience:
+                quiet.append(feed)
+        if not quiet:
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for feed in quiet:
+                    pipe.exists(feed.meta_key)
+                found = await pipe.execute()
+        except errors as exc:
+            self._failed(exc)
+            return
+        for feed, exists in zip(quiet, found, strict=True):
+            if exists:
+                feed.quiet_since = now
+            elif self.feeds.get(feed.raw_key) is feed:
+                feed.lose("the stream vanished from the stream store", vanished=True)
+                self.drop(feed)
 
     def _dispatch(self, reply: Any, sent: dict[bytes, Feed]) -> None:
         for key, entries in reply or ():
@@ -230,6 +309,8 @@ class Tail:
         block_ms: int,
         closing: Callable[[], bool],
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        patience: float = float("inf"),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if readers < 1:
             raise ValueError("readers must be at least 1")
@@ -241,6 +322,8 @@ class Tail:
         self._block_ms = block_ms
         self._closing = closing
         self._sleep = sleep
+        self._patience = patience
+        self._clock = clock
         self._readers: list[_Reader] = []
         self._feeds: dict[str, Feed] = {}
 
@@ -254,8 +337,8 @@ class Tail:
         Release it with :meth:`release`, whatever happens.
         """
         feed = self._feeds.get(key)
-        if feed is None:
-            feed = self._feeds[key] = Feed(key, after)
+        if feed is None or feed.lost is not None:  # a lost one's followers are leaving
+            feed = self._feeds[key] = Feed(key, after, self._clock())
             feed.followers = 1
             await self._assign(feed)
         else:
@@ -277,6 +360,8 @@ class Tail:
                 f"{self._wake_prefix}{len(self._readers)}",
                 self._block_ms,
                 self._closing,
+                patience=self._patience,
+                clock=self._clock,
             )
             self._readers.append(reader)
             self._start_task(reader.run(self._sleep))

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
+from typing import IO
 
 __all__ = ["ServerProcess", "free_port"]
 
@@ -26,7 +27,8 @@ class ServerProcess:
     """``uvicorn APP`` in a child process on a free loopback port.
 
     The child gets its own process group, so :meth:`stop` reaches everything it
-    started. Use it as a context manager, or call :meth:`start` and :meth:`stop`::
+    started. ``stderr`` (an open binary file) takes the server's log. Use it as
+    a context manager, or call :meth:`start` and :meth:`stop`::
 
         with ServerProcess("myapp:app") as server:
             httpx.get(server.url + "/health")
@@ -42,6 +44,7 @@ class ServerProcess:
         host: str = "127.0.0.1",
         port: int | None = None,
         startup_timeout: float = 20.0,
+        stderr: IO[bytes] | None = None,
     ) -> None:
         self.app = app
         self.host = host
@@ -51,6 +54,7 @@ class ServerProcess:
         self._env = dict(env or {})
         self._args = list(args)
         self._startup_timeout = startup_timeout
+        self._stderr = stderr  # where the server's log goes; None: this process's stderr
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,6 +84,7 @@ class ServerProcess:
             self.command(),
             env={**os.environ, **self._env},
             start_new_session=True,
+            stderr=self._stderr,
         )
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline:

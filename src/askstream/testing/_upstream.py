@@ -14,9 +14,10 @@ from typing import Any, Literal, cast, get_args
 
 __all__ = ["FakeUpstream"]
 
-Mode = Literal["normal", "fail", "drop", "slow", "refuse"]
+Mode = Literal["normal", "fail", "drop", "slow", "stall", "refuse", "surrogate"]
 _MODES: tuple[str, ...] = get_args(Mode)
 _PIECE = re.compile(r"\s*\S{1,4}|\s+")
+_LONE = re.compile("[\ud800-\udfff]")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,7 +33,10 @@ def _chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
         "model": "fake",
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
     }
-    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+    # A lone surrogate cannot be UTF-8: it goes out as a \ud83d escape, as a
+    # gateway that cuts an emoji's pair in two sends it.
+    ascii_only = _LONE.search(delta.get("content", "")) is not None
+    return b"data: " + json.dumps(payload, ensure_ascii=ascii_only).encode() + b"\n\n"
 
 
 class FakeUpstream:
@@ -48,7 +52,11 @@ class FakeUpstream:
     - ``fail``: ``fail_after`` pieces, then an OpenAI error payload, then the end.
     - ``drop``: ``fail_after`` pieces, then the end, without ``[DONE]``.
     - ``slow``: ``slow_delay`` seconds before the first piece and between pieces.
+    - ``stall``: ``fail_after`` pieces, then ``slow_delay`` seconds of silence (a
+      model that thinks mid-answer), then the rest and a normal end.
     - ``refuse``: HTTP 503 with an OpenAI error body.
+    - ``surrogate``: as ``normal``, but an emoji's two UTF-16 halves come after
+      the first piece, each alone in its chunk (``"\\ud83d"``, then ``"\\ude42"``).
 
     With ``api_key`` set, a request without ``Authorization: Bearer <api_key>``
     gets 401. With ``stamp``, each piece is the time it was sent,
@@ -210,8 +218,12 @@ class FakeUpstream:
         pieces = self._pieces(messages)
         if mode in {"fail", "drop"}:
             pieces = pieces[: self.fail_after]
+        elif mode == "surrogate":
+            pieces[1:1] = ["\ud83d", "\ude42"]
         for number, piece in enumerate(pieces):
-            if delay and (number or mode == "slow"):
+            if mode == "stall" and number == self.fail_after:
+                await asyncio.sleep(self.slow_delay)
+            elif delay and (number or mode == "slow"):
                 await asyncio.sleep(delay)
             if disconnected.is_set():
                 return

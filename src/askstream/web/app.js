@@ -7,6 +7,12 @@
 // piece arrives twice. An answer still streaming that this tab did not start
 // (another tab, a new session) is followed from the start of its stream, which
 // replaces the partial text the server stored.
+//
+// Who is asking: by default the service gives this browser an anonymous session
+// in an HttpOnly cookie, which a same-origin fetch sends by itself. A service
+// configured with tokens answers 401 with `WWW-Authenticate: Bearer` instead;
+// then the page asks for a token once (see "the token" below) and sends
+// `Authorization: Bearer <token>` on every call and stream.
 
 import { ResponseError, stream } from "./askstream.js";
 import { renderInto } from "./markdown.js";
@@ -23,6 +29,7 @@ const ui = {
   newChat: $("new-chat"),
   chatList: $("chat-list"),
   chatListEmpty: $("chat-list-empty"),
+  moreChats: $("more-chats"),
   title: $("chat-title"),
   messages: $("messages"),
   welcome: $("welcome"),
@@ -30,20 +37,120 @@ const ui = {
   question: $("question"),
   send: $("send"),
   stop: $("stop"),
+  tokenOverlay: $("token-overlay"),
+  tokenForm: $("token-form"),
+  token: $("token"),
+  tokenError: $("token-error"),
 };
 
 const state = {
   chatId: null, // the open chat; null for a new one
-  chats: [],
+  chats: [], // newest first: the first page, then any the person asked for with "Show more"
+  nextCursor: null, // where the next page of chats starts; null when there is none
+  morePages: false, // "Show more" was used: a refresh keeps the older pages
   views: new Map(), // messageId -> MessageView, for the open chat
   active: null, // the answer this tab is streaming: see Answer
   loadToken: 0, // bumps on every chat switch, so a slow load cannot draw over a newer one
 };
 
+// ---------------------------------------------------------------- the token
+//
+// Kept in localStorage under "askstream.token": it survives reloads, restarts
+// and new tabs, so a person is asked once (sessionStorage would ask in every
+// tab). Any script running on this origin could read it there; what guards it
+// is that no foreign script runs here: the Content-Security-Policy allows script
+// from 'self' only (an injected <script> or onerror= never runs, proved by
+// tests/web/test_csp.py), and markdown.js builds answers as DOM nodes, never
+// parsing HTML. An HttpOnly cookie would be out of script's reach, but the
+// service takes tokens as a header only. A refused token is forgotten at once.
+
+const TOKEN_KEY = "askstream.token";
+// RFC 6750 §2.1's b64token, loosened to any visible ASCII: what a header can carry.
+const TOKEN_SHAPE = /^[\x21-\x7e]+$/;
+
+const auth = {
+  token: null, // the token calls carry, or null (anonymous)
+  refused: false, // the last token was refused: say so when asking again
+  waiting: null, // the open prompt: a promise every call that needs a token awaits
+  answer: null, // resolves `waiting`
+};
+
+try {
+  auth.token = localStorage.getItem(TOKEN_KEY);
+} catch {
+  // Storage disabled: the token lives as long as the page.
+}
+
+function withToken(headers) {
+  const all = new Headers(headers);
+  if (auth.token !== null) all.set("Authorization", `Bearer ${auth.token}`);
+  return all;
+}
+
+function keepToken(token) {
+  auth.token = token;
+  try {
+    if (token === null) localStorage.removeItem(TOKEN_KEY);
+    else localStorage.setItem(TOKEN_KEY, token);
+  } catch {
+    // Storage disabled or full: kept in memory only.
+  }
+}
+
+const wantsBearer = (headers) => /^\s*bearer\b/i.test(headers?.get("WWW-Authenticate") ?? "");
+
+/** A 401 asking for a bearer token answered a call that carried `sent` (or none):
+ * forget a refused token, or ask for one; then the caller tries again. */
+async function unauthorized(sent) {
+  if (sent !== null) {
+    // Refused: forget it, unless another call has already replaced it. The
+    // retry goes without a token, so a service that no longer wants one (a
+    // token left over from a former configuration) just works; one that does
+    // answers 401 again and the person is asked.
+    if (auth.token === sent) {
+      keepToken(null);
+      auth.refused = true;
+    }
+    return;
+  }
+  if (auth.token !== null) return; // given while this call was on its way
+  if (!auth.waiting) {
+    auth.waiting = new Promise((resolve) => (auth.answer = resolve));
+    ui.tokenError.textContent = auth.refused ? "That token was refused. Try again." : "";
+    ui.tokenError.hidden = !auth.refused;
+    ui.token.value = "";
+    ui.tokenOverlay.hidden = false;
+    ui.token.focus();
+  }
+  await auth.waiting;
+}
+
+ui.tokenForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = ui.token.value.trim();
+  if (!TOKEN_SHAPE.test(token)) {
+    ui.tokenError.textContent = "A token is one word of visible characters.";
+    ui.tokenError.hidden = false;
+    return;
+  }
+  keepToken(token);
+  auth.refused = false;
+  ui.tokenOverlay.hidden = true;
+  const answer = auth.answer;
+  auth.waiting = auth.answer = null;
+  answer();
+});
+
 // ---------------------------------------------------------------- the API
 
 async function api(path, init = {}) {
-  const response = await fetch(path, { cache: "no-store", ...init });
+  let response;
+  for (;;) {
+    const sent = auth.token;
+    response = await fetch(path, { cache: "no-store", ...init, headers: withToken(init.headers) });
+    if (response.status !== 401 || !wantsBearer(response.headers)) break;
+    await unauthorized(sent);
+  }
   if (!response.ok) {
     let body = null;
     try {
@@ -55,12 +162,34 @@ async function api(path, init = {}) {
       status: response.status,
       code: body?.code ?? response.status,
       body,
+      headers: response.headers,
     });
   }
   return response.status === 204 ? null : response.json();
 }
 
+/** `stream(url, options)` with the token; a 401 before the first event asks for
+ * one (nothing was started yet, so trying again is safe). */
+async function* authorizedStream(url, options) {
+  for (;;) {
+    const sent = auth.token;
+    let started = false;
+    try {
+      for await (const event of stream(url, { ...options, headers: withToken(options.headers) })) {
+        started = true;
+        yield event;
+      }
+      return;
+    } catch (error) {
+      if (started || error?.status !== 401 || !wantsBearer(error.headers)) throw error;
+      await unauthorized(sent);
+    }
+  }
+}
+
+// GET /api/chats answers {chats, nextCursor} a page at a time (a bare list before issue 11).
 const chatsOf = (body) => (Array.isArray(body) ? body : (body?.chats ?? []));
+const cursorOf = (body) => (Array.isArray(body) ? null : (body?.nextCursor ?? null));
 const idOf = (chat) => chat.chatId ?? chat.id;
 const messageIdOf = (message) => message.messageId ?? message.id ?? null;
 
@@ -171,6 +300,7 @@ function clearMessages() {
 function renderChatList() {
   ui.chatList.replaceChildren();
   ui.chatListEmpty.hidden = state.chats.length > 0;
+  ui.moreChats.hidden = state.nextCursor === null;
   for (const chat of state.chats) {
     const id = idOf(chat);
     const item = document.createElement("li");
@@ -220,15 +350,43 @@ function closeSidebar() {
 // ---------------------------------------------------------------- chats
 
 async function refreshChats() {
+  let page;
   try {
-    state.chats = chatsOf(await api("/api/chats"));
+    page = await api("/api/chats");
   } catch (error) {
     console.warn("askstream: could not list chats:", error);
     return;
   }
+  const first = chatsOf(page);
+  if (state.morePages) {
+    // Keep the older pages the person opened; the first page replaces its own
+    // chats (a chat answered since moved to the top), the cursor stays theirs.
+    const fresh = new Set(first.map(idOf));
+    state.chats = [...first, ...state.chats.filter((chat) => !fresh.has(idOf(chat)))];
+  } else {
+    state.chats = first;
+    state.nextCursor = cursorOf(page);
+  }
   renderChatList();
   const open = state.chats.find((chat) => idOf(chat) === state.chatId);
   if (open?.title) setTitle(open.title);
+}
+
+async function moreChats() {
+  if (state.nextCursor === null) return;
+  ui.moreChats.disabled = true;
+  try {
+    const page = await api(`/api/chats?cursor=${encodeURIComponent(state.nextCursor)}`);
+    const known = new Set(state.chats.map(idOf));
+    state.chats.push(...chatsOf(page).filter((chat) => !known.has(idOf(chat))));
+    state.nextCursor = cursorOf(page);
+    state.morePages = true;
+  } catch (error) {
+    console.warn("askstream: could not list more chats:", error);
+  } finally {
+    ui.moreChats.disabled = false;
+  }
+  renderChatList();
 }
 
 async function openChat(chatId) {
@@ -294,6 +452,7 @@ async function deleteChat(chatId, title) {
     return;
   }
   forgetActive(chatId);
+  state.chats = state.chats.filter((chat) => idOf(chat) !== chatId);
   if (state.chatId === chatId) {
     history.replaceState(null, "", location.pathname);
     await openChat(null);
@@ -426,10 +585,10 @@ class Answer {
     this.cancelSent = true;
     let status = 0;
     try {
-      const url = `/api/streams/${encodeURIComponent(this.messageId)}/cancel`;
-      status = (await fetch(url, { method: "POST" })).status;
-    } catch {
-      status = 0;
+      await api(`/api/streams/${encodeURIComponent(this.messageId)}/cancel`, { method: "POST" });
+      status = 204;
+    } catch (error) {
+      status = error.status ?? 0; // a ResponseError's status, or 0 for a network failure
     }
     if (status === 409) return; // it ended already: its last event is on its way
     if (status < 200 || status > 299) {
@@ -456,7 +615,7 @@ async function ask(question) {
   const view = addView(new MessageView("assistant"));
   view.setStatus("streaming");
   const answer = new Answer({ chatId: state.chatId, view });
-  const events = stream("/api/ask", {
+  const events = authorizedStream("/api/ask", {
     method: "POST",
     body: { chatId: state.chatId, question },
     signal: answer.controller.signal,
@@ -484,7 +643,10 @@ function follow(chatId, messageId, view, resume) {
   view.setStatus("streaming");
   let first = !resume;
   const url = `/api/streams/${encodeURIComponent(messageId)}`;
-  const events = stream(url, { lastEventId: answer.lastEventId, signal: answer.controller.signal });
+  const events = authorizedStream(url, {
+    lastEventId: answer.lastEventId,
+    signal: answer.controller.signal,
+  });
   answer.run(
     (async function* () {
       for await (const event of events) {
@@ -542,6 +704,7 @@ ui.menu.addEventListener("click", () => {
   ui.menu.setAttribute("aria-expanded", String(open));
 });
 ui.scrim.addEventListener("click", closeSidebar);
+ui.moreChats.addEventListener("click", moreChats);
 
 window.addEventListener("hashchange", () => openChat(chatIdFromHash()));
 

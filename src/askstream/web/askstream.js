@@ -155,15 +155,17 @@ export class EventTooLargeError extends Error {
  *
  * `status` is the HTTP status, `code` the server's code (the status when the
  * body had none), `message` the server's message ("LLM request failed" when the
- * body had none), `body` the parsed JSON body if there was one.
+ * body had none), `body` the parsed JSON body if there was one, `headers` the
+ * answer's `Headers` (e.g. `WWW-Authenticate` on a 401), or null.
  */
 export class ResponseError extends Error {
-  constructor(message, { status, code, body = null } = {}) {
+  constructor(message, { status, code, body = null, headers = null } = {}) {
     super(message);
     this.name = "ResponseError";
     this.status = status;
     this.code = code;
     this.body = body;
+    this.headers = headers;
   }
 }
 
@@ -178,7 +180,8 @@ export async function responseError(response) {
   const message =
     body && typeof body.message === "string" && body.message ? body.message : "LLM request failed";
   const code = body && body.code != null ? body.code : response.status;
-  return new ResponseError(message, { status: response.status, code, body });
+  const headers = response.headers;
+  return new ResponseError(message, { status: response.status, code, body, headers });
 }
 
 function sleep(ms, signal) {
@@ -216,6 +219,12 @@ function isPlainObject(value) {
  * Options (anything else goes to `fetch` unchanged):
  * - `method`, `headers`, `body`, `signal`: as for `fetch`. A plain object or
  *   array `body` is sent as JSON.
+ * - `headers` and `credentials` (e.g. `{ Authorization: "Bearer ..." }`,
+ *   `credentials: "include"`) are sent with the first request and with every
+ *   resume, except that a resume on another origin than the first request's (a
+ *   cross-origin `Content-Location`) sends no `Authorization` or `Cookie` header
+ *   and no cookies (`credentials: "omit"`), as fetch does on a cross-origin
+ *   redirect: a token is for the origin it was given to. Other headers travel.
  * - `lastEventId`: resume a stream after this id (sent as `Last-Event-ID`).
  * - `terminal`: event types after which the stream is complete and the loop
  *   ends (default `["done", "error"]`). A body that ends before one of them is a
@@ -249,6 +258,8 @@ export async function* stream(url, options = {}) {
     fetch: fetchImpl = globalThis.fetch,
     ...init
   } = options;
+  // The origin the caller's credentials are for; a relative URL is the page's own.
+  const origin = new URL(String(url), globalThis.location?.href).origin;
   const terminalTypes = new Set(terminal ?? []);
   const baseHeaders = new Headers(headers);
   if (!baseHeaders.has("Accept")) baseHeaders.set("Accept", "text/event-stream");
@@ -276,11 +287,21 @@ export async function* stream(url, options = {}) {
     const requestHeaders = new Headers(baseHeaders);
     if (request.body === undefined) requestHeaders.delete("Content-Type"); // a resume is a bare GET
     if (decoder.lastEventId !== "") requestHeaders.set("Last-Event-ID", decoder.lastEventId);
+    const foreign = new URL(request.url, globalThis.location?.href).origin !== origin;
+    if (foreign) {
+      // Never hand the first origin's credentials to another one: the Fetch
+      // standard's rule for a cross-origin redirect (§4.4 "HTTP-redirect fetch"
+      // drops Authorization), httpx's too. A Cookie header can only be set outside
+      // a browser; in one, "omit" keeps the other origin's own cookies home.
+      requestHeaders.delete("Authorization");
+      requestHeaders.delete("Cookie");
+    }
     let response;
     try {
       response = await fetchImpl(request.url, {
         cache: "no-store",
         ...init,
+        ...(foreign && { credentials: "omit" }),
         method: request.method,
         headers: requestHeaders,
         body: request.body,
