@@ -16,11 +16,12 @@ Everything askstream raises at run time derives from :class:`AskstreamError`::
     │   ├── StreamExpired             a stream past its retention (HTTP 410)
     │   ├── StoreUnavailable          the store (or the stream) stayed away too long (503)
     │   └── InvalidEventId            Last-Event-ID that the stream never handed out
-    └── ServiceError                  the ask service answers with .status, .code, .message
-        ├── UpstreamError             the LLM back end failed (502)
-        └── Unavailable               a dependency is down, or the server stops (503)
+    ├── ServiceError                  the ask service answers with .status, .code, .message
+    │   ├── UpstreamError             the LLM back end failed (502)
+    │   └── Unavailable               a dependency is down, or the server stops (503)
+    └── SchemaError                   the database's schema is not the one the service works with
 
-The last two branches live beside the code that raises them
+The last three branches live beside the code that raises them
 (``askstream.streams``, ``askstream.service``) and derive from this root.
 
 The split between local and remote protocol errors follows h11: a

@@ -2,6 +2,7 @@
 
     askstream serve [--host 127.0.0.1] [--port 8000] [--llm-url URL --llm-model NAME] ...
     askstream ask "Why is the sky blue?" [--chat ID] [--url http://127.0.0.1:8000] [--token T]
+    askstream db upgrade [--database-url URL] [--data-dir DIR]
 
 Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin; flags win. ``ask``
 prints the answer as it arrives, then the chat's id on stderr (pass it to
@@ -22,6 +23,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .service import Settings
 
 __all__ = ["exposure_refusal", "main"]
@@ -68,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
             help=field.metadata["help"] + shown,
         )
 
+    _db_parser(commands)
+
     ask = commands.add_parser(
         "ask",
         help="ask a running service a question",
@@ -88,6 +93,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _db_parser(commands: Any) -> None:
+    from .service import Settings
+    from .service._settings import _PARSERS
+
+    db = commands.add_parser("db", help="look after the chat history's database")
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = actions.add_parser(
+        "upgrade",
+        help="bring the database's schema to the newest revision",
+        description="Bring the chat history's schema to the newest revision (an empty "
+        "database gets every table). It reads the database as `serve` does: these flags, "
+        "else ASKSTREAM_DATABASE_URL and ASKSTREAM_DATA_DIR. Safe to run while instances "
+        "are serving, and again: an upgraded database is left alone.",
+    )
+    for field in dataclasses.fields(Settings):
+        if field.name in {"data_dir", "database_url"}:
+            upgrade.add_argument(
+                "--" + field.name.replace("_", "-"),
+                type=_PARSERS[field.name],
+                default=None,
+                metavar=field.name.split("_")[-1].upper(),
+                help=field.metadata["help"],
+            )
+
+
 def _shown(value: object) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
@@ -104,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "db":
+        return _db_upgrade(args.database_url, args.data_dir)
     token = args.token or os.environ.get("ASKSTREAM_TOKEN") or None  # the flag wins
     return _ask(args.question, chat=args.chat, url=args.url, token=token)
 
@@ -163,6 +195,45 @@ def _serve(args: argparse.Namespace) -> int:
         print("askstream stopped", file=sys.stderr, flush=True)
         return 130
     return 0 if server.started else 1
+
+
+def _db_upgrade(database_url: str | None, data_dir: Path | None) -> int:
+    import asyncio
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .service import Settings
+    from .service._history import create_engine
+    from .service._migrate import SchemaError, Upgrade, upgrade
+
+    try:
+        settings = Settings.from_env(None, database_url=database_url, data_dir=data_dir)
+    except ValueError as exc:
+        print(f"askstream: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
+    )
+    shown = make_url(settings.database).render_as_string(hide_password=True)
+
+    async def run() -> Upgrade:
+        engine = create_engine(settings.database)
+        try:
+            return await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        done = asyncio.run(run())
+    except (SchemaError, SQLAlchemyError, OSError) as exc:
+        print(f"askstream: cannot upgrade the database {shown}: {exc}", file=sys.stderr)
+        return 1
+    if done.changed:
+        print(f"database {shown}: upgraded from {done.before or 'nothing'} to {done.after}")
+    else:
+        print(f"database {shown}: already at {done.after}, the newest")
+    return 0
 
 
 def exposure_refusal(settings: Settings) -> str | None:

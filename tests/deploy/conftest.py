@@ -265,6 +265,9 @@ def start_pair(tmp_path: Path, pg_database: str) -> Iterator[StartPair]:  # noqa
             "ASKSTREAM_REDIS_URL": REDIS_URL,
             "ASKSTREAM_REDIS_PREFIX": prefix,
             "ASKSTREAM_DATABASE_URL": pg_database,
+            # One key signs the browser sessions on both (docs/security.md): the
+            # tests' client is one anonymous user whichever instance it reaches.
+            "ASKSTREAM_SECRET_KEY": "deploy-test-key-" + prefix,
             **env,
         }
         for _ in range(2):  # one after the other: the first creates the tables

@@ -284,6 +284,9 @@ async def sigterm_mid_answer(
     """Four asks through nginx (round robin: two on each instance), three more
     readers of each; SIGTERM ``victim`` once every reader has an event; every
     reader followed to its answer's end. Per ask: the asker, then its readers."""
+    # One browser session for every request: asks sent together before the client
+    # had one would each make a new anonymous user, strangers to each other.
+    assert (await client.get(nginx.url + "/api/chats")).status_code == 200
     loop = asyncio.get_running_loop()
     firsts = [loop.create_future() for _ in range(4)]
     asks = [

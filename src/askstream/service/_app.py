@@ -167,7 +167,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             history = ChatHistory(create_engine(settings.database))
             stack.push_async_callback(history.aclose)
-            await history.create_tables()
+            await history.create_tables(upgrade=settings.db_upgrade)
             llm = backend
             if llm is None:
                 llm = make_backend(settings)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from . import _migrate
 from ._backend import ChatMessage
 
 __all__ = ["ChatHistory", "ChatRecord", "MessageRecord", "MessageStatus"]
@@ -28,6 +29,8 @@ __all__ = ["ChatHistory", "ChatRecord", "MessageRecord", "MessageStatus"]
 MessageStatus = Literal["streaming", "complete", "failed", "cancelled"]
 Role = Literal["user", "assistant"]
 
+# The tables as the newest revision of migrations/versions makes them: a change
+# here is a new revision there (tests/service/test_migrations.py compares them).
 _metadata = sa.MetaData()
 
 _chats = sa.Table(
@@ -170,10 +173,14 @@ class ChatHistory:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def create_tables(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_metadata.create_all)
-            await conn.run_sync(_add_owner_column)
+    async def create_tables(self, *, upgrade: bool = True) -> None:
+        """Bring the schema to the newest revision (``_migrate.upgrade``: an empty
+        database gets every table, an old one its changes), or with ``upgrade``
+        off only check that it is there (:class:`~._migrate.SchemaError` if not)."""
+        if upgrade:
+            await _migrate.upgrade(self.engine)
+        else:
+            await _migrate.check(self.engine)
 
     async def aclose(self) -> None:
         await self.engine.dispose()
@@ -370,20 +377,3 @@ class ChatHistory:
             await conn.execute(_messages.delete().where(_messages.c.chat_id == chat_id))
             result = await conn.execute(_chats.delete().where(*mine))
         return bool(result.rowcount)
-
-
-def _add_owner_column(conn: sa.Connection) -> None:
-    # A database made before chats had owners (issue 11) gets the column; its
-    # chats belong to nobody, so no one lists them. Schema versions with
-    # Alembic replace this (issue 16).
-    columns = {column["name"] for column in sa.inspect(conn).get_columns("askstream_chats")}
-    if "owner" not in columns:
-        conn.execute(
-            sa.text("ALTER TABLE askstream_chats ADD COLUMN owner VARCHAR(100) NOT NULL DEFAULT ''")
-        )
-        conn.execute(
-            sa.text(
-                "CREATE INDEX IF NOT EXISTS askstream_chats_owner_created "
-                "ON askstream_chats (owner, created_at)"
-            )
-        )

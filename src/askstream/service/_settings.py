@@ -114,6 +114,11 @@ class Settings:
         "SQLAlchemy URL of the chat history: sqlite+aiosqlite:///... or "
         "postgresql+asyncpg://...; unset: data_dir/askstream.db",
     )
+    db_upgrade: bool = _setting(
+        True,
+        "upgrade the database's schema at start (as `askstream db upgrade`); "
+        "false: refuse to start unless it is at the newest",
+    )
     llm_url: str | None = _setting(
         None,
         "OpenAI-compatible API, base URL (https://api.openai.com/v1) or full "
@@ -315,6 +320,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "port": _port,
     "data_dir": Path,
     "database_url": str,
+    "db_upgrade": _flag,
     "llm_url": str,
     "llm_model": str,
     "llm_api_key": str,
