@@ -17,6 +17,7 @@ from ._generation import Generations
 from ._guards import USER_KEY
 from ._health import Dependencies
 from ._history import ChatHistory
+from ._openapi import EVENT_STREAM, LAST_EVENT_ID
 from ._schemas import (
     AskRequest,
     ChatDetail,
@@ -69,26 +70,16 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody} for status in statuses}
 
 
-router = APIRouter(prefix="/api")
-
-_SSE_DOC = {
-    "description": "The answer as `text/event-stream`: `message` events with "
-    '`{"chatId", "messageId", "delta"}`, then `done` (or `error`). See docs/api.md.',
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    "headers": {
-        "Content-Location": {
-            "description": "`/api/streams/{messageId}`: where to resume this answer.",
-            "schema": {"type": "string"},
-        }
-    },
-}
+# Any request may be 422 (a NUL in its path, query or headers, a bad query
+# value), and ours is ErrorBody: FastAPI's own 422 model would be a lie.
+router = APIRouter(prefix="/api", responses=_errors(422))
 
 
 @router.post(
     "/ask",
     summary="Ask a question; the answer streams back as server-sent events",
     response_class=Response,
-    responses={200: _SSE_DOC, **_errors(400, 401, 403, 404, 413, 422, 429, 500, 502, 503)},
+    responses={200: EVENT_STREAM, **_errors(400, 401, 403, 404, 413, 422, 429, 500, 502, 503)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -119,14 +110,23 @@ async def ask(request: Request, deps: Deps, user: User) -> Response:
     "/streams/{message_id}",
     summary="Follow an answer's stream: replay after Last-Event-ID, then live",
     response_class=Response,
-    responses={200: _SSE_DOC, **_errors(400, 401, 404, 410, 422, 503)},
+    responses={200: EVENT_STREAM, **_errors(400, 401, 404, 410, 422, 503)},
 )
 async def follow_stream(
     message_id: str,
     deps: Deps,
     user: User,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    last_event_id: Annotated[str | None, Query(alias="lastEventId")] = None,
+    last_event_id_header: Annotated[
+        str, Header(alias="Last-Event-ID", description=LAST_EVENT_ID, examples=["7"])
+    ] = "",
+    last_event_id: Annotated[
+        str,
+        Query(
+            alias="lastEventId",
+            description="`Last-Event-ID` for a client that cannot set headers; "
+            "the header wins when both are set.",
+        ),
+    ] = "",
 ) -> Response:
     after = last_event_id_header or last_event_id or None
     await _own_stream(deps, message_id, user)

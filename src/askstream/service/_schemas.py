@@ -9,6 +9,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import re
 from typing import Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -34,6 +35,12 @@ __all__ = [
 ]
 
 
+#: A character that is not white space as ``str.strip`` has it, spelled so that
+#: JSON Schema's regexes (ECMA-262, whose ``\s`` is another set) read it alike.
+_NOT_BLANK_CHAR = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_NOT_BLANK = re.compile(_NOT_BLANK_CHAR)
+
+
 class _Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
@@ -48,12 +55,16 @@ class AskRequest(_Wire):
     chat_id: Text | None = Field(
         default=None, description="The chat to continue; null or absent starts a new one."
     )
-    question: Text = Field(min_length=1, description="The question; not empty or only spaces.")
+    question: Text = Field(
+        min_length=1,
+        description="The question; not empty or only white space.",
+        json_schema_extra={"pattern": _NOT_BLANK_CHAR},
+    )
 
     @field_validator("question")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+        if _NOT_BLANK.search(value) is None:
             raise ValueError("must not be empty or only white space")
         return value
 
