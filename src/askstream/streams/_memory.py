@@ -23,6 +23,16 @@ TOMBSTONE = 7 * 24 * 3600.0
 #: because an answer is thousands of small events: 50 echoed 60 KB questions
 #: are 750,000 events, 237 MB, of which the deltas themselves are a fifth.
 _EVENT_COST = sys.getsizeof(Event("", id="1234")) + sys.getsizeof("1234") + 8
+#: What remembering an expired stream costs besides its id string: the tuple and
+#: the time in it, and the dict's slot (about 100 bytes on 64-bit CPython). A
+#: busy process expires thousands of streams an hour, remembered for a week: they
+#: count against ``max_bytes`` too.
+_TOMBSTONE_COST = sys.getsizeof((0.0, "")) + sys.getsizeof(0.0) + 100
+
+
+def tombstone_cost(stream_id: str) -> int:
+    """Bytes one expired stream's marker is counted as."""
+    return sys.getsizeof(stream_id) + _TOMBSTONE_COST
 
 
 class _Log:
@@ -117,7 +127,8 @@ class MemoryStore:
 
     @property
     def size(self) -> int:
-        """Bytes the stored events hold, as counted against ``max_bytes``."""
+        """Bytes the stored events and the markers of expired streams hold, as
+        counted against ``max_bytes``."""
         return self._size
 
     def _drop_oldest(self, now: float) -> None:
@@ -126,15 +137,25 @@ class MemoryStore:
         if log is not None:
             self._size -= log.size
         self._gone[stream_id] = (now, "" if log is None else log.owner)
+        self._size += tombstone_cost(stream_id)
+
+    def _forget(self, stream_id: str) -> None:
+        del self._gone[stream_id]
+        self._size -= tombstone_cost(stream_id)
 
     def _make_room(self, room: int) -> None:
-        # Until the events hold at most max_bytes - room: finished streams go,
-        # oldest first (a late reader of those gets 410 and finds the answer in
-        # the history); a live stream has no other copy, so it stays.
+        # Until everything holds at most max_bytes - room. The markers of expired
+        # streams go first, oldest first: losing one only turns a late reader's
+        # 410 into a 404. Then finished streams, oldest first (a late reader of
+        # those gets 410 and finds the answer in the history); a live stream has
+        # no other copy, so it stays.
         assert self._max_bytes is not None
         now = self._clock()
-        while self._size > self._max_bytes - room and self._finished:
-            self._drop_oldest(now)
+        while self._size > self._max_bytes - room and (self._gone or self._finished):
+            if self._gone:
+                self._forget(next(iter(self._gone)))
+            else:
+                self._drop_oldest(now)
 
     def _expire(self) -> None:
         now = self._clock()
@@ -145,7 +166,7 @@ class MemoryStore:
         for stream_id, (when, _) in list(self._gone.items()):
             if when > forgotten:
                 break
-            del self._gone[stream_id]
+            self._forget(stream_id)
 
     async def create(
         self, stream_id: str, *, owner: str = "", on_cancel: CancelCallback | None = None
