@@ -1,32 +1,39 @@
 """One source's events written to many event streams, each encoded once.
 
-A thousand readers of one answer, each with a task of its own that wakes,
-takes the event and writes it, cost a thousand task wake-ups per event, each
-resuming every frame of its task. A :class:`Broadcast` lets one publisher write
-each event to every reader's ``send`` itself: per reader, one call that
-returns without suspending while the reader's socket takes the bytes.
+A thousand readers of one answer, each following the answer's log by itself,
+cost a thousand wake-ups and encodes per event. A :class:`Broadcast` encodes
+each event once and hands the frame to every joined stream's ``write``: a plain
+call that puts the bytes in the stream's batch (``_stream.py``), which the
+stream writes in its own time, packing together what came while it wrote.
 
-A reader that cannot take an event at once (its socket is full) is let go: its
-own task finishes that write and goes on alone, from its source, as any stream
-does, so one slow reader never holds up the others, and heartbeats and the
-slow-reader timeout keep working as before.
+A stream whose reader falls behind (its batch outgrows ``write``'s bound) is
+let go: it keeps what it was given, goes back to its source and catches up
+alone from there, as any stream does, so one slow reader never holds up the
+others and never holds more than a bounded batch.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from collections.abc import Callable
 
 from ._items import encode_item
 
-__all__ = ["Broadcast", "Join"]
+__all__ = ["Broadcast", "Join", "Write", "attend"]
+
+Write = Callable[[bytes], bool]
+"""A stream's write: takes a frame, says whether the stream may be handed more."""
 
 
-class _Member(Protocol):
-    """A stream parked in a broadcast (``_stream.Stream``)."""
+class _Member:
+    """A stream joined to a broadcast: its write, and the position of the last frame it took."""
 
-    def _offer(self, frame: bytes, position: int) -> bool: ...
+    __slots__ = ("cursor", "let_go", "write")
 
-    def _let_go(self, outcome: object) -> None: ...
+    def __init__(self, write: Write, cursor: int, let_go: asyncio.Future[None]) -> None:
+        self.write = write
+        self.cursor = cursor
+        self.let_go = let_go
 
 
 class Join:
@@ -63,10 +70,10 @@ class Broadcast:
     either way, when the source is asked for its next item, ``join.position``
     tells where its stream stands, and the source goes on from there by itself
     (and may join again). A stream is let go when the broadcast closes, when it
-    stops (its reader left, a shutdown), or when a write would have to wait.
+    stops (its reader left, a shutdown), or when its reader falls behind.
 
-    Writes happen in the publisher's task, one reader after the other, without
-    waiting on anyone: :meth:`publish` is a plain function.
+    The publisher hands each frame to every joined stream without waiting on
+    anyone: :meth:`publish` is a plain function.
 
     >>> hub = Broadcast()
     >>> hub.publish(1, "Hello")   # nobody has joined: written to nobody
@@ -80,7 +87,7 @@ class Broadcast:
 
     def __init__(self, position: int = 0) -> None:
         self.position = position  # of the last item published
-        self._members: dict[_Member, None] = {}
+        self._members: dict[_Member, None] = {}  # a dict: ordered, and O(1) to leave
         self._closed = False
 
     def __len__(self) -> int:
@@ -107,24 +114,39 @@ class Broadcast:
         if not self._members:
             return
         frame = encode_item(item)
-        members = self._members
-        for member in list(members):
-            if not member._offer(frame, position):
-                members.pop(member, None)
+        for member in list(self._members):
+            if position <= member.cursor:  # joined ahead of the broadcast: it has this one
+                continue
+            member.cursor = position
+            if not member.write(frame):  # it falls behind, or it stops: let go
+                self._members.pop(member, None)
+                if not member.let_go.done():
+                    member.let_go.set_result(None)
 
     def close(self) -> None:
         """Let every stream go; nobody joins any more."""
         self._closed = True
         members, self._members = self._members, {}
         for member in members:
-            member._let_go(None)
+            if not member.let_go.done():
+                member.let_go.set_result(None)
 
-    def _admit(self, member: _Member, position: int) -> bool:
-        """Whether ``member``, having had everything up to ``position``, may join."""
-        if self._closed or position < self.position:
-            return False
-        self._members[member] = None
-        return True
 
-    def _leave(self, member: _Member) -> None:
-        self._members.pop(member, None)
+async def attend(join: Join, write: Write) -> None:
+    """Hand a stream to ``join.broadcast`` until it is let go (or the caller is cancelled).
+
+    ``write`` is the stream's: the broadcast calls it with each frame it
+    publishes. The stream joins only if the broadcast has published nothing
+    after ``join.position``; either way ``join.position`` is then the position
+    of the last frame the stream took, where its source goes on.
+    """
+    broadcast = join.broadcast
+    if broadcast.closed or join.position < broadcast.position:
+        return  # the broadcast is past the source: it goes on alone
+    member = _Member(write, join.position, asyncio.get_running_loop().create_future())
+    broadcast._members[member] = None
+    try:
+        await member.let_go
+    finally:
+        broadcast._members.pop(member, None)
+        join.position = member.cursor
