@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from askstream.http._pull import END, AsyncPull, SyncPull, open_pull
+from askstream.http._pull import AsyncPull, SyncPull, open_pull
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,9 @@ def _gen() -> Iterator[str]:
 )
 async def test_every_kind_of_source_gives_its_items_then_end(make: Any) -> None:
     pull = open_pull(make(), None)
-    assert [await pull.next(), await pull.next(), await pull.next()] == ["a", "b", END]
+    assert [await pull.next(), await pull.next()] == ["a", "b"]
+    with pytest.raises(StopAsyncIteration):
+        await pull.next()
     await pull.aclose()
 
 

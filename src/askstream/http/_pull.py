@@ -1,8 +1,9 @@
 """A response's source, whatever its kind, as one awaitable ``next()``.
 
 The producer (``_stream.py``) asks every source the same thing: ``await
-pull.next()``, the next item or :data:`END`. An async iterator is awaited as
-``async for`` would (``anext``), in the producer's own task, so whatever the
+pull.next()``, the next item, or ``StopAsyncIteration`` at the end. An async
+iterator is awaited as ``async for`` would (its ``__anext__``), in the
+producer's own task, so whatever the
 source awaits, its timeouts, its cancel scopes and its context variables
 behave exactly as in a plain loop. A sync iterator runs in a worker thread, one
 item per hop, as Starlette's ``StreamingResponse`` does: it may block. Lists and
@@ -12,7 +13,6 @@ tuples are read inline. Nothing here steps a coroutine by hand.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import (
     AsyncIterable,
@@ -24,29 +24,17 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import Final, TypeAlias
+from typing import TypeAlias
 
 import anyio.to_thread
 
 from ..sse import Event
 from ._broadcast import Join
 
-__all__ = ["END", "Pull", "Source", "open_pull"]
+__all__ = ["Pull", "Source", "open_pull"]
 
 logger = logging.getLogger("askstream")
 
-
-class _Marker:
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
-END: Final = _Marker("END")  # the source is exhausted
 
 Item: TypeAlias = Event | str | Mapping[str, object] | Join
 """An :class:`~askstream.Event`, a ``str`` (the data of a message), a mapping
@@ -55,6 +43,7 @@ Items: TypeAlias = AsyncIterable[Item] | Iterable[Item]
 Source: TypeAlias = Items | Callable[[str | None], Items]
 """What :class:`EventStreamResponse` streams: items, or a function of Last-Event-ID to items."""
 
+_END = object()  # what the worker thread's next() returns at the end
 _HOP_CLOSE_TIMEOUT = 5.0
 _DRAIN_YIELD_EVERY = 256
 
@@ -63,8 +52,8 @@ class Pull:
     """What the producer needs from a source: ``next``, ``aclose`` and ``drain``.
 
     ``next`` is a plain attribute (a bound callable), read once per stream:
-    for an async iterator it is ``anext`` itself, so an event costs no frame
-    of ours.
+    for an async iterator it is its own ``__anext__``, so an event costs no
+    frame of ours. At the end it raises ``StopAsyncIteration``.
     """
 
     __slots__ = ("next",)
@@ -83,21 +72,24 @@ class Pull:
         next_ = self.next
         count = 0
         try:
-            while await next_() is not END:
+            while True:
+                await next_()
                 count += 1
                 if count % _DRAIN_YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # a source that never waits must not hog the loop
+        except StopAsyncIteration:
+            return
         except Exception:
             logger.exception("event source failed after its reader left")
 
 
 class AsyncPull(Pull):
-    """An async iterator, awaited with ``anext(iterator, END)``."""
+    """An async iterator, awaited as ``async for`` does."""
 
     __slots__ = ("iterator",)
 
     def __init__(self, iterator: AsyncIterator[object]) -> None:
-        super().__init__(functools.partial(anext, iterator, END))
+        super().__init__(iterator.__anext__)
         self.iterator = iterator
 
     async def aclose(self) -> None:
@@ -131,9 +123,12 @@ class SyncPull(Pull):
         self._hop: asyncio.Future[object] | None = None
 
     async def _next(self) -> object:
-        hop = self._hop = asyncio.ensure_future(anyio.to_thread.run_sync(next, self._iterator, END))
+        step = anyio.to_thread.run_sync(next, self._iterator, _END)
+        hop = self._hop = asyncio.ensure_future(step)
         item = await asyncio.shield(hop)
         self._hop = None
+        if item is _END:
+            raise StopAsyncIteration
         return item
 
     async def aclose(self) -> None:

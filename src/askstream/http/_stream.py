@@ -47,7 +47,7 @@ from ..sse import Event, comment, encode
 from ._batch import Batch
 from ._broadcast import Join, attend
 from ._items import encode_item
-from ._pull import END, Pull, Source, open_pull
+from ._pull import Pull, Source, open_pull
 from ._shutdown import Shutdown
 from ._turn import take_turn
 from ._watchdog import Action, Watchdog
@@ -180,7 +180,7 @@ class Stream:
         call_soon = loop.call_soon
         clock = time.perf_counter  # not loop.time(): uvloop's stands still within a pass
         if head:
-            batch.offer(head)
+            held.append(head)  # goes out with the first batch, or alone if the source waits
         size = count = 0
         batch_end = 0.0  # when a long batch must go out; 0: not timed yet
         try:
@@ -189,8 +189,11 @@ class Stream:
                 if not batch.marked:  # see _batch.py: tells a ready item from one waited for
                     batch.marked = True
                     call_soon(waited)
-                item = await next_()
-                if item is END or self._reason is not None:
+                try:
+                    item = await next_()
+                except StopAsyncIteration:
+                    break
+                if self._reason is not None:
                     break
                 if type(item) is str and "\n" not in item and "\r" not in item:
                     chunk = f"data: {item}\n\n".encode()  # encode_item's hot path
