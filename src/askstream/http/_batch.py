@@ -2,13 +2,14 @@
 
 Batching means: all the source has *ready* goes out in one ``send``, and no
 ready frame is held while the source waits for the next. ``await anext()``
-cannot say whether the source waited, so the producer asks the loop: before
-each await of the source it schedules :meth:`Batch.waited` with
-``loop.call_soon`` (once: ``marked`` says one is pending). The loop runs it only
-if the producer suspended. So at the next item, ``marked`` still set means the
-source had it ready, and the item is held; and if the source did wait,
-``waited`` ran first and started a short *flusher* task that writes what was
-held, while the source waits.
+cannot say whether the source waited, so the producer reads the clock around
+it: an item that came after a wait is written at once (the usual token). One
+that came at once is held, and the producer asks the loop to run
+:meth:`Batch.waited` (``loop.call_soon``; ``marked`` says one is pending). The
+loop runs it only once the producer suspends. So while ``marked`` is set the
+source has not waited, and its items join the batch; as soon as it waits,
+``waited`` starts a short *flusher* task that writes the batch in one
+``send`` while the source waits.
 
 Frames also come from outside the producer (:meth:`offer`: a broadcast's
 events, a heartbeat); they join the batch the same way. One write at a time:
@@ -122,6 +123,7 @@ class Batch:
             if not done:
                 flusher.cancel()
                 await asyncio.wait([flusher])
+        self.flusher = None  # (one cancelled before it ran never cleared it)
 
     def cancel(self) -> None:
         """The reader is gone: stop writing."""
@@ -136,6 +138,7 @@ class Batch:
         flusher = self.flusher
         if flusher is not None and flusher is not asyncio.current_task():
             await asyncio.wait([flusher])
+            self.flusher = None  # (one cancelled before it ran never cleared it)
 
     def doing(self) -> tuple[object, bool]:
         """For the watchdog: what is being written or was last written, and which."""

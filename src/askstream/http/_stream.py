@@ -59,6 +59,10 @@ logger = logging.getLogger("askstream")
 _BATCH_BYTES = 64 * 1024
 _BATCH_SECONDS = 0.002
 _BATCH_CHECK_EVERY = 16  # ready events between looks at the clock
+# An item the source gave within this many seconds of being asked was (most
+# likely) ready: it is held, in case more are. A wait of the source takes at
+# least a pass of the event loop; one taken for "ready" costs a pass of delay.
+_READY_WITHIN = 0.000_01
 # One shared name: a task left to name itself makes a new "Task-N" string per stream.
 _PRODUCER_NAME = "askstream producer"
 
@@ -167,28 +171,26 @@ class Stream:
 
     async def _produce(self, pull: Pull, head: bytes, shutdown: Shutdown | None) -> None:
         # The producer task's coroutine, and the hot path: each event passes
-        # here once. Per event that came after a wait: one await of the source,
-        # one look at the batch, one write; the batch's `mark_wait()` is one
-        # loop.call_soon that tells, at the next event, whether the source
-        # waited in between.
+        # here once. Per event that came after a wait: one await of the
+        # source, two clock reads, one look at the batch, one write; nothing
+        # stored on a stream object gone cold but the message being written.
         batch = self._batch
         held = batch.held
         send = batch.send
         next_ = pull.next
         waited = batch.waited
-        loop = asyncio.get_running_loop()
-        call_soon = loop.call_soon
+        call_soon = asyncio.get_running_loop().call_soon
         clock = time.perf_counter  # not loop.time(): uvloop's stands still within a pass
-        if head:
-            held.append(head)  # goes out with the first batch, or alone if the source waits
+        if head:  # out with the first batch, or alone if the source waits first
+            held.append(head)
+            batch.marked = True
+            call_soon(waited)
         size = count = 0
         batch_end = 0.0  # when a long batch must go out; 0: not timed yet
         try:
             self._stoppable = True
             while self._reason is None:
-                if not batch.marked:  # see _batch.py: tells a ready item from one waited for
-                    batch.marked = True
-                    call_soon(waited)
+                asked = clock()
                 try:
                     item = await next_()
                 except StopAsyncIteration:
@@ -203,18 +205,23 @@ class Stream:
                 else:
                     chunk = encode_item(item)
                 if not (batch.marked or held or batch.flusher is not None):
-                    # The source waited, nothing else is to be written: a plain write.
-                    message = {"type": "http.response.body", "body": chunk, "more_body": True}
-                    batch.state = message
-                    try:
-                        await send(message)
-                    except OSError:  # ASGI 2.4 servers raise it once the reader is gone
-                        self._reason = self._reason or "disconnect"
-                        break
-                    batch.state = chunk
-                    size = count = 0
-                    batch_end = 0.0
-                    continue
+                    if clock() - asked >= _READY_WITHIN:
+                        # The source waited, nothing else is to be written: a plain write.
+                        message = {"type": "http.response.body", "body": chunk, "more_body": True}
+                        batch.state = message
+                        try:
+                            await send(message)
+                        except OSError:  # ASGI 2.4 servers raise it once the reader is gone
+                            self._reason = self._reason or "disconnect"
+                            break
+                        batch.state = chunk
+                        size = count = 0
+                        batch_end = 0.0
+                        continue
+                    # It came at once: the source may have more ready. Hold it,
+                    # and learn from the loop when the producer next waits.
+                    batch.marked = True
+                    call_soon(waited)
                 held.append(chunk)  # ready at once, or a write is under way
                 size += len(chunk)
                 count += 1
