@@ -330,6 +330,12 @@ async def test_nobody_joins_a_closed_broadcast() -> None:
     hub.close()
     assert hub.closed
     join = hub.join(0)
-    await asyncio.wait_for(attend(join, lambda frame: True), timeout=1)  # returns at once
+    written: list[bytes] = []
+
+    async def write(frame: bytes) -> None:
+        written.append(frame)
+
+    await asyncio.wait_for(attend(join, write), timeout=1)  # returns at once
+    assert written == []
     assert len(hub) == 0
     assert join.position == 0

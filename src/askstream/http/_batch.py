@@ -11,8 +11,8 @@ source has not waited, and its items join the batch; as soon as it waits,
 ``waited`` starts a short *flusher* task that writes the batch in one
 ``send`` while the source waits.
 
-Frames also come from outside the producer (:meth:`offer`: a broadcast's
-events, a heartbeat); they join the batch the same way. One write at a time:
+A heartbeat comes from outside the producer (:meth:`offer`); it joins the
+batch the same way. One write at a time:
 the producer writes by itself only when nothing is held and no flusher runs.
 The watchdog sees what is being written through :meth:`doing`.
 """
@@ -29,21 +29,17 @@ __all__ = ["Batch"]
 
 logger = logging.getLogger("askstream")
 
-_BACKLOG_BYTES = 64 * 1024
-"""Offered bytes a stream holds unwritten before it refuses more (a broadcast lets it go)."""
-
 
 class Batch:
     """A stream's writes. ``held``, ``marked``, ``flusher`` and ``state`` are read
     by the producer on its hot path (see ``_stream.py``), the rest only here."""
 
-    __slots__ = ("_failed", "_size", "closed", "flusher", "held", "marked", "send", "state")
+    __slots__ = ("_failed", "closed", "flusher", "held", "marked", "send", "state")
 
     def __init__(self, send: Send, failed: Callable[[], None]) -> None:
         self.send = send
         self._failed = failed  # a write found the reader gone
         self.held: list[bytes] = []
-        self._size = 0  # bytes offered and not yet taken for a write
         # The message being written (a dict), or the body last written: a new
         # object per write, so the watchdog sees progress by identity.
         self.state: object = None
@@ -57,19 +53,35 @@ class Batch:
         if self.held and self.flusher is None and type(self.state) is not dict:
             self._start_flusher()
 
-    def offer(self, frame: bytes) -> bool:
-        """Hold ``frame`` for the next write (a broadcast's write, a heartbeat).
-
-        ``False``: the stream stops, or it holds more than it can write soon;
-        a broadcast then lets it go.
-        """
+    def offer(self, frame: bytes) -> None:
+        """Hold ``frame`` for the next write (a heartbeat): from outside the producer."""
         if self.closed:
-            return False
+            return
         self.held.append(frame)
-        self._size += len(frame)
         if self.flusher is None and type(self.state) is not dict:
             self._start_flusher()  # the producer is suspended, not writing: write it now
-        return self._size <= _BACKLOG_BYTES
+
+    async def write(self, body: bytes) -> None:
+        """The producer writes ``body`` now, after anything held (a broadcast's frames).
+
+        Raises ``ConnectionError`` once the stream stops.
+        """
+        if self.flusher is not None:
+            await asyncio.wait([self.flusher])
+        if self.held:
+            body = self._take() + body
+        if self.closed:
+            raise ConnectionError("the stream stops")
+        message = {"type": "http.response.body", "body": body, "more_body": True}
+        self.state = message  # (inline: a broadcast's reader passes here once per event)
+        try:
+            await self.send(message)
+        except OSError:
+            self._failed()
+            raise
+        self.state = body
+        if self.held and self.flusher is None:  # a heartbeat came meanwhile
+            self._start_flusher()
 
     def _start_flusher(self) -> None:
         loop = asyncio.get_running_loop()
@@ -92,7 +104,6 @@ class Batch:
         held = self.held
         body = held[0] if len(held) == 1 else b"".join(held)
         held.clear()
-        self._size = 0
         return body
 
     async def _write(self, body: bytes) -> None:

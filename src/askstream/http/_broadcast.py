@@ -1,39 +1,49 @@
 """One source's events written to many event streams, each encoded once.
 
 A thousand readers of one answer, each following the answer's log by itself,
-cost a thousand wake-ups and encodes per event. A :class:`Broadcast` encodes
-each event once and hands the frame to every joined stream's ``write``: a plain
-call that puts the bytes in the stream's batch (``_stream.py``), which the
-stream writes in its own time, packing together what came while it wrote.
+cost a thousand wake-ups, store reads and encodes per event. A
+:class:`Broadcast` encodes each event once and queues the frame on every joined
+stream; each stream's producer, waiting in :func:`attend`, wakes and writes
+what was queued with the stream's own ``write``, packing together what came
+while it wrote. The publisher never waits on a reader.
 
-A stream whose reader falls behind (its batch outgrows ``write``'s bound) is
-let go: it keeps what it was given, goes back to its source and catches up
+A stream whose reader falls behind (more than ``_BACKLOG_BYTES`` queued) is
+let go: it writes what it was given, goes back to its source and catches up
 alone from there, as any stream does, so one slow reader never holds up the
-others and never holds more than a bounded batch.
+others and never holds more than a bounded backlog.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ._items import encode_item
 
 __all__ = ["Broadcast", "Join", "Write", "attend"]
 
-Write = Callable[[bytes], bool]
-"""A stream's write: takes a frame, says whether the stream may be handed more."""
+Write = Callable[[bytes], Awaitable[None]]
+"""A stream's write (it raises once the stream stops)."""
+
+_BACKLOG_BYTES = 64 * 1024
 
 
 class _Member:
-    """A stream joined to a broadcast: its write, and the position of the last frame it took."""
+    """A stream joined to a broadcast: frames queued for it, and where it stands."""
 
-    __slots__ = ("cursor", "let_go", "write")
+    __slots__ = ("cursor", "frames", "gone", "size", "wake")
 
-    def __init__(self, write: Write, cursor: int, let_go: asyncio.Future[None]) -> None:
-        self.write = write
-        self.cursor = cursor
-        self.let_go = let_go
+    def __init__(self, cursor: int) -> None:
+        self.cursor = cursor  # the position of the last frame queued for it
+        self.frames: list[bytes] = []
+        self.size = 0
+        self.gone = False  # let go: write what is queued, then back to the source
+        self.wake: asyncio.Future[None] | None = None  # what its producer awaits
+
+    def nudge(self) -> None:
+        wake = self.wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
 
 class Join:
@@ -114,39 +124,57 @@ class Broadcast:
         if not self._members:
             return
         frame = encode_item(item)
-        for member in list(self._members):
+        members = self._members
+        for member in list(members):
             if position <= member.cursor:  # joined ahead of the broadcast: it has this one
                 continue
             member.cursor = position
-            if not member.write(frame):  # it falls behind, or it stops: let go
-                self._members.pop(member, None)
-                if not member.let_go.done():
-                    member.let_go.set_result(None)
+            member.frames.append(frame)
+            member.size += len(frame)
+            if member.size > _BACKLOG_BYTES:  # its reader falls behind: let go
+                member.gone = True
+                del members[member]
+            member.nudge()
 
     def close(self) -> None:
         """Let every stream go; nobody joins any more."""
         self._closed = True
         members, self._members = self._members, {}
         for member in members:
-            if not member.let_go.done():
-                member.let_go.set_result(None)
+            member.gone = True
+            member.nudge()
 
 
 async def attend(join: Join, write: Write) -> None:
     """Hand a stream to ``join.broadcast`` until it is let go (or the caller is cancelled).
 
-    ``write`` is the stream's: the broadcast calls it with each frame it
-    publishes. The stream joins only if the broadcast has published nothing
-    after ``join.position``; either way ``join.position`` is then the position
-    of the last frame the stream took, where its source goes on.
+    Writes, with ``write``, each frame the broadcast publishes for it. The
+    stream joins only if the broadcast has published nothing after
+    ``join.position``; either way ``join.position`` is then the position of the
+    last frame written, where its source goes on.
     """
     broadcast = join.broadcast
     if broadcast.closed or join.position < broadcast.position:
         return  # the broadcast is past the source: it goes on alone
-    member = _Member(write, join.position, asyncio.get_running_loop().create_future())
+    member = _Member(join.position)
     broadcast._members[member] = None
+    create_future = asyncio.get_running_loop().create_future
+    frames = member.frames
     try:
-        await member.let_go
+        while True:
+            if frames:
+                body = frames[0] if len(frames) == 1 else b"".join(frames)
+                frames.clear()
+                member.size = 0
+                await write(body)
+            elif member.gone:
+                return
+            else:
+                wake = member.wake = create_future()
+                await wake
     finally:
+        member.gone = True
         broadcast._members.pop(member, None)
+        # What was queued and not written is lost with the stream; the source
+        # resumes after what its stream was given.
         join.position = member.cursor

@@ -24,8 +24,9 @@ more than a source that awaits between events does.
 Everything else arrives by callback: a timer looks now and then at what the
 batch is writing (``Watchdog`` decides on heartbeats and slow readers), a
 heartbeat is put in the batch like any frame, ``ShutdownMiddleware`` calls
-back, and a broadcast (``_broadcast.py``) hands its frames to the batch while
-the producer attends it. Any of them stops the producer by setting a reason and
+back. A source may hand its stream to a broadcast (``_broadcast.py``): the
+producer then waits there and writes, with the batch's ``write``, the frames
+the broadcast queues for it. Any of them stops the producer by setting a reason and
 cancelling it, but only in one of its own awaits (the source, a write, a turn),
 never in the cleanup; with ``on_disconnect="drain"`` a leaving reader never
 cancels a waiting source.
@@ -252,7 +253,7 @@ class Stream:
             return
         self._attending = True
         try:
-            await attend(join, self._batch.offer)
+            await attend(join, self._batch.write)
         finally:
             self._attending = False
 
