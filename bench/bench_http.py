@@ -712,7 +712,9 @@ def flood_table(floods: dict[str, dict[str, Any]], args: argparse.Namespace) -> 
     )
 
     def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value * 1e3:.1f} ms"
+        if value is None or value != value:  # never stopped; no probe answered (NaN)
+            return "-"
+        return f"{value * 1e3:.1f} ms"
 
     out = [
         "",
@@ -721,7 +723,8 @@ def flood_table(floods: dict[str, dict[str, Any]], args: argparse.Namespace) -> 
         "process asks the same worker `GET /hello` every 20 ms, each on a new connection. "
         f"Target: askstream's probe p90 within 20 ms of the fair reference's, p99 within "
         f"50 ms, at least as many answered: {_mark(fair)}. Stop: from the reader's close to "
-        "the source's `finally` (target ≤ 100 ms).",
+        "the source's `finally` (target ≤ 100 ms); `-`: it never stopped, the worker was "
+        "killed.",
         "",
         "| source | events/s | probes answered | p50 | p90 | p99 | max | stop |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
