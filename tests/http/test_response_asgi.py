@@ -475,18 +475,19 @@ async def test_a_fast_source_lets_the_rest_of_the_loop_run(make_peer: MakePeer) 
         for _ in range(300_000):
             yield "token"
 
-    gaps: list[float] = []
+    turns = 0
 
     async def ticker() -> None:
-        last = time.monotonic()
+        nonlocal turns
         while True:
             await asyncio.sleep(0)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
+            turns += 1
 
     tick = asyncio.get_running_loop().create_task(ticker())
     peer = await stream(EventStreamResponse(source()), make_peer())
     tick.cancel()
-    assert len(peer.body) == 300_000 * len(b"data: token\n\n")
-    assert max(gaps) < 0.05
+    body = 300_000 * len(b"data: token\n\n")
+    assert len(peer.body) == body
+    # The producer gives the loop a turn after every batch, and a batch is at most
+    # 64 KiB: counted in turns, not timed, so a loaded machine cannot fail it.
+    assert turns >= body // (64 * 1024)
