@@ -9,8 +9,16 @@ that both servers put the same bytes on the wire (checked before timing).
 
 * single stream: one reader asks for 100,000 ``data: token`` events, sent as
   fast as the server can; events/s from request to last event (best of 3).
-* fairness: while one stream sends 300,000 events as fast as it can, another
-  connection asks ``GET /hello`` over and over; the slowest answer.
+* fairness, short: while one stream sends 300,000 events as fast as it can,
+  another connection asks ``GET /hello`` over and over; the slowest answer.
+* fairness, long: a source that never awaits and never ends (``/flood``) is
+  read as fast as one reader process can for ``--flood-seconds`` (5 s);
+  meanwhile a probe in another process asks the same worker ``GET /hello``
+  every 20 ms, each on a new connection: p50/p90/p99 and probes answered. In
+  the same run: the same source with ``await asyncio.sleep(0)`` before each
+  event (``/flood-fair``, the fair reference) on askstream, and the flood on
+  sse-starlette. Then the reader leaves, and the server says when the
+  source's ``finally`` ran: stop time after the reader's close.
 * 1,000 streams x 20 events/s: each source sleeps 50 ms and yields
   ``time.monotonic()``; over a window after warm-up, the server's CPU time
   (psutil: user + system) divided by the events the reader received, and the
@@ -83,7 +91,23 @@ async def idle() -> AsyncIterator[str]:
 Respond = Callable[[AsyncIterator[str]], Any]
 
 
+FLOOD_ENDED: list[float] = []  # when each flood's finally ran (time.monotonic())
+
+
+async def flood(fair: bool) -> AsyncIterator[str]:
+    # Never ends; without `fair` never awaits either.
+    try:
+        while True:
+            if fair:
+                await asyncio.sleep(0)
+            yield "token"
+    finally:
+        FLOOD_ENDED.append(time.monotonic())
+
+
 def _source(path: str, query: str) -> AsyncIterator[str] | None:
+    if path in ("/flood", "/flood-fair"):
+        return flood(path == "/flood-fair")
     if path == "/tokens":
         return tokens(int(parse_qs(query)["n"][0]))
     if path == "/ticks":
@@ -101,8 +125,10 @@ def _plain_app(respond: Respond) -> Any:
             await lifespan(receive, send)
             return
         source = _source(scope["path"], scope["query_string"].decode())
-        if source is None:
-            response: Any = JSONResponse({"hello": "world"})
+        if scope["path"] == "/flood-ended":
+            response: Any = JSONResponse(FLOOD_ENDED)
+        elif source is None:
+            response = JSONResponse({"hello": "world"})
         else:
             response = respond(source)
         await response(scope, receive, send)
@@ -288,6 +314,43 @@ async def read_fairness(port: int, events: int) -> dict[str, Any]:
     return {"events": flood.count, "probes": len(latencies), "worst": max(latencies, default=0)}
 
 
+async def read_flood(port: int, path: str, seconds: float) -> dict[str, Any]:
+    flood = _Counting()
+    transport = await _open(port, path, flood)
+    await flood.headers
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    count, elapsed = flood.count, time.monotonic() - started
+    closed_at = time.monotonic()
+    transport.close()
+    return {"events": count, "seconds": elapsed, "closed_at": closed_at}
+
+
+async def probe(port: int, seconds: float, every: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    next_at = loop.time()
+    unanswered = 0
+    while next_at < end:
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(max(0.5, end - loop.time())):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(_request("/hello"))
+                await reader.readuntil(b"}")
+                writer.close()
+        except TimeoutError:  # not answered while the flood lasted
+            unanswered += 1
+            break
+        latencies.append(time.perf_counter() - started)
+        next_at += every
+        while next_at < loop.time():  # a tick missed while waiting is not asked late
+            next_at += every
+    return {"latencies": latencies, "unanswered": unanswered}
+
+
 async def _connect_many(
     port: int, path: str, streams: int, make: Callable[[], _Counting]
 ) -> list[tuple[asyncio.Transport, _Counting]]:
@@ -348,6 +411,8 @@ def reader_main(kind: str, options: dict[str, Any]) -> None:
     readers = {
         "single": read_single,
         "fairness": read_fairness,
+        "flood": read_flood,
+        "probe": probe,
         "ticks": read_ticks,
         "idle": hold_idle,
     }
@@ -355,8 +420,12 @@ def reader_main(kind: str, options: dict[str, Any]) -> None:
     print(json.dumps(result))
 
 
+def _reader_command(kind: str, options: dict[str, Any]) -> list[str]:
+    return [sys.executable, __file__, "--reader", kind, json.dumps(options)]
+
+
 def run_reader(kind: str, **options: Any) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--reader", kind, json.dumps(options)]
+    command = _reader_command(kind, options)
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -398,6 +467,53 @@ def check_same_bytes() -> None:
         sys.exit(f"the servers send different bytes: {bodies!r}")
 
 
+def long_fairness(library: str, path: str, seconds: float) -> dict[str, Any]:
+    """The flood read for ``seconds`` by one process, probed every 20 ms by another."""
+    with serving(library) as server:
+        flood = subprocess.Popen(
+            _reader_command("flood", {"port": server.port, "path": path, "seconds": seconds}),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(0.3)  # the flood under way
+        probed = run_reader("probe", port=server.port, seconds=seconds - 0.6, every=0.02)
+        out, _ = flood.communicate(timeout=120)
+        read = json.loads(out.strip().splitlines()[-1])
+        deadline = time.monotonic() + 5
+        ended: list[float] = []
+        while not ended and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                ended = httpx.get(f"{server.url}/flood-ended", timeout=1).json()
+            if not ended:
+                time.sleep(0.05)
+        if not ended:
+            server.kill()  # the flood never stopped: the worker is lost to it
+    latencies = sorted(probed["latencies"])
+    return {
+        "events_per_s": read["events"] / read["seconds"],
+        "seconds": read["seconds"],
+        "probes": len(latencies),
+        "p50": percentile(latencies, 50),
+        "p90": percentile(latencies, 90),
+        "p99": percentile(latencies, 99),
+        "max": latencies[-1] if latencies else float("nan"),
+        "stopped_after": ended[0] - read["closed_at"] if ended else None,
+    }
+
+
+def percentile(ordered: list[float], p: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+FLOODS = (  # (row name, library, path)
+    ("askstream, never awaits", "askstream", "/flood"),
+    ("askstream, fair reference (`sleep(0)` per event)", "askstream", "/flood-fair"),
+    ("sse-starlette, never awaits", "sse-starlette", "/flood"),
+)
+
+
 @dataclass
 class Results:
     single: dict[str, float]
@@ -406,9 +522,19 @@ class Results:
     idle: dict[str, dict[str, Any]]
     idle_starlette: dict[str, dict[str, Any]]
     idle_many: dict[str, Any] | None
+    floods: dict[str, dict[str, Any]]
+
+
+def measure_floods(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    floods = {}
+    for name, library, path in FLOODS:
+        floods[name] = long_fairness(library, path, args.flood_seconds)
+        print(f"long fairness {name}: {floods[name]}", file=sys.stderr)
+    return floods
 
 
 def measure(args: argparse.Namespace) -> Results:
+    floods = measure_floods(args)
     single: dict[str, float] = {}
     for library in LIBRARIES:
         rates = []
@@ -454,7 +580,7 @@ def measure(args: argparse.Namespace) -> Results:
     idle_many = hold("askstream", args.idle_many) if args.idle_many else None
     if idle_many:
         print(f"idle many askstream: {idle_many}", file=sys.stderr)
-    return Results(single, fairness, ticks, idle_results, idle_starlette, idle_many)
+    return Results(single, fairness, ticks, idle_results, idle_starlette, idle_many, floods)
 
 
 def hold(library: str, streams: int, app: str = "plain") -> dict[str, Any]:
@@ -546,6 +672,9 @@ def report(results: Results, args: argparse.Namespace, command: str) -> str:
         f"| {fa['worst'] * 1e3:.1f} ms ({fa['probes']} asked) "
         f"| {fs['worst'] * 1e3:.1f} ms ({fs['probes']} asked) | | ≤ 50 ms "
         f"{_mark(fa['worst'] <= 0.05 and fa['probes'] > 0)} |",
+    ]
+    out += flood_table(results.floods, args)
+    out += [
         "",
         "Notes:",
         "",
@@ -573,6 +702,43 @@ def report(results: Results, args: argparse.Namespace, command: str) -> str:
     return "\n".join(out)
 
 
+def flood_table(floods: dict[str, dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    reference = floods[FLOODS[1][0]]
+    flood = floods[FLOODS[0][0]]
+    fair = (
+        flood["p90"] <= reference["p90"] + 0.020
+        and flood["p99"] <= reference["p99"] + 0.050
+        and flood["probes"] >= reference["probes"]
+    )
+
+    def ms(value: float | None) -> str:
+        if value is None or value != value:  # never stopped; no probe answered (NaN)
+            return "-"
+        return f"{value * 1e3:.1f} ms"
+
+    out = [
+        "",
+        f"Fairness under a long flood: a source that never awaits and never ends, read as "
+        f"fast as one reader process can for {args.flood_seconds:g} s; a probe in another "
+        "process asks the same worker `GET /hello` every 20 ms, each on a new connection. "
+        f"Target: askstream's probe p90 within 20 ms of the fair reference's, p99 within "
+        f"50 ms, at least as many answered: {_mark(fair)}. Stop: from the reader's close to "
+        "the source's `finally` (target ≤ 100 ms); `-`: it never stopped, the worker was "
+        "killed.",
+        "",
+        "| source | events/s | probes answered | p50 | p90 | p99 | max | stop |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, _, _ in FLOODS:
+        row = floods[name]
+        out.append(
+            f"| {name} | {row['events_per_s']:,.0f} | {row['probes']} | {ms(row['p50'])} "
+            f"| {ms(row['p90'])} | {ms(row['p99'])} | {ms(row['max'])} "
+            f"| {ms(row['stopped_after'])} |"
+        )
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer repeats")
@@ -584,6 +750,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="turns at the 1,000 streams")
     parser.add_argument("--idle", type=int, default=5_000)
     parser.add_argument("--idle-many", type=int, default=10_000, help="0 to skip")
+    parser.add_argument("--flood-seconds", type=float, default=5.0, help="the long flood")
+    parser.add_argument("--floods-only", action="store_true", help="only the long flood")
     parser.add_argument("--reader", nargs=2, metavar=("KIND", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     raise_fd_limit()
@@ -597,6 +765,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ".venv/bin/python bench/bench_http.py"
         + " ".join(["", *(argv if argv is not None else sys.argv[1:])]).rstrip()
     )
+    if args.floods_only:
+        print("\n".join(flood_table(measure_floods(args), args)))
+        return 0
     check_same_bytes()
     results = measure(args)
     body = report(results, args, command)

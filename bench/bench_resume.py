@@ -311,7 +311,13 @@ async def _fanout(deployed: Deployment, upstream: ServerProcess, readers: int) -
             response = await asker.__aenter__()
             path = response.headers["content-location"]
         host, port = deployed.b.host, deployed.b.port
-        request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+        # The asker's session cookie: every reader reads as the user who asked.
+        cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
+            + (f"Cookie: {cookie}\r\n" if cookie else "")
+            + "\r\n"
+        )
         last: dict[int, int] = {}
         seen = [0]
         transports: list[asyncio.BaseTransport] = []

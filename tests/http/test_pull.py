@@ -1,196 +1,143 @@
-"""Stepping a source by hand tells ready items from pending ones, and loses nothing."""
+"""Every kind of source answers the same ``await pull.next()``, closes, and drains."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
-from askstream.http._pull import END, PENDING, AsyncGenPull, AsyncPull, Pull, open_pull
+from askstream.http._pull import AsyncPull, SyncPull, open_pull
 
 pytestmark = pytest.mark.anyio
 
 
-async def wait(pull: Pull) -> object:
-    """What the response does, minus the reader and the timer: wait, resume, repeat."""
-    item = pull.ready()
-    while item is PENDING:
-        blocker = pull.blocker
-        if blocker is None:
-            await asyncio.sleep(0)
-        else:
-            await asyncio.wait([blocker])
-        item = pull.resume()
-    return item
+async def _agen() -> AsyncIterator[str]:
+    yield "a"
+    await asyncio.sleep(0)
+    yield "b"
 
 
-async def test_items_produced_without_suspending_are_ready() -> None:
-    async def source() -> AsyncIterator[int]:
-        yield 1
-        yield 2
+class _Countdown:
+    def __init__(self) -> None:
+        self.n = 2
 
-    pull = AsyncPull(source())
-    assert [pull.ready(), pull.ready(), pull.ready()] == [1, 2, END]
+    def __aiter__(self) -> _Countdown:
+        return self
 
-
-async def test_an_item_behind_an_await_is_pending_then_arrives() -> None:
-    gate = asyncio.Event()
-
-    async def source() -> AsyncIterator[str]:
-        await gate.wait()
-        yield "late"
-
-    pull = AsyncPull(source())
-    assert pull.ready() is PENDING
-    assert pull.ready() is PENDING  # still the same step
-    assert pull.blocker is not None
-    assert not pull.blocker.done()
-    asyncio.get_running_loop().call_later(0.01, gate.set)
-    assert await wait(pull) == "late"
-    assert pull.ready() is END
-
-
-async def test_a_bare_yield_to_the_loop_is_pending_without_a_blocker() -> None:
-    async def source() -> AsyncIterator[str]:
+    async def __anext__(self) -> str:
+        if self.n == 0:
+            raise StopAsyncIteration
+        self.n -= 1
         await asyncio.sleep(0)
-        yield "after a yield"
-
-    pull = AsyncPull(source())
-    assert pull.ready() is PENDING
-    assert pull.blocker is None
-    assert await wait(pull) == "after a yield"
+        return "ab"[1 - self.n]
 
 
-async def test_the_sources_exceptions_come_out_of_ready_and_resume() -> None:
-    async def fails_at_once() -> AsyncIterator[str]:
-        raise ValueError("now")
-        yield "never"
-
-    async def fails_later() -> AsyncIterator[str]:
-        await asyncio.sleep(0)
-        raise ValueError("later")
-        yield "never"
-
-    with pytest.raises(ValueError, match="now"):
-        AsyncPull(fails_at_once()).ready()
-    pull = AsyncPull(fails_later())
-    assert pull.ready() is PENDING
-    with pytest.raises(ValueError, match="later"):
-        await wait(pull)
+def _gen() -> Iterator[str]:
+    yield "a"
+    yield "b"
 
 
-async def test_a_failed_future_is_thrown_in_as_a_task_would() -> None:
-    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-    async def source() -> AsyncIterator[str]:
-        try:
-            await future
-        except KeyError:
-            yield "caught"
-
-    pull = AsyncPull(source())
-    assert pull.ready() is PENDING
-    future.set_exception(KeyError("x"))
-    assert await wait(pull) == "caught"
-
-
-async def test_throw_cancels_the_source_where_it_waits_and_its_cleanup_may_await() -> None:
-    cleaned: list[str] = []
-    waited_on: list[asyncio.Future[None]] = []
-
-    async def source() -> AsyncIterator[str]:
-        future = asyncio.get_running_loop().create_future()
-        waited_on.append(future)
-        try:
-            await future
-            yield "never"
-        finally:
-            await asyncio.sleep(0)  # cleanup may await
-            cleaned.append("finally")
-
-    pull = AsyncPull(source())
-    assert pull.ready() is PENDING
-    assert pull.throw(asyncio.CancelledError()) is PENDING  # its cleanup awaits
-    assert waited_on[0].cancelled()  # as Task.cancel() leaves it
-    with pytest.raises(asyncio.CancelledError):
-        await wait(pull)
-    assert cleaned == ["finally"]
-
-
-async def test_aclose_of_a_source_mid_step_runs_its_finally() -> None:
-    cleaned: list[str] = []
-
-    async def source() -> AsyncIterator[str]:
-        try:
-            await asyncio.Event().wait()
-            yield "never"
-        finally:
-            await asyncio.sleep(0)
-            cleaned.append("finally")
-
-    pull = AsyncPull(source())
-    assert pull.ready() is PENDING
+@pytest.mark.parametrize(
+    "make",
+    [_agen, _Countdown, _gen, lambda: ["a", "b"], lambda: ("a", "b")],
+    ids=["async generator", "async iterator", "sync generator", "list", "tuple"],
+)
+async def test_every_kind_of_source_gives_its_items_then_end(make: Any) -> None:
+    pull = open_pull(make(), None)
+    assert [await pull.next(), await pull.next()] == ["a", "b"]
+    with pytest.raises(StopAsyncIteration):
+        await pull.next()
     await pull.aclose()
-    assert cleaned == ["finally"]
 
 
-async def test_a_redelivered_cancellation_the_source_handles_gives_its_next_item() -> None:
-    async def source() -> AsyncIterator[str]:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            yield "handled"
+async def test_a_sync_source_runs_in_a_worker_thread() -> None:
+    threads: list[int] = []
 
-    pull = AsyncPull(source())
-    assert pull.ready() is PENDING
-    pull.redeliver(asyncio.CancelledError())
-    assert pull.ready() == "handled"
-
-
-async def test_a_yield_that_is_not_a_future_is_thrown_back_in() -> None:
-    class Odd:
-        def __await__(self):  # type: ignore[no-untyped-def]
-            yield "not a future"
-
-    async def source() -> AsyncIterator[str]:
-        try:
-            await Odd()
-        except RuntimeError as exc:
-            yield str(exc)
-
-    # As Task.__step answers a bad yield: a RuntimeError where the source awaits.
-    assert "not a future" in str(AsyncPull(source()).ready())
-
-
-async def test_async_generators_get_the_pull_whose_steps_may_be_awaited() -> None:
-    async def generator() -> AsyncIterator[str]:
+    def source() -> Iterator[str]:
+        threads.append(threading.get_ident())
         yield "x"
 
-    class Iterator:
-        def __aiter__(self) -> Iterator:
-            return self
-
-        async def __anext__(self) -> str:
-            raise StopAsyncIteration
-
-    assert type(open_pull(generator(), None)) is AsyncGenPull
-    assert type(open_pull(Iterator(), None)) is AsyncPull
+    pull = open_pull(source(), None)
+    assert type(pull) is SyncPull
+    assert await pull.next() == "x"
+    assert threads
+    assert threads[0] != threading.get_ident()
 
 
-async def test_a_step_run_by_hand_and_adopted_goes_on_as_if_the_pull_had_run_it() -> None:
-    gate = asyncio.Event()
+async def test_the_sources_exception_comes_out_of_next_as_itself() -> None:
+    async def source() -> AsyncIterator[str]:
+        yield "a"
+        await asyncio.sleep(0)
+        raise KeyError("mine")
+
+    pull = open_pull(source(), None)
+    assert await pull.next() == "a"
+    with pytest.raises(KeyError, match="mine") as caught:
+        await pull.next()
+    assert caught.value.__context__ is None  # nothing of ours chained before it
+
+
+async def test_aclose_runs_the_finally_of_a_source_that_was_started() -> None:
+    closed: list[str] = []
 
     async def source() -> AsyncIterator[str]:
-        await gate.wait()
-        yield "late"
-        yield "next"
+        try:
+            yield "a"
+            yield "b"
+        finally:
+            await asyncio.sleep(0)  # its cleanup may await
+            closed.append("closed")
 
-    pull = AsyncGenPull(source())
-    step = anext(pull.iterator)
-    yielded = step.send(None)  # type: ignore[attr-defined]
-    assert pull.adopt(step, yielded) is PENDING
-    assert pull.blocker is yielded
-    gate.set()
-    assert await wait(pull) == "late"
-    assert pull.ready() == "next"
+    pull = open_pull(source(), None)
+    assert type(pull) is AsyncPull
+    assert await pull.next() == "a"
+    await pull.aclose()
+    assert closed == ["closed"]
+
+
+async def test_a_stop_during_a_thread_hop_never_abandons_the_generator() -> None:
+    release = threading.Event()
+    closed = threading.Event()
+
+    def source() -> Iterator[str]:
+        try:
+            release.wait(5)
+            yield "late"
+        finally:
+            closed.set()
+
+    pull = open_pull(source(), None)
+    task = asyncio.get_running_loop().create_task(pull.next())  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    task.cancel()  # a stop while the thread runs the generator
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not closed.is_set()
+    release.set()
+    await pull.aclose()  # waits for the hop, then closes the generator in a thread
+    assert closed.is_set()
+
+
+async def test_drain_pulls_to_the_end_and_logs_a_failure(caplog: pytest.LogCaptureFixture) -> None:
+    pulled: list[int] = []
+
+    async def source() -> AsyncIterator[int]:
+        for n in range(600):  # more than one drain turn
+            pulled.append(n)
+            yield n
+        raise RuntimeError("failed late")
+
+    pull = open_pull(source(), None)
+    with caplog.at_level(logging.ERROR, logger="askstream"):
+        await pull.drain()
+    assert pulled == list(range(600))
+    assert "failed late" in caplog.text
+
+
+def test_a_single_value_is_not_a_source() -> None:
+    with pytest.raises(TypeError, match="not an event source"):
+        open_pull("text", None)  # type: ignore[arg-type]

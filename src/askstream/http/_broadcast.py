@@ -1,32 +1,49 @@
 """One source's events written to many event streams, each encoded once.
 
-A thousand readers of one answer, each with a task of its own that wakes,
-takes the event and writes it, cost a thousand task wake-ups per event, each
-resuming every frame of its task. A :class:`Broadcast` lets one publisher write
-each event to every reader's ``send`` itself: per reader, one call that
-returns without suspending while the reader's socket takes the bytes.
+A thousand readers of one answer, each following the answer's log by itself,
+cost a thousand wake-ups, store reads and encodes per event. A
+:class:`Broadcast` encodes each event once and queues the frame on every joined
+stream; each stream's producer, waiting in :func:`attend`, wakes and writes
+what was queued with the stream's own ``write``, packing together what came
+while it wrote. The publisher never waits on a reader.
 
-A reader that cannot take an event at once (its socket is full) is let go: its
-own task finishes that write and goes on alone, from its source, as any stream
-does, so one slow reader never holds up the others, and heartbeats and the
-slow-reader timeout keep working as before.
+A stream whose reader falls behind (more than ``_BACKLOG_BYTES`` queued) is
+let go: it writes what it was given, goes back to its source and catches up
+alone from there, as any stream does, so one slow reader never holds up the
+others and never holds more than a bounded backlog.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from collections.abc import Awaitable, Callable
 
 from ._items import encode_item
 
-__all__ = ["Broadcast", "Join"]
+__all__ = ["Broadcast", "Join", "Write", "attend"]
+
+Write = Callable[[bytes], Awaitable[None]]
+"""A stream's write (it raises once the stream stops)."""
+
+_BACKLOG_BYTES = 64 * 1024
 
 
-class _Member(Protocol):
-    """A stream parked in a broadcast (``_stream.Stream``)."""
+class _Member:
+    """A stream joined to a broadcast: frames queued for it, and where it stands."""
 
-    def _offer(self, frame: bytes, position: int) -> bool: ...
+    __slots__ = ("cursor", "frames", "gone", "size", "wake")
 
-    def _let_go(self, outcome: object) -> None: ...
+    def __init__(self, cursor: int) -> None:
+        self.cursor = cursor  # the position of the last frame queued for it
+        self.frames: list[bytes] = []
+        self.size = 0
+        self.gone = False  # let go: write what is queued, then back to the source
+        self.wake: asyncio.Future[None] | None = None  # what its producer awaits
+
+    def nudge(self) -> None:
+        wake = self.wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
 
 class Join:
@@ -63,10 +80,10 @@ class Broadcast:
     either way, when the source is asked for its next item, ``join.position``
     tells where its stream stands, and the source goes on from there by itself
     (and may join again). A stream is let go when the broadcast closes, when it
-    stops (its reader left, a shutdown), or when a write would have to wait.
+    stops (its reader left, a shutdown), or when its reader falls behind.
 
-    Writes happen in the publisher's task, one reader after the other, without
-    waiting on anyone: :meth:`publish` is a plain function.
+    The publisher hands each frame to every joined stream without waiting on
+    anyone: :meth:`publish` is a plain function.
 
     >>> hub = Broadcast()
     >>> hub.publish(1, "Hello")   # nobody has joined: written to nobody
@@ -80,7 +97,7 @@ class Broadcast:
 
     def __init__(self, position: int = 0) -> None:
         self.position = position  # of the last item published
-        self._members: dict[_Member, None] = {}
+        self._members: dict[_Member, None] = {}  # a dict: ordered, and O(1) to leave
         self._closed = False
 
     def __len__(self) -> int:
@@ -109,22 +126,55 @@ class Broadcast:
         frame = encode_item(item)
         members = self._members
         for member in list(members):
-            if not member._offer(frame, position):
-                members.pop(member, None)
+            if position <= member.cursor:  # joined ahead of the broadcast: it has this one
+                continue
+            member.cursor = position
+            member.frames.append(frame)
+            member.size += len(frame)
+            if member.size > _BACKLOG_BYTES:  # its reader falls behind: let go
+                member.gone = True
+                del members[member]
+            member.nudge()
 
     def close(self) -> None:
         """Let every stream go; nobody joins any more."""
         self._closed = True
         members, self._members = self._members, {}
         for member in members:
-            member._let_go(None)
+            member.gone = True
+            member.nudge()
 
-    def _admit(self, member: _Member, position: int) -> bool:
-        """Whether ``member``, having had everything up to ``position``, may join."""
-        if self._closed or position < self.position:
-            return False
-        self._members[member] = None
-        return True
 
-    def _leave(self, member: _Member) -> None:
-        self._members.pop(member, None)
+async def attend(join: Join, write: Write) -> None:
+    """Hand a stream to ``join.broadcast`` until it is let go (or the caller is cancelled).
+
+    Writes, with ``write``, each frame the broadcast publishes for it. The
+    stream joins only if the broadcast has published nothing after
+    ``join.position``; either way ``join.position`` is then the position of the
+    last frame written, where its source goes on.
+    """
+    broadcast = join.broadcast
+    if broadcast.closed or join.position < broadcast.position:
+        return  # the broadcast is past the source: it goes on alone
+    member = _Member(join.position)
+    broadcast._members[member] = None
+    create_future = asyncio.get_running_loop().create_future
+    frames = member.frames
+    try:
+        while True:
+            if frames:
+                body = frames[0] if len(frames) == 1 else b"".join(frames)
+                frames.clear()
+                member.size = 0
+                await write(body)
+            elif member.gone:
+                return
+            else:
+                wake = member.wake = create_future()
+                await wake
+    finally:
+        member.gone = True
+        broadcast._members.pop(member, None)
+        # What was queued and not written is lost with the stream; the source
+        # resumes after what its stream was given.
+        join.position = member.cursor

@@ -1,21 +1,13 @@
-"""What a response's source may yield, and its bytes on the wire."""
+"""The bytes on the wire of what a response's source yields."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, TypeAlias
 
 from ..sse import Event, encode
 
-if TYPE_CHECKING:  # _broadcast encodes with encode_item: a cycle at run time
-    from ._broadcast import Join
-
-__all__ = ["Item", "encode_item"]
-
-Item: TypeAlias = "Event | str | Mapping[str, object] | Join"
-"""An :class:`~askstream.Event`, a ``str`` (the data of a message), a mapping
-(JSON data), or a :class:`~askstream.Join` (the stream joins a broadcast)."""
+__all__ = ["encode_item"]
 
 
 class _LastEncoded:

@@ -3,9 +3,9 @@
 The stream does not tell the watchdog about each write: a clock read and a
 timer per event are what made heartbeats and slow readers the costliest part
 of sending an event. Instead one timer looks, every :attr:`Watchdog.every`
-seconds, at what the stream's producer is busy with (the message it is
-writing, or what it waits on for the source) and shows it to :meth:`look`. The
-same object at two looks in a row means no progress in between. Counting looks
+seconds, at the stream's writes (the message being written, or the body last
+written: a new object per write) and shows it to :meth:`look`. The same
+object at two looks in a row means no progress in between. Counting looks
 instead of reading a clock keeps the rules free of time (tested with plain
 calls) and makes them late by at most one look, never early.
 """
