@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from askstream.streams import MemoryStore, Store, StoreFull, StreamExpired, StreamNotFound
-from askstream.streams._memory import TOMBSTONE, tombstone_cost
+from askstream.streams._memory import MIN_MARKER_BYTES, TOMBSTONE, marker_cost
 
 pytestmark = pytest.mark.anyio
 
@@ -130,26 +130,29 @@ async def test_the_size_counts_every_event_and_comes_back_down_when_one_goes() -
     one = store.size // 10
     assert one > 100 + 100  # the data, and the event's own cost
     clock.now += 60
-    await store.create("b")  # expires "a": what is left of it is its marker
-    assert store.size == tombstone_cost("a")
+    await store.create("b")  # expires "a": its marker is left, in a budget of its own
+    assert store.size == 0
+    assert store.marker_bytes == marker_cost("a")
     clock.now += TOMBSTONE
     await store.create("c")  # forgets "a"
-    assert store.size == 0
+    assert store.marker_bytes == 0
 
 
-async def test_markers_of_expired_streams_count_and_go_before_any_stream() -> None:
+async def test_the_markers_of_expired_streams_have_a_budget_of_their_own() -> None:
     clock = FakeClock()
-    store = MemoryStore(retention=1, clock=clock, max_bytes=100 * tombstone_cost("m0000"))
-    for number in range(100):  # each finished, then expired: markers fill the store
-        await store.create(f"m{number:04}")
-        await store.finish(f"m{number:04}")
+    budget = MIN_MARKER_BYTES  # an eighth of 64 KiB is less: the floor applies
+    store = MemoryStore(retention=1, clock=clock, max_bytes=64 * 1024)
+    made = []
+    while len(made) * marker_cost("m00000") <= budget + marker_cost("m00000"):
+        made.append(f"m{len(made):05}")
+        await store.create(made[-1])
+        await store.finish(made[-1])
         clock.now += 2
-    assert store.size <= 100 * tombstone_cost("m0000")
-    await filled(store, "kept", 10, finish=True)  # room made by forgetting the oldest markers
-    assert await store.status("kept") == "complete"
-    assert await store.owner("m0000") is None  # forgotten: a late reader gets 404, not 410
+    await store.create("last")  # expires the last of them
+    assert 0 < store.marker_bytes <= budget
+    assert await store.owner(made[0]) is None  # the oldest forgotten: 404 for a late reader
     with pytest.raises(StreamExpired):
-        await store.read("m0099")  # the newest are still remembered
+        await store.read(made[-1])  # the newest still remembered: 410
 
 
 async def test_past_the_cap_the_oldest_finished_streams_go_first() -> None:
@@ -166,11 +169,10 @@ async def test_past_the_cap_the_oldest_finished_streams_go_first() -> None:
     with pytest.raises(StreamExpired):
         await store.read("old")
     assert [await store.status(s) for s in ("live", "newer")] == ["open", "complete"]
-    assert store.size == 16 * one + tombstone_cost("old")
-    await filled(store, "more", 10, finish=False)  # room again: "old"'s marker, then "newer"
+    assert store.size == 16 * one
+    await filled(store, "more", 10, finish=False)  # room again: "newer" goes for it
     assert await store.status("newer") is None
-    assert await store.owner("old") is None
-    assert store.size == 16 * one + tombstone_cost("newer")
+    assert store.size == 16 * one
 
 
 async def test_a_new_stream_is_refused_only_while_live_ones_fill_the_store() -> None:

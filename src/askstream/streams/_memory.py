@@ -24,15 +24,18 @@ TOMBSTONE = 7 * 24 * 3600.0
 #: are 750,000 events, 237 MB, of which the deltas themselves are a fifth.
 _EVENT_COST = sys.getsizeof(Event("", id="1234")) + sys.getsizeof("1234") + 8
 #: What remembering an expired stream costs besides its id string: the tuple and
-#: the time in it, and the dict's slot (about 100 bytes on 64-bit CPython). A
-#: busy process expires thousands of streams an hour, remembered for a week: they
-#: count against ``max_bytes`` too.
-_TOMBSTONE_COST = sys.getsizeof((0.0, "")) + sys.getsizeof(0.0) + 100
+#: the time in it, and the dict's slot (about 100 bytes on 64-bit CPython).
+_MARKER_COST = sys.getsizeof((0.0, "")) + sys.getsizeof(0.0) + 100
+#: The markers' own budget, beside ``max_bytes`` of events: an eighth of it, at
+#: least this much. A busy process expires thousands of streams an hour, each
+#: remembered a week; past the budget the oldest are forgotten (a late reader of
+#: those gets 404 instead of 410).
+MIN_MARKER_BYTES = 64 * 1024
 
 
-def tombstone_cost(stream_id: str) -> int:
-    """Bytes one expired stream's marker is counted as."""
-    return sys.getsizeof(stream_id) + _TOMBSTONE_COST
+def marker_cost(stream_id: str) -> int:
+    """Bytes the marker of one expired stream is counted as."""
+    return sys.getsizeof(stream_id) + _MARKER_COST
 
 
 class _Log:
@@ -96,6 +99,8 @@ class MemoryStore:
         self._logs: dict[str, _Log] = {}
         self._size = 0  # bytes held by every log
         self._max_bytes = max_bytes
+        self._markers = 0  # bytes held by the markers of expired streams (_gone)
+        self._max_markers = None if max_bytes is None else max(max_bytes // 8, MIN_MARKER_BYTES)
         self._finished: deque[tuple[float, str]] = deque()  # in finishing order
         # expired id -> (when, owner); insertion order is expiry order
         self._gone: dict[str, tuple[float, str]] = {}
@@ -127,9 +132,13 @@ class MemoryStore:
 
     @property
     def size(self) -> int:
-        """Bytes the stored events and the markers of expired streams hold, as
-        counted against ``max_bytes``."""
+        """Bytes the stored events hold, as counted against ``max_bytes``."""
         return self._size
+
+    @property
+    def marker_bytes(self) -> int:
+        """Bytes the markers of expired streams are counted as (their own budget)."""
+        return self._markers
 
     def _drop_oldest(self, now: float) -> None:
         _, stream_id = self._finished.popleft()
@@ -137,25 +146,23 @@ class MemoryStore:
         if log is not None:
             self._size -= log.size
         self._gone[stream_id] = (now, "" if log is None else log.owner)
-        self._size += tombstone_cost(stream_id)
+        self._markers += marker_cost(stream_id)
+        if self._max_markers is not None:
+            while self._markers > self._max_markers:
+                self._forget(next(iter(self._gone)))
 
     def _forget(self, stream_id: str) -> None:
         del self._gone[stream_id]
-        self._size -= tombstone_cost(stream_id)
+        self._markers -= marker_cost(stream_id)
 
     def _make_room(self, room: int) -> None:
-        # Until everything holds at most max_bytes - room. The markers of expired
-        # streams go first, oldest first: losing one only turns a late reader's
-        # 410 into a 404. Then finished streams, oldest first (a late reader of
-        # those gets 410 and finds the answer in the history); a live stream has
-        # no other copy, so it stays.
+        # Until the events hold at most max_bytes - room: finished streams go,
+        # oldest first (a late reader of those gets 410 and finds the answer in
+        # the history); a live stream has no other copy, so it stays.
         assert self._max_bytes is not None
         now = self._clock()
-        while self._size > self._max_bytes - room and (self._gone or self._finished):
-            if self._gone:
-                self._forget(next(iter(self._gone)))
-            else:
-                self._drop_oldest(now)
+        while self._size > self._max_bytes - room and self._finished:
+            self._drop_oldest(now)
 
     def _expire(self) -> None:
         now = self._clock()
