@@ -148,3 +148,14 @@ def test_the_old_name_stream_error_still_works_with_a_warning() -> None:
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = askstream.no_such_name  # type: ignore[attr-defined]
+
+
+def test_the_http_names_load_on_first_use_and_still_work_every_way() -> None:
+    code = (
+        "import sys, askstream\n"
+        "assert 'httpx' not in sys.modules\n"
+        "from askstream import EventStreamResponse, connect\n"
+        "assert askstream.http.connect is connect is askstream.connect\n"
+        "assert 'httpx' in sys.modules and 'connect' in dir(askstream)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -118,9 +118,16 @@ _HTTP_NAMES = frozenset(
 _RENAMED = {"StreamError": "EventSourceError"}
 
 
+# Subpackages, so that `import askstream; askstream.http.X` works as it did when
+# the root imported askstream.http eagerly.
+_SUBPACKAGES = frozenset({"http", "service", "streams", "testing"})
+
+
 def __getattr__(name: str) -> object:
     if name in _HTTP_NAMES:
         return getattr(importlib.import_module(".http", __name__), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     if name in _RENAMED:
         new = _RENAMED[name]
         warnings.warn(
