@@ -255,6 +255,12 @@ def test_httpx_errors_become_ours_with_theirs_as_the_cause(
     assert "x=1" not in str(ours)  # a query string may carry a token
 
 
+def test_the_message_names_the_url_without_its_secrets() -> None:
+    url = httpx.URL("http://user:s3cret@testserver:8000/api/ask?token=t0ken#part")
+    message = str(transport_error(httpx.ConnectError("refused"), url))
+    assert message == "cannot connect to http://testserver:8000/api/ask: refused"
+
+
 def test_a_connect_timeout_is_a_timeout_not_a_connect_error() -> None:
     """As in httpx: ``except ConnectError`` means the peer refused, not that it was slow."""
     ours = transport_error(httpx.ConnectTimeout(""), URL)

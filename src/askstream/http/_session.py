@@ -104,7 +104,8 @@ def transport_error(exc: httpx.RequestError, url: httpx.URL) -> TransportError:
     ('TransportTimeout', 'read', 'read timeout on http://a/s: ReadTimeout')
     """
     detail = str(exc) or type(exc).__name__
-    where = url.copy_with(query=None, fragment=None)  # a query may hold a token
+    # Without the query and the user info: either may hold a secret.
+    where = url.copy_with(query=None, fragment=None, userinfo=b"")
     error: TransportError
     if isinstance(exc, httpx.TimeoutException):
         phase: _Phase = next((p for kind, p in _TIMEOUT_PHASES if isinstance(exc, kind)), "read")
