@@ -219,7 +219,10 @@ def aconnect(
     A non-2xx answer raises :class:`~askstream.ResponseError` (with the
     server's JSON ``{"code", "message"}`` if any) and a 2xx that is not
     ``text/event-stream`` raises :class:`~askstream.ContentTypeError`; 204
-    yields no events.
+    yields no events. A failed connection raises
+    :class:`~askstream.TransportError` (:class:`~askstream.ConnectError`,
+    :class:`~askstream.TransportTimeout`), httpx's error as its ``__cause__``:
+    no httpx exception escapes, so ``except askstream.AskstreamError`` is enough.
 
     A stream that drops or ends early reconnects by ``reconnect``'s policy
     (``None``: never) with ``Last-Event-ID``, honouring the server's
