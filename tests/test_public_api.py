@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -96,22 +97,34 @@ def test_every_error_class_is_public_at_the_root(error: type[Exception]) -> None
     assert getattr(askstream, error.__name__) is error
 
 
-def test_the_tree_drawn_in_the_docstring_is_the_tree() -> None:
-    """Each class in the drawing derives (first) from the class drawn above it."""
-    assert _exceptions.__doc__ is not None
+def _drawn_tree(text: str, indent: str) -> dict[str, str]:
+    """Each class of a drawing of the tree, and the class drawn as its parent."""
     drawn: dict[str, str] = {}
     parents = ["AskstreamError"]
-    for line in _exceptions.__doc__.splitlines():
-        match = re.match(r"^ {4}((?:[│ ] {3})*)[├└]── (\w+)", line)
+    for line in text.splitlines():
+        match = re.match(rf"^{indent}((?:[│ ] {{3}})*)[├└]── (\w+)", line)
         if match is None:
             continue
         depth = len(match[1]) // 4 + 1
         del parents[depth:]
         drawn[match[2]] = parents[-1]
         parents.append(match[2])
+    return drawn
+
+
+def test_the_tree_drawn_in_the_docstring_is_the_tree() -> None:
+    """Each class in the drawing derives (first) from the class drawn above it."""
+    assert _exceptions.__doc__ is not None
+    drawn = _drawn_tree(_exceptions.__doc__, " {4}")
     assert set(drawn) | {"AskstreamError"} == {error.__name__ for error in ERROR_CLASSES}
     for name, parent in drawn.items():
         assert getattr(_exceptions, name).__bases__[0].__name__ == parent, name
+
+
+def test_the_tree_in_the_docs_is_the_tree() -> None:
+    assert _exceptions.__doc__ is not None
+    docs = (Path(__file__).parents[1] / "docs" / "protocol.md").read_text()
+    assert _drawn_tree(docs, "") == _drawn_tree(_exceptions.__doc__, " {4}")
 
 
 def test_the_subpackages_re_export_the_same_classes() -> None:
