@@ -33,6 +33,7 @@ const ui = {
   title: $("chat-title"),
   messages: $("messages"),
   welcome: $("welcome"),
+  suggestions: document.querySelectorAll("#welcome .suggestion"),
   composer: $("composer"),
   question: $("question"),
   send: $("send"),
@@ -201,6 +202,10 @@ function formatTime(value) {
   return Number.isNaN(date.getTime()) ? "" : date.toLocaleString();
 }
 
+// Who wrote a message, shown above it and naming it for screen readers.
+const SENDER = { user: "You", assistant: "Assistant" };
+let senderIds = 0;
+
 const STATUS_LABEL = {
   streaming: "",
   complete: "",
@@ -218,6 +223,11 @@ class MessageView {
     this.renders = 0;
     this.root = document.createElement("article");
     this.root.className = `message ${role}`;
+    this.sender = document.createElement("div");
+    this.sender.className = "sender";
+    this.sender.id = `sender-${++senderIds}`;
+    this.sender.textContent = SENDER[role] ?? role;
+    this.root.setAttribute("aria-labelledby", this.sender.id);
     this.body = document.createElement("div");
     this.body.className = "content";
     this.foot = document.createElement("div");
@@ -226,7 +236,7 @@ class MessageView {
     this.error.className = "error";
     this.error.setAttribute("role", "alert");
     this.error.hidden = true;
-    this.root.append(this.body, this.error, this.foot);
+    this.root.append(this.sender, this.body, this.error, this.foot);
     if (messageId) this.root.dataset.messageId = messageId;
     if (createdAt) this.root.title = formatTime(createdAt);
     this._frame = 0;
@@ -362,11 +372,17 @@ function updateComposer() {
   const streamingHere = active !== null && active.chatId === state.chatId && state.chatId !== null;
   const startingHere = active !== null && active.chatId === null && state.chatId === null;
   const busy = active !== null;
-  ui.stop.hidden = !(streamingHere || startingHere);
+  const showStop = streamingHere || startingHere;
+  // The button that goes away hands its focus to the one that takes its place,
+  // so a keyboard user's next Enter or Space stops (or sends) as they expect.
+  const focused = document.activeElement;
+  ui.stop.hidden = !showStop;
   ui.stop.disabled = Boolean(active?.stopping);
-  ui.send.hidden = !ui.stop.hidden;
+  ui.send.hidden = showStop;
   ui.send.disabled = busy;
-  ui.send.title = busy ? "An answer is still streaming" : "";
+  ui.send.title = busy ? "An answer is still being written" : "";
+  if (showStop && focused === ui.send) ui.stop.focus();
+  else if (!showStop && focused === ui.stop) ui.send.focus();
 }
 
 function closeSidebar() {
@@ -718,6 +734,15 @@ function autosize() {
 ui.question.addEventListener("input", autosize);
 
 ui.stop.addEventListener("click", () => state.active?.stop());
+
+for (const suggestion of ui.suggestions) {
+  // An example question goes into the box, to send as it is or change first.
+  suggestion.addEventListener("click", () => {
+    ui.question.value = suggestion.textContent.trim();
+    autosize();
+    ui.question.focus();
+  });
+}
 
 ui.newChat.addEventListener("click", () => {
   if (location.hash) history.pushState(null, "", location.pathname);
