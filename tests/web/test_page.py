@@ -101,16 +101,33 @@ def test_an_answer_appears_piece_by_piece(tab: Tab, demo_service: ServerProcess)
     assert_clean(tab, demo_service)
 
 
+# Counts the page's writes to sessionStorage's "askstream.active", from the start.
+COUNT_SAVES = """
+window.__saves = 0;
+const setItem = Storage.prototype.setItem;
+Storage.prototype.setItem = function (key, value) {
+  if (this === sessionStorage && key === "askstream.active") window.__saves += 1;
+  return setItem.call(this, key, value);
+};
+"""
+
+
 def test_a_reload_mid_answer_resumes_without_repeating(
     tab: Tab, demo_service: ServerProcess
 ) -> None:
+    tab.context.add_init_script(COUNT_SAVES)
     page = tab.open(demo_service.url)
+    page.evaluate(WATCH_RENDERS)
     ask(page, "Tell me a story")
     page.wait_for_function(
         "() => document.querySelector('.message.assistant .content')?.textContent.length > 40",
         timeout=TIMEOUT,
     )
     chat_id = open_chat_id(page)
+    # Many pieces shown, and the growing answer never written to storage: it is
+    # saved when the page is left (the reload's pagehide), not once per piece.
+    assert page.evaluate("window.__renders.length") >= 3
+    assert page.evaluate("window.__saves") == 0
     page.reload()
     page.wait_for_selector("html[data-ready]")
     stored = answer_message(demo_service, chat_id, tab)
@@ -125,6 +142,8 @@ def test_a_reload_mid_answer_resumes_without_repeating(
     [(url, last_event_id)] = tab.stream_requests
     assert url.endswith(f"/api/streams/{stored['messageId']}")
     assert last_event_id
+    # Once finished, nothing of it is left in storage.
+    assert page.evaluate("sessionStorage.getItem('askstream.active')") is None
     assert_clean(tab, demo_service)
 
 

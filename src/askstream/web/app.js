@@ -1,10 +1,11 @@
 // The chat page: a list of chats, the open chat's messages, and an input whose
 // answers stream in through askstream.js. No framework and no build step.
 //
-// Reloading mid-answer: while an answer streams, the page keeps its messageId,
-// the last event id and the text so far in sessionStorage. After a reload it
-// shows that text and resumes GET /api/streams/{messageId} after that id, so no
-// piece arrives twice. An answer still streaming that this tab did not start
+// Reloading mid-answer: when the page is left (a reload fires pagehide) or
+// hidden while an answer streams, it keeps the answer's messageId, the last
+// event id and the text so far in sessionStorage. After a reload it shows that
+// text and resumes GET /api/streams/{messageId} after that id, so no piece
+// arrives twice. An answer still streaming that this tab did not start
 // (another tab, a new session) is followed from the start of its stream, which
 // replaces the partial text the server stored.
 //
@@ -506,6 +507,24 @@ async function deleteChat(chatId, title) {
 
 // ---------------------------------------------------------------- answers
 
+// The text so far is saved when the page is hidden or left, not as it grows:
+// writing the whole answer on every piece cost its length each time, quadratic
+// over an answer. pagehide comes with every reload, close and navigation;
+// visibilitychange to "hidden" comes first where a browser may then discard the
+// tab unannounced (a phone's background tab). Whatever is saved pairs the text
+// with the id of its last event, so a resume after it repeats nothing even if
+// the answer went on after the save; a tab that dies without either event
+// saved nothing and replays the stream from its start after a reload.
+function saveOnLeave() {
+  const answer = state.active;
+  if (answer && !answer.finished) saveActive(answer);
+}
+
+window.addEventListener("pagehide", saveOnLeave);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") saveOnLeave();
+});
+
 function saveActive(answer) {
   try {
     sessionStorage.setItem(
@@ -602,7 +621,6 @@ class Answer {
         if (typeof payload.delta === "string") {
           this.content += payload.delta;
           this.view.appendContent(payload.delta, this.content);
-          saveActive(this);
         }
       }
       if (!outcome) outcome = { status: "failed", error: "The answer ended without finishing." };
