@@ -145,6 +145,8 @@ def test_chat_titles_are_plain_text_with_the_full_title_on_hover(
     expected = " ".join(without_markup.split())
     assert expected.startswith("Bold question about code and more")
     assert link.text_content() == expected
+    # The list shows what fits, cut with an ellipsis; the whole title is on hover.
+    assert link.evaluate("(a) => a.scrollWidth > a.clientWidth")
     assert link.get_attribute("title").split("\n")[0] == expected
     assert page.locator(".chat-link img, .chat-link strong").count() == 0
     assert page.locator("#chat-title").text_content() == expected
