@@ -462,6 +462,8 @@ def test_stop_takes_the_focus_send_had(tab: Tab, demo_service: ServerProcess) ->
     assert page.evaluate("document.activeElement.id") == "stop"
     page.keyboard.press("Enter")  # and stops with the same key
     wait_status(page, "cancelled")
+    page.wait_for_selector("#send", state="visible", timeout=TIMEOUT)
+    assert page.evaluate("document.activeElement.id") == "send"
     assert_clean(tab, demo_service)
 
 
