@@ -7,8 +7,8 @@ askstream.service._settings_doc``; a test fails when the two drift apart).
 Where the values come from, in order, is ``_settings_sources.py``'s docstring.
 
 To add a setting: declare it below in its group, e.g.
-``log_format: _LogFormat = setting("text", "text or json (one JSON object a line)")``
-(a type of its own when it needs a check, as ``_LogLevel``), then run
+``log_format: Literal["text", "json"] = setting("text", "text, or json: an object a line")``
+(a type from ``_settings_types.py`` when it needs a check of its own), then run
 ``python -m askstream.service._settings_doc`` to update the docs' table. The
 flag, the variable, the ``--help`` line and the error messages follow from the
 declaration.
@@ -18,98 +18,34 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any
 
-from pydantic import AfterValidator, BeforeValidator, ValidationError, ValidationInfo
-from pydantic import field_validator as _field_validator
+from pydantic import ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ._identity import parse_tokens, read_tokens_file
 from ._settings_sources import WHOLE, describe, gather, setting, variable
+from ._settings_types import (
+    ApiKey,
+    Count,
+    Delay,
+    HttpUrl,
+    LogLevel,
+    Names,
+    Origins,
+    Port,
+    RedisUrl,
+    Seconds,
+    Size,
+)
 
 __all__ = ["Settings"]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 (compared with, never bound)
-_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-_Number = TypeVar("_Number", int, float)
-
-
-# -- the checks a type carries (ValueError: the reason; the source's name is added) --
-
-
-def _above_zero(value: _Number) -> _Number:
-    if value <= 0:
-        raise ValueError(f"must be above 0, not {value!r}")
-    return value
-
-
-def _not_negative(value: _Number) -> _Number:
-    if value < 0:
-        raise ValueError(f"must not be negative, not {value!r}")
-    return value
-
-
-def _port(value: int) -> int:
-    if not 0 <= value <= 65535:
-        raise ValueError(f"is not a TCP port (0-65535): {value!r}")
-    return value
-
-
-def _names(value: object) -> object:
-    # A variable or a flag says "a,b"; Python code may pass a tuple or a list.
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return value
-
-
-def _origins(origins: tuple[str, ...]) -> tuple[str, ...]:
-    for origin in origins:
-        if origin != "*" and not re.fullmatch(r"https?://[^/?#\s]+", origin):
-            raise ValueError(f"{origin!r} is not an origin such as https://app.example.com")
-    return origins
-
-
-def _log_level(text: str) -> str:
-    if text.lower() not in _LOG_LEVELS:
-        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}, not {text!r}")
-    return text.lower()
-
-
-def _http_url(url: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"must be an http(s) URL, not {url!r}")
-    return url
-
-
-def _redis_url(url: str) -> str:
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(f"must be a redis://, rediss:// or unix:// URL, not {url!r}")
-    return url
-
-
-def _api_key(key: str) -> str:
-    # It goes into a header as it is; the value is never part of a message.
-    if not key.isprintable() or " " in key:
-        raise ValueError("has a space or a control character in it (the key is not shown)")
-    return key
-
-
-_Seconds = Annotated[float, AfterValidator(_above_zero)]
-_Delay = Annotated[float, AfterValidator(_not_negative)]
-_Size = Annotated[int, AfterValidator(_above_zero)]
-_Count = Annotated[int, AfterValidator(_not_negative)]
-_Port = Annotated[int, AfterValidator(_port)]
-_Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
-_Origins = Annotated[tuple[str, ...], BeforeValidator(_names), AfterValidator(_origins)]
-_LogLevel = Annotated[str, AfterValidator(_log_level)]
-_HttpUrl = Annotated[str, AfterValidator(_http_url)]
-_RedisUrl = Annotated[str, AfterValidator(_redis_url)]
-_ApiKey = Annotated[str, AfterValidator(_api_key)]
 
 
 def _whole(message: str) -> PydanticCustomError:
@@ -160,7 +96,7 @@ class Settings(BaseSettings):
         "interface to listen on (0.0.0.0: every one)",
         doc="interface to listen on; `0.0.0.0` for every one",
     )
-    port: _Port = setting(8000, "TCP port to listen on")
+    port: Port = setting(8000, "TCP port to listen on")
     data_dir: Path = setting(
         Path("data"),
         "folder for the SQLite file (made if missing)",
@@ -184,7 +120,7 @@ class Settings(BaseSettings):
         "the schema is already the newest, for deployments that run `askstream db upgrade` as "
         "a step of their own. See [deploy.md](deploy.md#upgrading-the-database)",
     )
-    llm_url: _HttpUrl | None = setting(
+    llm_url: HttpUrl | None = setting(
         None,
         "OpenAI-compatible API, base URL (https://api.openai.com/v1) or full "
         "/chat/completions URL; unset: the offline demo model",
@@ -204,7 +140,7 @@ class Settings(BaseSettings):
         doc="the model name sent to the API (`gpt-4o-mini`, `llama3.2`, ...); required with "
         "an LLM URL",
     )
-    llm_api_key: _ApiKey | None = setting(
+    llm_api_key: ApiKey | None = setting(
         None,
         "sent as Authorization: Bearer; no flag, so it stays out of `ps`",
         doc="sent as `Authorization: Bearer <key>`; a variable only, so the key stays out of "
@@ -214,46 +150,46 @@ class Settings(BaseSettings):
         secret=True,
         fallback="OPENAI_API_KEY",
     )
-    llm_connect_timeout: _Seconds = setting(
+    llm_connect_timeout: Seconds = setting(
         10.0,
         "seconds to connect to the API",
         doc="seconds to connect to the API; past it the ask is 502",
     )
-    llm_read_timeout: _Seconds = setting(
+    llm_read_timeout: Seconds = setting(
         60.0,
         "seconds the API may stay silent, before its first byte and between chunks",
         doc="seconds the API may stay silent, before its first byte and between chunks; past "
         "it the ask is 502 (before the first piece) or ends with `event: error` (after)",
     )
-    demo_delay: _Delay = setting(
+    demo_delay: Delay = setting(
         0.03,
         "seconds between the demo model's words",
         doc="seconds between the demo model's words; `0` streams at once",
     )
-    max_body_size: _Size = setting(
+    max_body_size: Size = setting(
         64 * 1024,
         "largest request body in bytes; larger is 413",
         doc="largest request body in bytes (64 KiB); a larger one is 413",
     )
-    context_messages: _Count = setting(
+    context_messages: Count = setting(
         50,
         "earlier messages of a chat sent to the model with a question",
         doc="how many earlier messages of a chat go to the model with a question (questions, "
         "and answers that completed)",
     )
-    save_interval: _Seconds = setting(
+    save_interval: Seconds = setting(
         1.0,
         "seconds between saves of answers still streaming",
         doc="seconds between saves of answers still streaming (all of them in one "
         "transaction); an answer is also saved when it ends",
     )
-    heartbeat: _Seconds = setting(
+    heartbeat: Seconds = setting(
         15.0,
         "seconds between keep-alive comments on a quiet stream",
         doc="seconds between keep-alive comments on a stream with nothing to say, so proxies "
         "keep it open",
     )
-    stream_retention: _Delay = setting(
+    stream_retention: Delay = setting(
         3600.0,
         "seconds a finished answer's stream stays resumable",
         doc="seconds a finished answer's stream stays resumable at `GET "
@@ -261,7 +197,7 @@ class Settings(BaseSettings):
         "history keeps the answer for ever",
     )
     # -- the stream log in Redis (docs/deploy.md) --
-    redis_url: _RedisUrl | None = setting(
+    redis_url: RedisUrl | None = setting(
         None,
         "Redis for the stream log, shared by several instances: redis://host:6379/0; "
         "unset: in this process's memory",
@@ -276,13 +212,13 @@ class Settings(BaseSettings):
         doc="prefix of every Redis key askstream writes, so that several deployments can "
         "share one Redis",
     )
-    stream_max_events: _Size = setting(
+    stream_max_events: Size = setting(
         10_000,
         "events kept per stream in Redis (XADD MAXLEN ~); older ones cannot be resumed",
         doc="events kept per answer in Redis (`XADD MAXLEN ~`, so a few more may stay); a "
         "resume from before the oldest kept one is `410`",
     )
-    lease_ttl: _Seconds = setting(
+    lease_ttl: Seconds = setting(
         5.0,
         "seconds after an instance dies before readers of its answers get error 503 (Redis)",
         doc="Redis: seconds an instance's lease on its answers outlives its last renewal. When "
@@ -291,14 +227,14 @@ class Settings(BaseSettings):
         "`failed`. Also how long a reader waits on an unreachable Redis, or on a stream that "
         "vanished from it, before it gets `error` 503",
     )
-    lease_renew: _Seconds = setting(
+    lease_renew: Seconds = setting(
         2.0,
         "seconds between an instance's lease renewals; at most half of lease_ttl (Redis)",
         doc="Redis: seconds between an instance's renewals of its leases (one round trip for "
         "all of them); at most half of `lease-ttl`. Every instance also looks for lapsed "
         "leases every `lease-renew` / 2 seconds",
     )
-    shutdown_timeout: _Delay = setting(
+    shutdown_timeout: Delay = setting(
         10.0,
         "on SIGTERM or Ctrl+C, seconds answers in flight get to finish; then they are "
         "stored `cancelled` and open streams end with error 503 (resume elsewhere)",
@@ -306,7 +242,7 @@ class Settings(BaseSettings):
         "plain uvicorn alike); then they are stored `cancelled` and open streams end with "
         "`error` 503 that says to resume; the process exits about a second later",
     )
-    log_level: _LogLevel = setting(
+    log_level: LogLevel = setting(
         "info",
         "critical, error, warning, info or debug",
         doc="`critical`, `error`, `warning`, `info` or `debug`",
@@ -341,7 +277,7 @@ class Settings(BaseSettings):
         flag=False,
         secret=True,
     )
-    allowed_hosts: _Names = setting(
+    allowed_hosts: Names = setting(
         (),
         "Host names the service answers to (* for any); unset: loopback names and --host",
         doc="the `Host` names the service answers to, comma-separated; `.example.com` matches "
@@ -350,7 +286,7 @@ class Settings(BaseSettings):
         unset="unset: `localhost`, `127.0.0.1`, `[::1]` and `--host` (for `0.0.0.0`, also "
         "this machine's host name)",
     )
-    cors_origins: _Origins = setting(
+    cors_origins: Origins = setting(
         (),
         "origins whose pages may call the API from the browser (CORS); unset: none",
         doc="origins (`https://app.example.com`) whose pages may call the API from the "
@@ -373,14 +309,14 @@ class Settings(BaseSettings):
         "already checks who asks",
     )
     # -- limits: what one client, one user and everyone together may hold (docs/deploy.md) --
-    max_head_size: _Size = setting(
+    max_head_size: Size = setting(
         16 * 1024,
         "largest request head (request line and headers) in bytes; larger is 431",
         doc="largest request head (request line and headers) in bytes (16 KiB); a larger one "
         "is `431`, an unfinished one as soon as it passes the limit (see "
         "[deploy.md](deploy.md#limits))",
     )
-    header_timeout: _Seconds = setting(
+    header_timeout: Seconds = setting(
         10.0,
         "seconds a client may take to send a request head; then 408 and the end",
         doc="seconds a client may take to send a request head (from connecting, or from the "
@@ -388,32 +324,32 @@ class Settings(BaseSettings):
         "connection ends. Needs askstream's protocol (`askstream serve` has it; under plain "
         "uvicorn pass `--http askstream.service:HttpProtocol`)",
     )
-    body_timeout: _Seconds = setting(
+    body_timeout: Seconds = setting(
         10.0,
         "seconds a client may take to send a request body; then 408 and the end",
         doc="seconds a client may take to send a whole request body; then `408` and the "
         "connection ends",
     )
-    max_connections: _Size = setting(
+    max_connections: Size = setting(
         2048,
         "open connections per process (streams included); more are answered 503",
         doc="open connections per process, idle and streaming ones included; more are "
         "answered `503` with `Retry-After` and closed (without askstream's protocol: requests "
         "in progress)",
     )
-    max_generations: _Size = setting(
+    max_generations: Size = setting(
         256,
         "answers generating at once in this process; more asks are answered 503",
         doc="answers generating at once in this process (each one a model call); another ask "
         "is `503` with `Retry-After`",
     )
-    max_user_generations: _Size = setting(
+    max_user_generations: Size = setting(
         32,
         "answers one user may have generating at once in this process; more are 429",
         doc="answers one user may have generating at once in this process; another ask of "
         "theirs is `429` with `Retry-After`",
     )
-    memory_store_max_bytes: _Size = setting(
+    memory_store_max_bytes: Size = setting(
         256 * 1024 * 1024,
         "bytes the memory store may hold; oldest finished streams go first, "
         "a new ask is 503 while live ones fill it",
@@ -426,7 +362,7 @@ class Settings(BaseSettings):
     # -- checks across settings: each on the later field, so that pydantic reports it
     # -- together with every other wrong setting (info.data holds the earlier valid ones)
 
-    @_field_validator("llm_model")
+    @field_validator("llm_model")
     @classmethod
     def _model_with_url(cls, model: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("llm_url") is not None and not model:
@@ -436,7 +372,7 @@ class Settings(BaseSettings):
             )
         return model
 
-    @_field_validator("lease_renew")
+    @field_validator("lease_renew")
     @classmethod
     def _renew_within_ttl(cls, renew: float, info: ValidationInfo) -> float:
         ttl = info.data.get("lease_ttl")
@@ -448,7 +384,7 @@ class Settings(BaseSettings):
             )
         return renew
 
-    @_field_validator("tokens")
+    @field_validator("tokens")
     @classmethod
     def _tokens_parse(cls, tokens: str | None, info: ValidationInfo) -> str | None:
         if tokens:
@@ -458,7 +394,7 @@ class Settings(BaseSettings):
                 raise _whole(str(exc)) from None
         return tokens
 
-    @_field_validator("tokens_file")
+    @field_validator("tokens_file")
     @classmethod
     def _tokens_file_reads(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         try:
