@@ -170,6 +170,15 @@ def test_env_file_values_are_taken_as_written(tmp_path: Path) -> None:
     assert (settings.env_file, settings.backend) == (env_file, "demo")
 
 
+def test_a_line_of_the_env_file_that_does_not_parse_is_named_not_shown(tmp_path: Path) -> None:
+    env_file = write(tmp_path / ".env", "ASKSTREAM_PORT=9001\nsk-pasted-by-mistake here\n")
+    with pytest.raises(
+        ValueError, match=re.escape(f"{env_file}, line 2: not NAME=value")
+    ) as caught:
+        Settings.from_env({}, env_file=str(env_file))
+    assert "sk-pasted" not in str(caught.value)
+
+
 # -- secrets from files ---------------------------------------------------------------
 
 
@@ -327,7 +336,9 @@ def test_a_secret_never_appears_in_the_error(environ: dict[str, str]) -> None:
 
 def test_a_secret_file_with_a_bad_key_is_named_but_not_shown(tmp_path: Path) -> None:
     key = write(tmp_path / "key", f"{SECRET} with spaces\n")
-    with pytest.raises(ValueError, match="ASKSTREAM_LLM_API_KEY_FILE: must be printable ASCII") as caught:
+    with pytest.raises(
+        ValueError, match="ASKSTREAM_LLM_API_KEY_FILE: must be printable ASCII"
+    ) as caught:
         Settings.from_env({"ASKSTREAM_LLM_API_KEY_FILE": str(key)})
     assert SECRET not in str(caught.value)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import Field
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
@@ -201,7 +201,15 @@ def _env_file(
         return None
     found.values["env_file"], found.labels["env_file"] = path, label
     # Values as written: no ${VAR} expansion, which would change a password holding "$".
-    return _Layer(f" in {path}", dotenv_values(stream=io.StringIO(text), interpolate=False))
+    # parse_stream rather than dotenv_values, which only logs a line it cannot read.
+    variables: dict[str, str | None] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:  # the line itself is not shown: it may hold a secret
+            line = binding.original.line
+            found.problems.append(("env_file", f"{path}, line {line}: not NAME=value"))
+        elif binding.key is not None:
+            variables[binding.key] = binding.value
+    return _Layer(f" in {path}", variables)
 
 
 def _lookup(
