@@ -8,6 +8,10 @@ Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin, also read from a ``.e
 file; flags win over variables, variables over the file. ``ask``
 prints the answer as it arrives, then the chat's id on stderr (pass it to
 ``--chat`` to go on); on an error it prints the server's message and exits 1.
+
+``ask`` and ``--help`` run on a base install (``pip install askstream``): only
+``serve`` and ``db`` import the service, so only they need the ``service`` extra,
+and without it they say so and exit 2.
 """
 
 from __future__ import annotations
