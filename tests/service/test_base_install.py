@@ -101,16 +101,31 @@ def test_a_base_install_has_none_of_the_extras(base: BaseInstall) -> None:
     assert "site-packages" in where  # the wheel, not this checkout
 
 
-def test_the_http_layer_works_on_a_base_install(base: BaseInstall) -> None:
-    code = (
-        "import askstream\n"
-        "from askstream import EventStreamResponse, aconnect, connect, Event\n"
-        "response = EventStreamResponse(iter([Event('hi')]))\n"
-        "print(response.media_type, askstream.encode(Event('hi')))\n"
-    )
-    result = base.run("python", "-c", code)
+#: An EventStreamResponse read by aconnect, through httpx's in-process ASGI transport:
+#: the server side and the client of the library with only the base dependencies.
+HTTP_ROUND_TRIP = """
+import asyncio, httpx
+from askstream import Event, EventStreamResponse, aconnect
+
+async def app(scope, receive, send):
+    async def events():
+        yield Event("hi", id="1")
+        yield Event("bye", event="done", id="2")
+    await EventStreamResponse(events())(scope, receive, send)
+
+async def main():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+        async with aconnect("GET", "http://t/", client=client, until={"done"}) as stream:
+            print([(e.event, e.data, e.id) async for e in stream])
+
+asyncio.run(main())
+"""
+
+
+def test_the_response_and_the_client_work_on_a_base_install(base: BaseInstall) -> None:
+    result = base.run("python", "-c", HTTP_ROUND_TRIP)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "text/event-stream b'data: hi\\n\\n'"
+    assert result.stdout.strip() == "[('message', 'hi', '1'), ('done', 'bye', '2')]"
 
 
 def test_the_commands_help_works_on_a_base_install(base: BaseInstall) -> None:
