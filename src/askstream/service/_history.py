@@ -211,6 +211,31 @@ class ChatHistory:
             row = (await conn.execute(query)).first()
         return None if row is None else _chat(row)
 
+    async def owner(self, chat_id: str) -> str | None:
+        """Whose chat ``chat_id`` is; ``None`` if there is no such chat. For a door
+        whose clients name new chats themselves (the AI SDK's ``POST /api/chat``):
+        a new id, the caller's chat, or another user's."""
+        query = sa.select(_chats.c.owner).where(_chats.c.id == chat_id)
+        async with self.engine.connect() as conn:
+            owner: str | None = await conn.scalar(query)
+        return owner
+
+    async def streaming_answer(self, chat_id: str) -> str | None:
+        """The id of the chat's newest answer still ``streaming``, if any."""
+        query = (
+            sa.select(_messages.c.id)
+            .where(
+                _messages.c.chat_id == chat_id,
+                _messages.c.role == "assistant",
+                _messages.c.status == "streaming",
+            )
+            .order_by(_messages.c.seq.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            answer_id: str | None = await conn.scalar(query)
+        return answer_id
+
     async def messages(self, chat_id: str) -> list[MessageRecord]:
         """A chat's messages, oldest first."""
         query = sa.select(_messages).where(_messages.c.chat_id == chat_id).order_by(_messages.c.seq)
