@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
+from starlette.types import Receive, Scope, Send
 
 from ..http import EventStreamResponse
+from ..http._shutdown import SCOPE_KEY, Shutdown
 from ..sse import Event
 from ..streams import Store, StoreUnavailable, StreamExpired, StreamNotFound
 from ._errors import ServiceError
@@ -233,8 +235,42 @@ async def _ui_stream(store: Store, message_id: str) -> AsyncIterator[str]:
     yield "[DONE]"
 
 
+#: What a reader whose stream this instance ends on shutdown reads last (the
+#: app's RESUME_EVENT is askstream's ``event: error``, no chunk to the SDK).
+RESUME = "the server is shutting down; resume with GET /api/chat/{id}/stream"
+_RESUME_FINAL = f"data: {_json({'type': 'error', 'errorText': RESUME})}\n\ndata: [DONE]\n\n"
+
+
+class _FinalSaid(Shutdown):
+    """The server's shutdown signal, with this door's own last words."""
+
+    __slots__ = ("_signal",)
+
+    def __init__(self, signal: Shutdown, final: bytes) -> None:
+        super().__init__(final)
+        self._signal = signal
+
+    @property
+    def is_set(self) -> bool:
+        return self._signal.is_set
+
+    def subscribe(self, callback: Callable[[], object]) -> bool:
+        return self._signal.subscribe(callback)
+
+    def unsubscribe(self, callback: Callable[[], object]) -> None:
+        self._signal.unsubscribe(callback)
+
+
+class _UIMessageStreamResponse(EventStreamResponse):
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        signal = scope.get(SCOPE_KEY)
+        if isinstance(signal, Shutdown):
+            scope = {**scope, SCOPE_KEY: _FinalSaid(signal, _RESUME_FINAL.encode())}
+        return super().__call__(scope, receive, send)
+
+
 def _response(deps: Services, message_id: str) -> EventStreamResponse:
-    return EventStreamResponse(
+    return _UIMessageStreamResponse(
         _ui_stream(deps.store, message_id),
         ping=deps.settings.heartbeat,
         headers={**PROTOCOL_HEADER, "Content-Location": f"/api/streams/{message_id}"},
