@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -20,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from askstream.service._aisdk import RESUME, UIMessageChunks
+from askstream.service import Settings, create_app
+from askstream.service._aisdk import CHAT_ID, RESUME, UIMessageChunks
 from askstream.sse import Event
 from askstream.testing import ServerProcess, require
 
@@ -406,6 +408,41 @@ async def test_resuming_when_nothing_is_being_answered_is_204(
     response = await client.get(f"{service.url}/api/chat/{chat_id}/stream", headers=ALICE)
     assert response.status_code == 204
     assert response.content == b""
+
+
+def test_the_openapi_document_describes_both_routes_chunk_by_chunk() -> None:
+    logger = logging.getLogger("askstream")
+    level = logger.level
+    try:
+        app = create_app(Settings(data_dir=Path("never-written"), secret_key="only-the-document"))
+        document = app.openapi()
+    finally:
+        logger.setLevel(level)
+    post = document["paths"]["/api/chat"]["post"]
+    resume = document["paths"]["/api/chat/{chat_id}/stream"]["get"]
+    assert "204" in resume["responses"]
+    for operation in (post, resume):
+        response = operation["responses"]["200"]
+        assert response["headers"]["x-vercel-ai-ui-message-stream"]["schema"] == {"const": "v1"}
+        [stream] = response["content"].values()
+        data = stream["itemSchema"]["properties"]["data"]["anyOf"]
+        assert data[0] == {"const": "[DONE]"}
+        kinds = [
+            chunk["properties"]["type"]["const"] for chunk in data[1]["contentSchema"]["oneOf"]
+        ]
+        assert kinds == [
+            "start",
+            "text-start",
+            "text-delta",
+            "text-end",
+            "finish",
+            "abort",
+            "error",
+        ]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert "$defs" not in json.dumps(body), "a $ref into $defs would point at the document's root"
+    assert body["required"] == ["id", "messages"]
+    assert body["properties"]["id"]["pattern"] == CHAT_ID
 
 
 # -- the translation, without a server -----------------------------------------------
