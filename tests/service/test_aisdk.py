@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 from askstream.service import Settings, create_app
-from askstream.service._aisdk import CHAT_ID, RESUME, UIMessageChunks
+from askstream.service._aisdk import CHAT_ID
+from askstream.service._ui_stream import RESUME, UIMessageChunks
 from askstream.sse import Event
 from askstream.testing import ServerProcess, require
 
