@@ -382,6 +382,30 @@ async def test_a_strangers_chat_is_404_to_post_and_to_resume(
     assert [m["content"] for m in detail.json()["messages"] if m["role"] == "user"] == ["Mine"]
 
 
+async def test_requests_making_the_same_new_chat_at_once_get_200_or_409_never_500(
+    client: httpx.AsyncClient, service: ServerProcess
+) -> None:
+    async def post(chat_id: str, n: int) -> int:
+        body = chat_body(chat_id, f"Me first ({n})")
+        response = await client.post(f"{service.url}/api/chat", json=body, headers=ALICE)
+        if response.status_code == 409:
+            assert "was just made by another request" in response.json()["message"]
+        return response.status_code
+
+    # A race: rounds until one is lost (most rounds lose it at once).
+    for _ in range(20):
+        chat_id = new_id()
+        statuses = await asyncio.gather(*(post(chat_id, n) for n in range(8)))
+        assert set(statuses) <= {200, 409}, statuses
+        detail = await client.get(f"{service.url}/api/chats/{chat_id}", headers=ALICE)
+        questions = [m for m in detail.json()["messages"] if m["role"] == "user"]
+        assert len(questions) == statuses.count(200)  # a 409 left nothing behind
+        if 409 in statuses:
+            break
+    else:
+        pytest.fail("no two requests ever raced to make a chat")
+
+
 async def test_resuming_an_unknown_chat_is_404(
     client: httpx.AsyncClient, service: ServerProcess
 ) -> None:

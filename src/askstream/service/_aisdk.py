@@ -155,7 +155,7 @@ router = APIRouter(prefix="/api", responses=_errors(422))
     response_class=Response,
     responses={
         200: UI_MESSAGE_STREAM,
-        **_errors(400, 401, 403, 404, 413, 422, 429, 500, 502, 503),
+        **_errors(400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503),
     },
     openapi_extra={
         "requestBody": {

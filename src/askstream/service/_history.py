@@ -23,6 +23,7 @@ from sqlalchemy.pool import StaticPool
 
 from . import _migrate
 from ._backend import ChatMessage
+from ._errors import ServiceError
 
 __all__ = ["ChatHistory", "ChatRecord", "MessageRecord", "MessageStatus"]
 
@@ -281,16 +282,24 @@ class ChatHistory:
         first: str = "",
     ) -> None:
         """Store a question and its answer-to-be (``streaming``, holding ``first``), in one
-        transaction that also creates the chat, ``owner``'s, when ``new_chat``."""
+        transaction that also creates the chat, ``owner``'s, when ``new_chat``.
+
+        A new chat whose id is taken (a client names its chats, and two requests
+        made the same one at once) is :class:`ServiceError` 409, and nothing is stored.
+        """
         now = _now()
         async with self.engine.begin() as conn:
             if new_chat:
                 title = _title(question)
-                await conn.execute(
-                    _chats.insert().values(
-                        id=chat_id, owner=owner, title=title, created_at=now, updated_at=now
-                    )
+                insert = _chats.insert().values(
+                    id=chat_id, owner=owner, title=title, created_at=now, updated_at=now
                 )
+                try:
+                    await conn.execute(insert)
+                except sa.exc.IntegrityError:
+                    raise ServiceError(
+                        409, f"chat {chat_id!r} was just made by another request; send again"
+                    ) from None
             else:
                 await conn.execute(
                     _chats.update().where(_chats.c.id == chat_id).values(updated_at=now)
