@@ -406,6 +406,35 @@ async def test_requests_making_the_same_new_chat_at_once_get_200_or_409_never_50
         pytest.fail("no two requests ever raced to make a chat")
 
 
+async def test_with_browser_sessions_another_session_gets_404_while_the_owner_resumes(
+    start_service: StartService,
+) -> None:
+    service = start_service(ASKSTREAM_DEMO_DELAY="0.02")  # no tokens: anonymous sessions
+    chat_id = new_id()
+    timeout = httpx.Timeout(20.0)
+    async with (
+        httpx.AsyncClient(timeout=timeout) as owner,
+        httpx.AsyncClient(timeout=timeout) as stranger,
+    ):
+        url = f"{service.url}/api/chat"
+        async with owner.stream("POST", url, json=chat_body(chat_id, "Mine")) as asked:
+            assert asked.status_code == 200
+            first = await anext(read_events(asked))
+            assert owner.cookies.get("askstream_session")  # who the owner is
+            for response in (
+                await stranger.post(url, json=chat_body(chat_id, "Let me in")),
+                await stranger.get(f"{url}/{chat_id}/stream"),
+            ):
+                assert response.status_code == 404
+                assert response.json() == {"code": 404, "message": f"no chat {chat_id!r}"}
+            resumed = await ask(
+                owner, service.url, method="GET", path=f"/api/chat/{chat_id}/stream"
+            )
+            assert resumed.status == 200
+            assert chunks(resumed)[0] == json.loads(first.data)
+            assert chunks(resumed)[-1] == {"type": "finish", "finishReason": "stop"}
+
+
 async def test_resuming_an_unknown_chat_is_404(
     client: httpx.AsyncClient, service: ServerProcess
 ) -> None:
