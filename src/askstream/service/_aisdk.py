@@ -28,7 +28,7 @@ from pydantic.alias_generators import to_camel
 
 from ._errors import ServiceError
 from ._routes import Deps, Services, User
-from ._schemas import ErrorBody, validation_message
+from ._schemas import _NOT_BLANK_CHAR, ErrorBody, validation_message
 from ._text import Text, loads, shown
 from ._ui_stream import UI_MESSAGE_STREAM, ui_message_stream
 
@@ -43,14 +43,23 @@ CHAT_ID = r"^[A-Za-z0-9_-]{1,64}$"
 # -- the request ------------------------------------------------------------------
 
 
-class _Part(BaseModel):
-    """A part of a UIMessage; only ``text`` parts are read, the others let through."""
+class _TextPart(BaseModel):
+    """A UIMessage's text: the parts the question is made of."""
 
     model_config = ConfigDict(strict=True, extra="allow")
 
-    type: Text = Field(
-        min_length=1, description='"text", or any other part type (read only when "text")'
-    )
+    type: Literal["text"]
+    # The pattern tells a generator of examples (schemathesis) what text asks
+    # something; blank text is refused by ChatRequest.question, with 422.
+    text: Text = Field(json_schema_extra={"pattern": _NOT_BLANK_CHAR})
+
+
+class _Part(BaseModel):
+    """Any other part of a UIMessage (a file, a tool call, data): let through, not read."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    type: Text = Field(min_length=1)
     text: Text | None = None
 
 
@@ -61,7 +70,7 @@ class UIMessage(BaseModel):
 
     id: Text
     role: Literal["system", "user", "assistant"]
-    parts: list[_Part]
+    parts: list[_TextPart | _Part]
 
 
 class ChatRequest(BaseModel):
