@@ -7,6 +7,7 @@ docs/api.md, "The OpenAI-compatible API", is what these tests quote.
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,8 @@ import pytest
 from openai import AsyncOpenAI
 
 from askstream.service._demo import DEMO_MODEL, demo_answer
+from askstream.service._stopping import RESUME as RESUME_MESSAGE
+from askstream.service._stopping import RESUME_EVENT
 from askstream.testing import ServerProcess
 
 from .conftest import AUTH, TOKEN, TOKEN_ENV, StartService, _module_service, llm_env, read_events
@@ -410,3 +413,40 @@ async def test_the_sdk_reads_a_whole_stream_with_heartbeats_between_chunks(
         stream = await client.chat.completions.create(**body)
         text = "".join([c.choices[0].delta.content or "" async for c in stream])
     assert text == "Echo: Hi there"
+
+
+# -- stopping ------------------------------------------------------------------------
+
+
+async def test_a_stopping_server_ends_the_stream_with_an_error_the_sdk_raises(
+    start_service: StartService,
+) -> None:
+    # About 85 pieces 0.2 s apart: far longer than the shutdown timeout.
+    service = start_service(
+        ASKSTREAM_DEMO_DELAY="0.2", ASKSTREAM_SHUTDOWN_TIMEOUT="0.5", **TOKEN_ENV
+    )
+    got: list[str] = []
+    async with sdk(service) as client:
+        stream = await client.chat.completions.create(
+            model=DEMO_MODEL, messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+        with pytest.raises(openai.APIError) as caught:  # noqa: PT012 (raised mid-iteration)
+            async for chunk in stream:
+                got.append(chunk.choices[0].delta.content or "")
+                if len(got) == 1:
+                    service.process.send_signal(signal.SIGTERM)
+    # Not taken for a complete answer: the SDK raises, with the server's reason.
+    assert "the server is shutting down" in caught.value.message
+    assert 0 < len(got) < 80
+
+
+def test_the_shutdown_event_carries_openai_error_object_too() -> None:
+    # It ends every open stream, /v1/'s too (when a reader missed the answer's own end).
+    data = json.loads(RESUME_EVENT.data)
+    assert (data["code"], data["message"]) == (503, RESUME_MESSAGE)
+    assert data["error"] == {
+        "message": RESUME_MESSAGE,
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
