@@ -130,6 +130,27 @@ async def test_non_streaming_answer_is_one_completion(demo_v1: ServerProcess) ->
     assert raw.headers[RESUME] == f"/api/streams/{completion.id.removeprefix('chatcmpl-')}"
 
 
+async def test_null_for_an_optional_field_means_not_set(demo_v1: ServerProcess) -> None:
+    body = {
+        "model": DEMO_MODEL,
+        "messages": [{"role": "user", "content": "Hi", "name": "ignored"}],
+        "stream": None,
+        "stream_options": None,
+        "temperature": None,
+        "max_tokens": None,
+        "n": None,
+        "tools": [],  # ignored, as other fields OpenAI has and askstream does not
+    }
+    async with httpx.AsyncClient(base_url=demo_v1.url, headers=AUTH) as http:
+        response = await http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    completion = response.json()
+    assert completion["object"] == "chat.completion"
+    assert completion["choices"][0]["message"]["content"] == demo_answer(
+        [{"role": "user", "content": "Hi"}]
+    )
+
+
 async def test_max_tokens_cuts_the_demo_with_finish_reason_length(demo_v1: ServerProcess) -> None:
     async with sdk(demo_v1) as client:
         completion = await client.chat.completions.create(

@@ -104,7 +104,7 @@ class CompletionRequest(_Strict):
 
     model: Text
     messages: list[_Message] = Field(min_length=1)
-    stream: bool = False
+    stream: bool | None = None  # some clients send null for "not set"
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
