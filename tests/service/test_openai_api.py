@@ -99,6 +99,18 @@ async def test_streaming_answer_comes_in_chunks_then_usage(demo_v1: ServerProces
     assert all(c.model == DEMO_MODEL and c.object == "chat.completion.chunk" for c in chunks)
 
 
+def test_the_readme_example_with_the_sync_client(demo_v1: ServerProcess) -> None:
+    # README.md, "From the openai SDK", as written there but for the URL and token.
+    with openai.OpenAI(base_url=f"{demo_v1.url}/v1", api_key=TOKEN, max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="askstream-demo",
+            messages=[{"role": "user", "content": "Hello?"}],
+            stream=True,
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert text == demo_answer([{"role": "user", "content": "Hello?"}])
+
+
 async def test_without_include_usage_the_stream_has_no_usage_chunk(demo_v1: ServerProcess) -> None:
     async with sdk(demo_v1) as client:
         stream = await client.chat.completions.create(
