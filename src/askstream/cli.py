@@ -22,6 +22,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._exceptions import AskstreamError, ConnectError, ResponseError, TransportTimeout
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -261,7 +263,6 @@ def exposure_refusal(settings: Settings) -> str | None:
 def _ask(question: str, *, chat: str | None, url: str, token: str | None = None) -> int:
     import httpx
 
-    from ._exceptions import AskstreamError, ResponseError
     from .http import BearerAuth, connect
 
     body: dict[str, Any] = {"chatId": chat, "question": question}
@@ -305,19 +306,8 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
                 print(data["delta"], end="", flush=True)
         print(flush=True)
         print("askstream: the answer ended without finishing", file=sys.stderr)
-    except ResponseError as exc:
-        print(f"askstream: error {exc.code}: {exc.message}", file=sys.stderr)
-        if exc.status == 401:
-            hint = (
-                "the service refused this token: check --token or ASKSTREAM_TOKEN"
-                if auth is not None
-                else "the service needs a token: pass --token TOKEN or set ASKSTREAM_TOKEN"
-            )
-            print(f"askstream: {hint}", file=sys.stderr)
-    except httpx.TransportError as exc:
-        print(f"askstream: cannot reach {url}: {exc}", file=sys.stderr)
-    except AskstreamError as exc:  # a broken stream that could not be resumed
-        print(f"askstream: {exc}", file=sys.stderr)
+    except AskstreamError as exc:  # whatever failed, the client raises one of ours
+        print(f"askstream: {_ask_failure(exc, url, token=auth is not None)}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -327,6 +317,23 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
     return 1
+
+
+def _ask_failure(exc: AskstreamError, url: str, *, token: bool) -> str:
+    """What ``ask`` prints for a failed answer."""
+    if isinstance(exc, ResponseError):
+        text = f"error {exc.code}: {exc.message}"
+        if exc.status == 401:
+            text += (
+                "\naskstream: the service refused this token: check --token or ASKSTREAM_TOKEN"
+                if token
+                else "\naskstream: the service needs a token: pass --token TOKEN or set "
+                "ASKSTREAM_TOKEN"
+            )
+        return text
+    if isinstance(exc, ConnectError | TransportTimeout):
+        return f"cannot reach {url}: {exc.__cause__ or exc}"
+    return str(exc)  # a broken stream that could not be resumed, a refused stream
 
 
 class _Sessions:

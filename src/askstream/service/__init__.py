@@ -12,7 +12,7 @@ appends to the log. Responses only follow the log, so any reader can resume.
 from ._app import create_app
 from ._backend import Backend, ChatMessage, Chunk, ModelOptions, Usage
 from ._demo import DemoBackend
-from ._errors import ServiceError, Unavailable, UpstreamError
+from ._errors import SchemaError, ServiceError, Unavailable, UpstreamError
 from ._openai import OpenAIBackend
 from ._protocol import HttpProtocol
 from ._settings import Settings
@@ -25,6 +25,7 @@ __all__ = [
     "HttpProtocol",
     "ModelOptions",
     "OpenAIBackend",
+    "SchemaError",
     "ServiceError",
     "Settings",
     "Unavailable",
