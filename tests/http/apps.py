@@ -9,10 +9,12 @@ handling. A stream named ``{name}`` records when its source's ``finally`` ran;
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import pydantic
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -164,6 +166,30 @@ async def interop(request: Request) -> Response:
     return EventStreamResponse(INTEROP_EVENTS)
 
 
+class Delta(pydantic.BaseModel):
+    """A Pydantic model a source yields: sent with its aliases, as FastAPI would."""
+
+    model_config = pydantic.ConfigDict(serialize_by_alias=True)
+    chat_id: str = pydantic.Field(serialization_alias="chatId")
+    delta: str
+
+
+@dataclasses.dataclass
+class Usage:
+    prompt: int
+    completion: int
+    models: list[str]
+
+
+async def objects(request: Request) -> Response:
+    async def source() -> AsyncIterator[object]:
+        yield Delta(chat_id="c1", delta="Hi")
+        yield Usage(prompt=1, completion=2, models=["demo"])
+        yield {"plain": "dict"}
+
+    return EventStreamResponse(source())
+
+
 async def hello(request: Request) -> Response:
     return JSONResponse({"hello": "world"})
 
@@ -300,6 +326,7 @@ app = Starlette(
         Route("/chinese", chinese),
         Route("/boom", boom),
         Route("/hello", hello),
+        Route("/objects", objects),
         Route("/interop", interop),
         Route("/status/{code:int}", status, methods=["GET", "POST"]),
         Route("/plain", plain),
