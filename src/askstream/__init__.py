@@ -56,7 +56,9 @@ if TYPE_CHECKING:
         Reconnect,
         ShutdownMiddleware,
         aconnect,
+        aiter_events,
         connect,
+        iter_events,
     )
 
 __version__ = "0.1.0"
@@ -98,9 +100,11 @@ __all__ = [
     "UpstreamError",
     "__version__",
     "aconnect",
+    "aiter_events",
     "comment",
     "connect",
     "encode",
+    "iter_events",
 ]
 
 # The names askstream.http provides, imported on first use (PEP 562).
@@ -115,7 +119,9 @@ _HTTP_NAMES = frozenset(
         "Reconnect",
         "ShutdownMiddleware",
         "aconnect",
+        "aiter_events",
         "connect",
+        "iter_events",
     }
 )
 # Old names that still work, with a DeprecationWarning: old name -> new name.

@@ -272,6 +272,14 @@ async def flaky(request: Request) -> Response:
     return EventStreamResponse([Event("only", id="1")])
 
 
+async def deaf(request: Request) -> Response:
+    """A server that ignores Last-Event-ID: every request gets events 1-3 from the start."""
+    board.requests.setdefault(request.path_params["name"], []).append(
+        request.headers.get("last-event-id")
+    )
+    return EventStreamResponse([Event(f"event {n}", id=str(n)) for n in (1, 2, 3)])
+
+
 async def once(request: Request) -> Response:
     """Two events and an early end; a reconnect (with Last-Event-ID) gets 204."""
     if request.headers.get("last-event-id"):
@@ -334,6 +342,7 @@ app = Starlette(
         Route("/ask/{name}", LogApp(resume_path="/log/{name}"), methods=["POST"]),
         Route("/flaky/{name}", flaky),
         Route("/once", once),
+        Route("/deaf/{name}", deaf),
         Route("/handoff/{name}", handoff, methods=["GET", "POST"]),
         Route("/credentials/{name}", credentials_seen),
     ],

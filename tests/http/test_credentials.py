@@ -73,6 +73,23 @@ async def test_auth_goes_with_the_first_request_and_every_resume(server: ServerP
     assert resume == {"authorization": "Bearer tok", "cookie": "session=s1", "last-event-id": "1"}
 
 
+@pytest.mark.anyio
+async def test_cookies_go_with_the_first_request_and_every_resume_after_the_jars(
+    server: ServerProcess,
+) -> None:
+    name, url = handoff(server, server)
+    assert await read_async(url, cookies={"theme": "dark", "lang": "en"}) == EXPECTED
+    first, resume = credentials(server, name)
+    assert first["cookie"] == "theme=dark; lang=en"
+    assert resume["cookie"] == "session=s1; theme=dark; lang=en"
+    name, url = handoff(server, server)
+    assert read_sync(url, cookies={"theme": "dark"}) == EXPECTED
+    assert [seen["cookie"] for seen in credentials(server, name)] == [
+        "theme=dark",
+        "session=s1; theme=dark",
+    ]
+
+
 def test_the_sync_client_sends_auth_on_every_resume_too(server: ServerProcess) -> None:
     name, url = handoff(server, server)
     assert read_sync(url, auth=("user", "pw")) == EXPECTED
@@ -92,6 +109,7 @@ CREDENTIALS: dict[str, dict[str, Any]] = {
         "client": {"auth": ("user", "pw"), "headers": {"Authorization": "Bearer c"}}
     },
     "client-cookie-jar": {"client": {"cookies": {"jar": "1"}}},
+    "cookies": {"cookies": {"mine": "1"}},
 }
 
 
