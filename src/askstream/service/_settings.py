@@ -215,6 +215,12 @@ class Settings:
         "bytes the memory store may hold; oldest finished streams go first, "
         "a new ask is 503 while live ones fill it",
     )
+    # -- processes (issue 14: all the cores); docs/deploy.md, "Several workers" --
+    workers: int = _setting(
+        1,
+        "worker processes serving the port (askstream serve); more than 1 needs "
+        "ASKSTREAM_REDIS_URL, and /metrics adds up every worker",
+    )
 
     def __post_init__(self) -> None:
         if self.llm_url is not None and not self.llm_model:
@@ -353,4 +359,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_generations": _positive(int),
     "max_user_generations": _positive(int),
     "memory_store_max_bytes": _positive(int),
+    # processes
+    "workers": _positive(int),
 }
