@@ -24,9 +24,7 @@ pytestmark = pytest.mark.anyio
 async def test_metrics_count_what_the_clients_saw(
     start_service: StartService, upstream: ServerProcess
 ) -> None:
-    service = start_service(
-        **llm_env(upstream), **TOKEN_ENV, ASKSTREAM_MAX_USER_GENERATIONS="1"
-    )
+    service = start_service(**llm_env(upstream), **TOKEN_ENV, ASKSTREAM_MAX_USER_GENERATIONS="1")
     url = service.url
     delivered = 0  # message events the clients were given, each stream read whole
 
