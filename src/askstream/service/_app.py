@@ -160,9 +160,10 @@ def create_app(
     ``backend`` replace the ones the settings would make (a test's fake, a
     shared store); the app closes only what it made itself.
 
-    Raises ``ValueError`` for the memory store in one of several worker
-    processes (``workers`` > 1; with no ``settings``, also ``WEB_CONCURRENCY``
-    or a uvicorn or gunicorn ``--workers`` seen in the command line).
+    Its startup fails (``ValueError``) for the memory store in one of several
+    worker processes (``workers`` > 1; with no ``settings``, also
+    ``WEB_CONCURRENCY`` or a uvicorn or gunicorn ``--workers`` seen in the
+    command line), and with it the server.
 
     >>> from askstream.service import Settings, create_app
     >>> app = create_app(Settings(demo_delay=0.0, data_dir=Path("/tmp/askstream")))
@@ -170,14 +171,14 @@ def create_app(
     'askstream'
     """
     # Called with no settings, as `uvicorn --factory` and gunicorn do, the
-    # process may be one of several workers: refuse a memory store then (what
-    # can be seen of the workers: _workers.py). Given settings, their `workers`.
+    # process may be one of several workers: a memory store is refused then
+    # (what can be seen of the workers: _workers.py). Given settings, their `workers`.
     workers = settings.workers if settings is not None else None
     settings = settings or Settings.from_env()
+    refusal = None
     if store is None and settings.redis_url is None:
         workers = workers or workers_seen(settings.workers)
-        if workers > 1:
-            raise ValueError(memory_store_refusal(workers))
+        refusal = memory_store_refusal(workers) if workers > 1 else None
     logging.getLogger("askstream").setLevel(settings.log_level.upper())
     stopping = Stopping(timeout=settings.shutdown_timeout)
     # The app's own metrics (GET /metrics), in every worker's files under
@@ -186,6 +187,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        if refusal is not None:
+            # Refused at start, not when the app is made: uvicorn stops every
+            # worker and itself when one fails its startup, while a factory
+            # that raises is only started again, and again.
+            raise ValueError(refusal)
         async with AsyncExitStack() as stack:
             history = ChatHistory(create_engine(settings.database))
             stack.push_async_callback(history.aclose)
