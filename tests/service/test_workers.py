@@ -254,3 +254,27 @@ async def test_create_app_refuses_the_memory_store_for_several_workers(tmp_path:
     ):
         async with app.router.lifespan_context(app):
             pass
+
+
+def test_the_flags_reach_the_workers_as_the_same_settings(tmp_path: Path) -> None:
+    # serve --workers writes the flags it was given as ASKSTREAM_* variables,
+    # which each worker's create_app() reads back: every kind of value survives.
+    from askstream.cli import _as_variable
+
+    given = {
+        "port": 9001,
+        "data_dir": tmp_path / "data dir",
+        "llm_url": "http://127.0.0.1:9/v1",
+        "llm_model": "m",
+        "llm_read_timeout": 0.1 + 0.2,  # a float with a long repr
+        "allowed_hosts": ("a.example", ".b.example"),
+        "cors_origins": ("https://c.example",),
+        "api_docs": True,
+        "db_upgrade": False,
+        "workers": 3,
+        "redis_url": "redis://127.0.0.1:6379/0",
+    }
+    environ = {"ASKSTREAM_" + name.upper(): _as_variable(v) for name, v in given.items()}
+    settings = Settings.from_env(environ)
+    for name, expected in given.items():
+        assert getattr(settings, name) == expected, name
