@@ -341,10 +341,11 @@ class Generations:
                         began = True
                     if chunk.delta:
                         delta = valid_text(chunk.delta)  # no lone surrogate gets stored
-                        await self._store.append(mid, head + _json(delta) + "}")
-                        # After the append: the parts are what the readers were given
-                        # (the tokens relayed, counted when the answer ends).
+                        # Before the append: one cancelled midway may have reached the
+                        # log (Redis), and its readers. The parts are also the tokens
+                        # the metrics count, once, when the answer ends.
                         answer.parts.append(delta)
+                        await self._store.append(mid, head + _json(delta) + "}")
                         self._dirty[mid] = answer
                     if not started.done():
                         answer.first_at = time.perf_counter()
