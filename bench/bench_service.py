@@ -568,7 +568,10 @@ def report_workers(rows: list[WorkersRow], target: float) -> str:
     lines = [
         "### All the cores: `askstream serve --workers N` (`bench/bench_service.py --workers`)",
         "",
-        f"{datetime.date.today().isoformat()}; {os.cpu_count()} cores. `askstream serve "
+        f"{datetime.date.today().isoformat()}; {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[1]:.1f} over the last 5 minutes at the end of the run (other "
+        "jobs share the machine; a load above the cores means every process waits for "
+        "one, whatever the number of workers). `askstream serve "
         "--workers N` on Redis (streams) and PostgreSQL (history), in front of the "
         f"same FakeUpstream; asks of {LATENCY_TOKENS} tokens at {RATE} tokens/s each, "
         "started over one second, at rising concurrency. The client (httpx + "

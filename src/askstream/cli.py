@@ -246,7 +246,7 @@ def _serve_workers(settings: Settings, overrides: dict[str, Any]) -> int:
 
     from .service import HttpProtocol
     from .service._identity import load_secret_key
-    from .service._metrics import MULTIPROC_ENV
+    from .service._metrics import MULTIPROC_ENV, mark_process_dead
     from .service._workers import memory_store_refusal
 
     if settings.redis_url is None:
@@ -295,6 +295,17 @@ def _serve_workers(settings: Settings, overrides: dict[str, Any]) -> int:
                 )
             else:
                 self.should_exit.set()
+
+        def keep_subprocess_alive(self) -> None:
+            # A worker that died (and was replaced) leaves its live gauges (open
+            # streams, readers) behind: out of the sum at once, not at the next
+            # scrape (which would notice too), as prometheus-client asks of a
+            # supervisor.
+            before = {process.pid for process in self.processes}
+            super().keep_subprocess_alive()
+            for pid in before - {process.pid for process in self.processes}:
+                if pid is not None:
+                    mark_process_dead(pid, os.environ[MULTIPROC_ENV])
 
     config.configure_logging()  # this process logs too (uvicorn's supervisor lines)
     try:

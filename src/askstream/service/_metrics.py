@@ -25,7 +25,8 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import mark_process_dead as _mark_process_dead
 from prometheus_client.process_collector import ProcessCollector
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Metrics",
     "Outcome",
     "dead_workers",
+    "mark_process_dead",
 ]
 
 #: prometheus-client's own variable: the folder of every worker's metric files.
@@ -201,17 +203,23 @@ class Metrics:
             return encoder(self.registry), content_type
         # Every worker's files, those of workers that died included (their
         # counts stay counted); the live gauges of a dead worker are removed first.
-        # (prometheus-client leaves its multiprocess helpers untyped.)
         for pid in dead_workers(self.multiprocess_dir):
-            mark_process_dead(pid, self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            mark_process_dead(pid, self.multiprocess_dir)
         registry = CollectorRegistry()
+        # (prometheus-client leaves its multiprocess helpers untyped.)
         MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return encoder(registry), content_type
 
     def close(self) -> None:
         """This process stops: in multiprocess mode its live gauges go (its counts stay)."""
         if self.multiprocess_dir is not None:
-            mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            mark_process_dead(os.getpid(), self.multiprocess_dir)
+
+
+def mark_process_dead(pid: int, path: str) -> None:
+    """Remove the live gauges of process ``pid`` from the multiprocess folder ``path``."""
+    # (prometheus-client leaves its multiprocess helpers untyped.)
+    _mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
 def _touch(metric: Counter, labels: Iterable[str]) -> None:
