@@ -611,7 +611,11 @@ def report_workers(rows: list[WorkersRow], target: float) -> str:
         "",
         "A core's worth of CPU is what one worker can use; with two cores shared by "
         "two workers, the upstream and the client, two workers gain what the client "
-        "and the upstream leave over (their columns), not a whole second core.",
+        "and the upstream leave over (their columns), not a whole second core. On a "
+        "machine loaded past its cores (the load average above), the service's CPU "
+        "column stays far below one core while the delays grow: every process waits "
+        "for a core, and a second worker is one more process waiting, so it gains "
+        "nothing there; the gain is measured on a quiet machine.",
     ]
     return "\n".join(lines)
 
