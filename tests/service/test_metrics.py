@@ -46,7 +46,7 @@ async def test_metrics_count_what_the_clients_saw(
         # A slow answer: resumed after its first event, a second ask refused by the
         # user's limit meanwhile (1 answer generating), then cancelled.
         async with client.stream(
-            "POST", url + "/api/ask", json={"question": "fake-slow: cancel me soon"}
+            "POST", url + "/api/ask", json={"question": "fake-slow: cancel me" + " and on" * 20}
         ) as response:
             assert response.status_code == 200
             events = read_events(response)
