@@ -207,11 +207,18 @@ async def test_a_killed_workers_live_gauges_leave_the_sum(workers: ServerProcess
     ("command", "env"),
     [
         pytest.param(["-m", "askstream.cli", "serve", "--workers", "2"], {}, id="serve"),
+        # uvicorn starts its workers (fresh interpreters) before one fails: seconds.
         pytest.param(
-            ["-m", "uvicorn", "--factory", SERVICE_APP, "--workers", "2"], {}, id="uvicorn"
+            ["-m", "uvicorn", "--factory", SERVICE_APP, "--workers", "2"],
+            {},
+            id="uvicorn",
+            marks=pytest.mark.slow,
         ),
         pytest.param(
-            ["-m", "uvicorn", "--factory", SERVICE_APP], {"WEB_CONCURRENCY": "2"}, id="env"
+            ["-m", "uvicorn", "--factory", SERVICE_APP],
+            {"WEB_CONCURRENCY": "2"},
+            id="env",
+            marks=pytest.mark.slow,
         ),
     ],
 )
