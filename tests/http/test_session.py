@@ -480,3 +480,23 @@ def test_a_stream_without_ids_cannot_be_told_replayed_and_reconnects_as_before(
     s.feed(b"data: a\n\n")
     _resume(s, client)
     assert [(e.data, e.id) for e in s.feed(b"data: a\n\n")] == [("a", None)]
+
+
+# cookies= -------------------------------------------------------------------------
+
+
+def test_cookies_become_one_cookie_header(client: httpx.Client) -> None:
+    request = session(cookies={"a": "1", "b": "x%3By"}).build_request(client, None)
+    assert request.headers["cookie"] == "a=1; b=x%3By"
+
+
+@pytest.mark.parametrize(
+    "cookies",
+    [{"a": "1; admin=1"}, {"a": "1\r\nX-Evil: 1"}, {"a b": "1"}, {"": "1"}, {"a": "é"}],
+    ids=["semicolon-in-value", "crlf-in-value", "space-in-name", "empty-name", "non-ascii"],
+)
+def test_a_cookie_that_could_forge_another_or_a_header_is_refused(
+    cookies: dict[str, str],
+) -> None:
+    with pytest.raises(ValueError, match="not a valid cookie"):
+        session(cookies=cookies)

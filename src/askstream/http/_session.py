@@ -142,6 +142,20 @@ _TIMEOUT_PHASES: tuple[tuple[str, _Phase], ...] = (
 )
 
 
+# RFC 6265 §4.1.1: a cookie-name is an RFC 9110 token; a cookie-octet is any
+# printable ASCII but space, DQUOTE, comma, semicolon and backslash.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_COOKIE_OCTETS = frozenset(chr(c) for c in range(0x21, 0x7F)) - set('",;\\')
+
+
+def _cookie_pair(name: str, value: str) -> str:
+    """``name=value`` for a Cookie header; anything that could end the pair early (a
+    ``;``) or the header (CR, LF) is refused rather than sent."""
+    if not name or not set(name) <= _TOKEN or not set(value) <= _COOKIE_OCTETS:
+        raise ValueError(f"not a valid cookie (RFC 6265 §4.1.1): {name!r}={value!r}")
+    return f"{name}={value}"
+
+
 def same_origin(url: httpx.URL, other: httpx.URL) -> bool:
     """Whether two absolute URLs share scheme, host and port (RFC 6454 §4).
 
@@ -194,7 +208,7 @@ class Session:
         # none, not even the client's own default auth.
         self._no_auth = lib.Auth()
         # The Cookie header's pairs (RFC 6265 §4.2.1), for the first request's origin.
-        self._cookie = "; ".join(f"{name}={value}" for name, value in (cookies or {}).items())
+        self._cookie = "; ".join(_cookie_pair(n, v) for n, v in (cookies or {}).items())
         self._rand = rand  # the backoff's jitter
         self.retry: int | None = None  # ms, from the server
         self.resume_url: httpx.URL | None = url if self.method == "GET" else None
