@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         aiter_events,
         connect,
         iter_events,
+        openapi_event_stream,
     )
 
 __version__ = "0.1.0"
@@ -105,6 +106,7 @@ __all__ = [
     "connect",
     "encode",
     "iter_events",
+    "openapi_event_stream",
 ]
 
 # The names askstream.http provides, imported on first use (PEP 562).
@@ -122,6 +124,7 @@ _HTTP_NAMES = frozenset(
         "aiter_events",
         "connect",
         "iter_events",
+        "openapi_event_stream",
     }
 )
 # Old names that still work, with a DeprecationWarning: old name -> new name.

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
-from typing import Literal, assert_type
+from typing import Any, Literal, assert_type
 
 import httpx
 import httpx2
@@ -218,6 +218,20 @@ class Delta(pydantic.BaseModel):
 @dataclasses.dataclass
 class Usage:
     tokens: int
+
+
+def describing_a_stream_in_openapi() -> FastAPI:
+    app = FastAPI()
+    doc = askstream.openapi_event_stream(
+        {"message": Delta, "done": {"type": "object"}, "ping": None}, with_id=True
+    )
+    assert_type(doc, dict[str, Any])
+
+    @app.get("/feed", responses={200: doc})
+    async def feed() -> askstream.EventStreamResponse:
+        return yielding_models_and_dataclasses()
+
+    return app
 
 
 def yielding_models_and_dataclasses() -> askstream.EventStreamResponse:

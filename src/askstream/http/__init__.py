@@ -6,7 +6,7 @@ when the server stops, and a :class:`Broadcast` writes one source's events to
 many streams, each encoded once. Client side, :func:`aconnect` and :func:`connect` read a
 stream with httpx (or httpx2) and reconnect where it broke off; :class:`BearerAuth` passes a
 token; :func:`aiter_events` and :func:`iter_events` read the events of a response you
-already have.
+already have; :func:`openapi_event_stream` describes a stream in an OpenAPI document.
 
 >>> from askstream.http import EventStreamResponse
 >>> response = EventStreamResponse(["Hello", "world"])
@@ -18,6 +18,7 @@ from ._async_client import AsyncEventSource, aconnect
 from ._auth import BearerAuth
 from ._broadcast import Broadcast, Join
 from ._iter import aiter_events, iter_events
+from ._openapi import openapi_event_stream
 from ._reconnect import Reconnect
 from ._response import EventStreamResponse
 from ._shutdown import ShutdownMiddleware
@@ -36,4 +37,5 @@ __all__ = [
     "aiter_events",
     "connect",
     "iter_events",
+    "openapi_event_stream",
 ]
