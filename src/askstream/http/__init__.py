@@ -5,6 +5,8 @@ Starlette or FastAPI endpoint, and :class:`ShutdownMiddleware` ends open streams
 when the server stops, and a :class:`Broadcast` writes one source's events to
 many streams, each encoded once. Client side, :func:`aconnect` and :func:`connect` read a
 stream with httpx and reconnect where it broke off; :class:`BearerAuth` passes a token.
+The response's timers read a :class:`Clock` (:class:`SystemClock` unless a test
+passes ``askstream.testing.FakeClock``).
 
 >>> from askstream.http import EventStreamResponse
 >>> response = EventStreamResponse(["Hello", "world"])
@@ -15,6 +17,7 @@ stream with httpx and reconnect where it broke off; :class:`BearerAuth` passes a
 from ._async_client import AsyncEventSource, aconnect
 from ._auth import BearerAuth
 from ._broadcast import Broadcast, Join
+from ._clock import Clock, SystemClock, Timer
 from ._reconnect import Reconnect
 from ._response import EventStreamResponse
 from ._shutdown import ShutdownMiddleware
@@ -24,11 +27,14 @@ __all__ = [
     "AsyncEventSource",
     "BearerAuth",
     "Broadcast",
+    "Clock",
     "EventSource",
     "EventStreamResponse",
     "Join",
     "Reconnect",
     "ShutdownMiddleware",
+    "SystemClock",
+    "Timer",
     "aconnect",
     "connect",
 ]
