@@ -1,9 +1,11 @@
 """Generations in-process, with a scripted back end (a fake, not a mock): when the ask
-is answered, what is stored and what the log says on every way an answer can end."""
+is answered, what is stored and what the log says on every way an answer can end.
+
+Time is a FakeClock: the back end's pauses and the periodic saver pass only when
+a test advances it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
@@ -14,15 +16,20 @@ from askstream.service import ChatMessage, Chunk, ServiceError, UpstreamError
 from askstream.service._generation import Generations
 from askstream.service._history import ChatHistory, create_engine
 from askstream.streams import MemoryStore
+from askstream.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
 
 class ScriptedBackend:
-    """Plays a script: a str is a piece, an exception is raised, a float is a pause."""
+    """Plays a script: a str is a piece, an exception is raised, a float is a pause
+    (on ``clock``: it passes when the test advances the clock)."""
 
-    def __init__(self, *script: str | float | BaseException) -> None:
+    def __init__(
+        self, *script: str | float | BaseException, clock: FakeClock | None = None
+    ) -> None:
         self.script = script
+        self.clock = clock or FakeClock()
         self.closed = 0
         self.seen: list[list[ChatMessage]] = []
 
@@ -33,7 +40,7 @@ class ScriptedBackend:
                 if isinstance(step, BaseException):
                     raise step
                 if isinstance(step, float):
-                    await asyncio.sleep(step)
+                    await self.clock.sleep(step)
                 else:
                     yield Chunk(step)
             yield Chunk(finish_reason="stop")
@@ -57,8 +64,17 @@ async def history(tmp_path: Path) -> AsyncIterator[ChatHistory]:
     await history.aclose()
 
 
+SAVE_INTERVAL = 0.05
+
+
 def generations(history: ChatHistory, backend: ScriptedBackend, store: MemoryStore) -> Generations:
-    return Generations(store=store, history=history, backend=backend, save_interval=0.05)
+    return Generations(
+        store=store,
+        history=history,
+        backend=backend,
+        save_interval=SAVE_INTERVAL,
+        clock=backend.clock,
+    )
 
 
 async def events(store: MemoryStore, message_id: str) -> list[tuple[str, dict[str, object]]]:
@@ -70,10 +86,12 @@ async def test_start_returns_after_the_first_piece_is_in_the_log(history: ChatHi
     backend = ScriptedBackend("Hel", 0.2, "lo")
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "Hi?", [])
+        await backend.clock.wait_sleepers(2)  # the saver, and the back end in its pause
         assert [e.data for e in await store.read(answer.message_id)] == [
             f'{{"chatId":"{answer.chat_id}","messageId":"{answer.message_id}","delta":"Hel"}}'
         ]
         assert await store.status(answer.message_id) == "open"
+        await backend.clock.advance(0.2)
         got = await events(store, answer.message_id)
     assert got[-1] == (
         "done",
@@ -90,8 +108,9 @@ async def test_a_failure_before_the_first_piece_raises_and_leaves_nothing(
     store = MemoryStore()
     ok = ScriptedBackend("first answer")
     async with generations(history, ok, store) as gens:
-        chat_id = (await gens.start(None, "one", [])).chat_id
-        await asyncio.sleep(0.01)
+        first = await gens.start(None, "one", [])
+        await events(store, first.message_id)  # it ends before the context does
+        chat_id = first.chat_id
     before = await history.messages(chat_id)
     failing = ScriptedBackend(UpstreamError("connection refused"))
     async with generations(history, failing, store) as gens:
@@ -168,11 +187,16 @@ async def test_leaving_cancels_what_runs_with_a_shutdown_error(history: ChatHist
 async def test_progress_is_saved_while_streaming(history: ChatHistory) -> None:
     store = MemoryStore()
     backend = ScriptedBackend("one ", "two ", 0.3, "three")
+    clock = backend.clock
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "hi", [])
-        await asyncio.sleep(0.15)  # three save intervals
+        await clock.wait_sleepers(2)  # the saver, and the back end in its pause
+        stored = (await history.messages(answer.chat_id))[1]
+        assert (stored.content, stored.status) == ("", "streaming")  # no save yet
+        await clock.advance(SAVE_INTERVAL)  # one save: the saver is asleep again after it
         stored = (await history.messages(answer.chat_id))[1]
         assert (stored.content, stored.status) == ("one two ", "streaming")
+        await clock.advance(0.3)
         await events(store, answer.message_id)
     stored = (await history.messages(answer.chat_id))[1]
     assert (stored.content, stored.status) == ("one two three", "complete")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 
+from ..http import Clock, SystemClock
 from ..streams import FinishStatus, Store, StoreFull, StreamExpired, StreamNotFound
 from ._backend import Backend, ChatMessage
 from ._errors import ServiceError, Unavailable
@@ -83,6 +84,10 @@ class Generations:
     failure of one answer reaches another, the saver, or the instance.
     Leaving it cancels what still runs: each answer is stored ``cancelled``
     with its text so far, and its readers get an error event (503).
+
+    The saver writes what every answer has so far each ``save_interval``
+    seconds on ``clock`` (a test passes ``askstream.testing.FakeClock`` and
+    advances it, or calls :meth:`save_now`).
     """
 
     def __init__(
@@ -94,7 +99,9 @@ class Generations:
         save_interval: float = 1.0,
         limits: GenerationLimits | None = None,
         dependencies: Dependencies | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or SystemClock()
         self._limits = limits or GenerationLimits(total=256, per_user=32)
         self._store = store
         self._history = history
@@ -407,7 +414,7 @@ class Generations:
         # One transaction a tick for every answer in flight, instead of one per
         # answer: with hundreds of answers streaming, the database sees one write.
         while True:
-            await asyncio.sleep(self._save_interval)
+            await self._clock.sleep(self._save_interval)
             try:
                 await self.save_now()
             except Exception:  # a bug in saving must not end the saving

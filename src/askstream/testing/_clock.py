@@ -63,7 +63,7 @@ class FakeClock:
         self._asleep: dict[asyncio.Task[object], int] = {}  # task -> its sleep's number
         self._sleeps = itertools.count()
         self._woken: list[tuple[asyncio.Task[object], int]] = []  # by the timer just run
-        self._changed: asyncio.Event | None = None
+        self._watchers: list[asyncio.Event] = []  # woken when a sleep begins or ends
 
     def now(self) -> float:
         """The fake time: ``start`` plus every advance so far."""
@@ -106,6 +106,11 @@ class FakeClock:
         """How many tasks are asleep on this clock now."""
         return len(self._asleep)
 
+    async def wait_sleepers(self, count: int = 1) -> None:
+        """Until at least ``count`` tasks are asleep on this clock (a loop reached its sleep)."""
+        while len(self._asleep) < count:
+            await self._watch().wait()
+
     def next_due(self) -> float | None:
         """When the next timer falls due (``None``: no timer is set)."""
         while self._timers and self._timers[0].cancelled:
@@ -141,17 +146,22 @@ class FakeClock:
             ]
             if not busy:
                 return
-            changed = self._changed = asyncio.Event()
-            waits = [asyncio.ensure_future(changed.wait()), *busy]
+            change = asyncio.ensure_future(self._watch().wait())
             try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([change, *busy], return_when=asyncio.FIRST_COMPLETED)
             finally:
-                waits[0].cancel()
-                self._changed = None
+                change.cancel()
+
+    def _watch(self) -> asyncio.Event:
+        """Set at the next sleep on this clock that begins or ends (watched from now on)."""
+        changed = asyncio.Event()
+        self._watchers.append(changed)
+        return changed
 
     def _note_change(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
+        watchers, self._watchers = self._watchers, []
+        for changed in watchers:
+            changed.set()
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._now!r}, sleepers={len(self._asleep)})"

@@ -64,8 +64,10 @@ class FakeUpstream:
     a Linux machine), for measuring latency.
 
     ``GET /requests`` lists what came in (``model``, ``messages``, ``outcome``:
-    ``done``, ``failed``, ``refused`` or ``disconnected``, and ``disconnectedAfter``,
-    the seconds from the request to the client's disconnect). ``from_env`` builds
+    ``done``, ``failed``, ``refused`` or ``disconnected``, ``sent``: the pieces
+    sent, and ``sentBeforeDisconnect``: how many had gone out when the client's
+    disconnect was seen; a count, not a time, so a test can say "it stopped at once"
+    without a stopwatch). ``from_env`` builds
     one from ``ASKSTREAM_FAKE_*`` variables for ``uvicorn --factory``.
 
     >>> # uvicorn --factory askstream.testing:FakeUpstream.from_env --port 9000
@@ -151,7 +153,7 @@ class FakeUpstream:
         mode = cast("Mode", model[5:]) if model[5:] in _MODES else self.mode
         record: dict[str, Any] = {
             "model": model, "messages": messages, "stream": request.get("stream"),
-            "outcome": "open", "sent": 0, "disconnectedAfter": None,
+            "outcome": "open", "sent": 0, "sentBeforeDisconnect": None,
         }  # fmt: skip
         self.requests.append(record)
         headers = dict(scope["headers"])
@@ -168,14 +170,13 @@ class FakeUpstream:
             )
             return
 
-        started = time.monotonic()
         disconnected = asyncio.Event()
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
             record["outcome"] = "disconnected"
-            record["disconnectedAfter"] = time.monotonic() - started
+            record["sentBeforeDisconnect"] = record["sent"]
             disconnected.set()
 
         async with asyncio.TaskGroup() as tasks:
