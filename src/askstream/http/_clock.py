@@ -23,7 +23,13 @@ __all__ = ["Clock", "SystemClock", "Timer", "deadline"]
 
 
 class Timer(Protocol):
-    """What :meth:`Clock.call_later` hands back: it can be cancelled, once or more."""
+    """What :meth:`Clock.call_later` hands back: it can be cancelled, once or more.
+
+    asyncio's own ``TimerHandle`` is one::
+
+        timer = clock.call_later(15.0, send_heartbeat)
+        timer.cancel()  # the stream ended first
+    """
 
     def cancel(self) -> None: ...
 
