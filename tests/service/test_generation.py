@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from askstream.http import Clock, SystemClock
 from askstream.service import ChatMessage, Chunk, ServiceError, UpstreamError
 from askstream.service._generation import Generations
 from askstream.service._history import ChatHistory, create_engine
@@ -23,13 +24,11 @@ pytestmark = pytest.mark.anyio
 
 class ScriptedBackend:
     """Plays a script: a str is a piece, an exception is raised, a float is a pause
-    (on ``clock``: it passes when the test advances the clock)."""
+    (on ``clock``: real seconds unless a test passes a FakeClock)."""
 
-    def __init__(
-        self, *script: str | float | BaseException, clock: FakeClock | None = None
-    ) -> None:
+    def __init__(self, *script: str | float | BaseException, clock: Clock | None = None) -> None:
         self.script = script
-        self.clock = clock or FakeClock()
+        self.clock = clock or SystemClock()
         self.closed = 0
         self.seen: list[list[ChatMessage]] = []
 
@@ -51,6 +50,15 @@ class ScriptedBackend:
         return None
 
 
+class Scripted(ScriptedBackend):
+    """A ScriptedBackend on a FakeClock of its own: its pauses, and the saver of
+    the Generations built on it here, pass only when the test advances it."""
+
+    def __init__(self, *script: str | float | BaseException) -> None:
+        self.clock: FakeClock = FakeClock()
+        super().__init__(*script, clock=self.clock)
+
+
 class Rig:
     def __init__(self, store: MemoryStore, history: ChatHistory, backend: ScriptedBackend) -> None:
         self.store, self.history, self.backend = store, history, backend
@@ -67,7 +75,7 @@ async def history(tmp_path: Path) -> AsyncIterator[ChatHistory]:
 SAVE_INTERVAL = 0.05
 
 
-def generations(history: ChatHistory, backend: ScriptedBackend, store: MemoryStore) -> Generations:
+def generations(history: ChatHistory, backend: Scripted, store: MemoryStore) -> Generations:
     return Generations(
         store=store,
         history=history,
@@ -83,7 +91,7 @@ async def events(store: MemoryStore, message_id: str) -> list[tuple[str, dict[st
 
 async def test_start_returns_after_the_first_piece_is_in_the_log(history: ChatHistory) -> None:
     store = MemoryStore()
-    backend = ScriptedBackend("Hel", 0.2, "lo")
+    backend = Scripted("Hel", 0.2, "lo")
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "Hi?", [])
         await backend.clock.wait_sleepers(2)  # the saver, and the back end in its pause
@@ -106,13 +114,13 @@ async def test_a_failure_before_the_first_piece_raises_and_leaves_nothing(
     history: ChatHistory,
 ) -> None:
     store = MemoryStore()
-    ok = ScriptedBackend("first answer")
+    ok = Scripted("first answer")
     async with generations(history, ok, store) as gens:
         first = await gens.start(None, "one", [])
         await events(store, first.message_id)  # it ends before the context does
         chat_id = first.chat_id
     before = await history.messages(chat_id)
-    failing = ScriptedBackend(UpstreamError("connection refused"))
+    failing = Scripted(UpstreamError("connection refused"))
     async with generations(history, failing, store) as gens:
         with pytest.raises(UpstreamError, match="connection refused"):
             await gens.start(chat_id, "two", [])
@@ -123,7 +131,7 @@ async def test_a_failure_before_the_first_piece_raises_and_leaves_nothing(
 
 
 async def test_an_unexpected_error_before_the_first_piece_is_a_500(history: ChatHistory) -> None:
-    backend = ScriptedBackend(RuntimeError("bug"))
+    backend = Scripted(RuntimeError("bug"))
     async with generations(history, backend, MemoryStore()) as gens:
         with pytest.raises(ServiceError) as caught:
             await gens.start(None, "hi", [])
@@ -135,7 +143,7 @@ async def test_a_failure_after_the_first_piece_ends_with_an_error_event(
     history: ChatHistory,
 ) -> None:
     store = MemoryStore()
-    backend = ScriptedBackend("part", UpstreamError("broke off"))
+    backend = Scripted("part", UpstreamError("broke off"))
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "hi", [])
         got = await events(store, answer.message_id)
@@ -148,7 +156,7 @@ async def test_a_failure_after_the_first_piece_ends_with_an_error_event(
 
 async def test_an_empty_answer_is_a_done_with_no_pieces(history: ChatHistory) -> None:
     store = MemoryStore()
-    async with generations(history, ScriptedBackend(), store) as gens:
+    async with generations(history, Scripted(), store) as gens:
         answer = await gens.start(None, "say nothing", [])
         got = await events(store, answer.message_id)
     assert [kind for kind, _ in got] == ["done"]
@@ -159,7 +167,7 @@ async def test_cancel_ends_with_done_cancelled_and_closes_the_back_end(
     history: ChatHistory,
 ) -> None:
     store = MemoryStore()
-    backend = ScriptedBackend("so far", 10.0, "never")
+    backend = Scripted("so far", 10.0, "never")
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "hi", [])
         assert await gens.cancel(answer.message_id) is True
@@ -175,7 +183,7 @@ async def test_cancel_ends_with_done_cancelled_and_closes_the_back_end(
 
 async def test_leaving_cancels_what_runs_with_a_shutdown_error(history: ChatHistory) -> None:
     store = MemoryStore()
-    backend = ScriptedBackend("a", 10.0)
+    backend = Scripted("a", 10.0)
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "hi", [])
     got = await events(store, answer.message_id)
@@ -186,7 +194,7 @@ async def test_leaving_cancels_what_runs_with_a_shutdown_error(history: ChatHist
 
 async def test_progress_is_saved_while_streaming(history: ChatHistory) -> None:
     store = MemoryStore()
-    backend = ScriptedBackend("one ", "two ", 0.3, "three")
+    backend = Scripted("one ", "two ", 0.3, "three")
     clock = backend.clock
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "hi", [])
@@ -203,7 +211,7 @@ async def test_progress_is_saved_while_streaming(history: ChatHistory) -> None:
 
 
 async def test_the_context_and_the_question_go_to_the_back_end(history: ChatHistory) -> None:
-    backend = ScriptedBackend("ok")
+    backend = Scripted("ok")
     context: list[ChatMessage] = [
         {"role": "user", "content": "earlier"},
         {"role": "assistant", "content": "reply"},
@@ -215,6 +223,6 @@ async def test_the_context_and_the_question_go_to_the_back_end(history: ChatHist
 
 
 async def test_start_outside_the_context_manager_is_a_usage_error(history: ChatHistory) -> None:
-    gens = generations(history, ScriptedBackend(), MemoryStore())
+    gens = generations(history, Scripted(), MemoryStore())
     with pytest.raises(RuntimeError, match="async with"):
         await gens.start(None, "hi", [])
