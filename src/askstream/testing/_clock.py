@@ -7,6 +7,8 @@ import heapq
 import itertools
 from collections.abc import Callable
 
+from ..http import Timer
+
 __all__ = ["FakeClock"]
 
 
@@ -69,7 +71,7 @@ class FakeClock:
         """The fake time: ``start`` plus every advance so far."""
         return self._now
 
-    def call_later(self, delay: float, callback: Callable[[], object]) -> _FakeTimer:
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
         """Run ``callback()`` once the clock has advanced ``delay`` seconds from now."""
         timer = _FakeTimer(self._now + max(delay, 0.0), next(self._order), callback)
         heapq.heappush(self._timers, timer)
