@@ -4,15 +4,20 @@
     askstream ask "Why is the sky blue?" [--chat ID] [--url http://127.0.0.1:8000] [--token T]
     askstream db upgrade [--database-url URL] [--data-dir DIR]
 
-Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin; flags win. ``ask``
+Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin, also read from a ``.env``
+file; flags win over variables, variables over the file. ``ask``
 prints the answer as it arrives, then the chat's id on stderr (pass it to
 ``--chat`` to go on); on an error it prints the server's message and exits 1.
+
+``ask`` and ``--help`` run on a base install (``pip install askstream``): only
+``serve`` and ``db`` import the service, so only they need the ``service`` extra,
+and without it they say so and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import importlib
 import json
 import logging
 import math
@@ -22,9 +27,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from pathlib import Path
+from ._exceptions import AskstreamError, ConnectError, ResponseError, TransportTimeout
 
+if TYPE_CHECKING:
     from .service import Settings
 
 __all__ = ["exposure_refusal", "main"]
@@ -33,10 +38,10 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 _ANY_HOST = {"0.0.0.0", "::", ""}  # noqa: S104 (names, compared with, never bound)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from .service import Settings
-    from .service._settings import _PARSERS
-
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``serve``'s and ``db``'s flags only when ``command`` is one
+    of them, since they come from the service's Settings (the ``service`` extra):
+    ``--help`` and ``ask`` work on a base install."""
     parser = argparse.ArgumentParser(
         prog="askstream", description="Chat answers streamed as server-sent events."
     )
@@ -46,32 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="run the ask service",
         description="Run the ask service. Every flag can also be set by its ASKSTREAM_* "
-        "variable (e.g. --llm-url is ASKSTREAM_LLM_URL); flags win.",
+        "variable (e.g. --llm-url is ASKSTREAM_LLM_URL) or in a .env file; flags win over "
+        "variables, variables over the file (docs/configuration.md).",
     )
-    defaults = Settings()
-    for field in dataclasses.fields(Settings):
-        if not field.metadata.get("flag"):
-            continue
-        default = getattr(defaults, field.name)
-        if default is False:  # a switch: given means on
-            serve.add_argument(
-                "--" + field.name.replace("_", "-"),
-                action="store_const",
-                const=True,
-                default=None,
-                help=field.metadata["help"],
-            )
-            continue
-        shown = "" if default in (None, ()) else f" (default: {_shown(default)})"
-        serve.add_argument(
-            "--" + field.name.replace("_", "-"),
-            type=_PARSERS[field.name],
-            default=None,  # None: not given, so the variable or the default applies
-            metavar=field.name.split("_")[-1].upper(),
-            help=field.metadata["help"] + shown,
-        )
-
-    _db_parser(commands)
+    db = commands.add_parser("db", help="look after the chat history's database")
 
     ask = commands.add_parser(
         "ask",
@@ -90,32 +73,79 @@ def _parser() -> argparse.ArgumentParser:
         "--token",
         help="the bearer token of a service that requires one (default: $ASKSTREAM_TOKEN)",
     )
+
+    if command == "serve":
+        _serve_parser(serve)
+    elif command == "db":
+        _db_parser(db)
     return parser
 
 
-def _db_parser(commands: Any) -> None:
+def _serve_parser(serve: argparse.ArgumentParser) -> None:
     from .service import Settings
-    from .service._settings import _PARSERS
+    from .service._settings_sources import flag, meta
 
-    db = commands.add_parser("db", help="look after the chat history's database")
+    for name, field in Settings.model_fields.items():
+        declared = meta(field)
+        if not declared.flag:
+            continue
+        if field.default is False:  # a switch: given means on
+            serve.add_argument(
+                flag(name), action="store_const", const=True, default=None, help=declared.help
+            )
+            continue
+        shown = "" if field.default in (None, ()) else f" (default: {_shown(field.default)})"
+        # The text goes to Settings.from_env as it is, which checks every setting at
+        # once and names each wrong one (exit status 2, as argparse's own errors).
+        serve.add_argument(
+            flag(name),
+            default=None,  # None: not given, so the variable, the file or the default applies
+            metavar=name.split("_")[-1].upper(),
+            help=declared.help + shown,
+        )
+
+
+def _db_parser(db: argparse.ArgumentParser) -> None:
+    from .service import Settings
+    from .service._settings_sources import flag, meta
+
     actions = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     upgrade = actions.add_parser(
         "upgrade",
         help="bring the database's schema to the newest revision",
         description="Bring the chat history's schema to the newest revision (an empty "
         "database gets every table). It reads the database as `serve` does: these flags, "
-        "else ASKSTREAM_DATABASE_URL and ASKSTREAM_DATA_DIR. Safe to run while instances "
-        "are serving, and again: an upgraded database is left alone.",
+        "else ASKSTREAM_DATABASE_URL and ASKSTREAM_DATA_DIR, from the environment or the "
+        ".env file. Safe to run while instances are serving, and again: an upgraded "
+        "database is left alone.",
     )
-    for field in dataclasses.fields(Settings):
-        if field.name in {"data_dir", "database_url"}:
-            upgrade.add_argument(
-                "--" + field.name.replace("_", "-"),
-                type=_PARSERS[field.name],
-                default=None,
-                metavar=field.name.split("_")[-1].upper(),
-                help=field.metadata["help"],
-            )
+    for name in ("data_dir", "database_url", "env_file"):
+        upgrade.add_argument(
+            flag(name),
+            default=None,
+            metavar=name.split("_")[-1].upper(),
+            help=meta(Settings.model_fields[name]).help,
+        )
+
+
+#: What each command imports beyond a base install: ``ask`` and ``--help`` need
+#: only the base dependencies (httpx, Starlette, anyio).
+_EXTRA_MODULES = {
+    "serve": ("uvicorn", "askstream.service"),
+    "db": ("askstream.service._migrate",),
+}
+
+
+def _missing_extra(command: str | None) -> str | None:
+    """The first module ``command`` needs that is not installed, or ``None``."""
+    for module in _EXTRA_MODULES.get(command or "", ()):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.partition(".")[0] == "askstream":
+                raise  # a module of ours missing is a broken install, not a missing extra
+            return exc.name
+    return None
 
 
 def _shown(value: object) -> str:
@@ -131,11 +161,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         Hello! ...
         0
     """
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The command is the first word: the top level has no option but --help.
+    command = argv[0] if argv else None
+    missing = _missing_extra(command)
+    if missing is not None:
+        print(
+            f"askstream: `askstream {command}` needs the service extra ({missing} is not "
+            "installed): pip install 'askstream[service]'",
+            file=sys.stderr,
+        )
+        return 2
+    args = _parser(command).parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "db":
-        return _db_upgrade(args.database_url, args.data_dir)
+        return _db_upgrade(
+            database_url=args.database_url, data_dir=args.data_dir, env_file=args.env_file
+        )
     token = args.token or os.environ.get("ASKSTREAM_TOKEN") or None  # the flag wins
     return _ask(args.question, chat=args.chat, url=args.url, token=token)
 
@@ -159,6 +202,8 @@ def _serve(args: argparse.Namespace) -> int:
     if refusal is not None:
         print(f"askstream: {refusal}", file=sys.stderr)
         return 2
+    if settings.workers > 1:
+        return _serve_workers(settings, overrides)
 
     config = uvicorn.Config(
         create_app(settings),
@@ -197,7 +242,132 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
-def _db_upgrade(database_url: str | None, data_dir: Path | None) -> int:
+def _as_variable(value: object) -> str:
+    """A flag's parsed value as its ``ASKSTREAM_*`` variable spells it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def _worker_log_config(settings: Settings) -> dict[str, Any]:
+    # What basicConfig() does for one process, as the dictConfig uvicorn applies
+    # in each worker it spawns (a worker is a new interpreter: nothing carries over).
+    level = settings.log_level.upper()
+    quiet = "DEBUG" if settings.log_level == "debug" else "WARNING"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(levelname)-9s %(name)s: %(message)s"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level},
+        # As with one process: our one line replaces uvicorn's lifecycle lines.
+        "loggers": {"uvicorn.error": {"level": quiet}, "uvicorn.access": {"level": level}},
+    }
+
+
+def _serve_workers(settings: Settings, overrides: dict[str, Any]) -> int:
+    """``serve --workers N``: uvicorn's supervisor and N worker processes on one socket.
+
+    Each worker is a fresh interpreter that builds its app with
+    ``create_app()``: the settings reach it as ``ASKSTREAM_*`` variables (the
+    flags given are written there), the metrics as prometheus-client's
+    multiprocess folder, made here and removed at the end.
+    """
+    import shutil
+    import tempfile
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from .service import HttpProtocol
+    from .service._identity import load_secret_key
+    from .service._metrics import MULTIPROC_ENV, mark_process_dead
+    from .service._workers import memory_store_refusal
+
+    if settings.redis_url is None:
+        print(f"askstream: {memory_store_refusal(settings.workers)}", file=sys.stderr)
+        return 2
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ["ASKSTREAM_" + name.upper()] = _as_variable(value)
+    if not settings.user_tokens() and not settings.secret_key:
+        # Made here, before any worker starts: they all read this one key.
+        load_secret_key(settings.data_dir)
+    made = None
+    if not os.environ.get(MULTIPROC_ENV):
+        made = tempfile.mkdtemp(prefix="askstream-metrics-")
+        os.environ[MULTIPROC_ENV] = made
+    config = uvicorn.Config(
+        "askstream.service:create_app",
+        factory=True,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        log_config=_worker_log_config(settings),
+        log_level=None,  # the levels are in log_config
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout) + 1,
+        http=HttpProtocol,
+    )
+    host = "127.0.0.1" if settings.host in _ANY_HOST else settings.host
+    address = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"
+
+    class Workers(Multiprocess):
+        ready = False
+
+        def init_processes(self) -> None:
+            super().init_processes()
+            # Every worker's lifespan done (the database upgraded, the store
+            # reached): only then is the URL worth printing.
+            self.ready = all(
+                process.wait_until_ready(_WORKER_START, self.should_exit)
+                for process in self.processes
+            )
+            if self.ready:
+                print(
+                    f"askstream is running: open {address} ({settings.backend} model, "
+                    f"{settings.workers} workers; Ctrl+C stops it)",
+                    flush=True,
+                )
+            else:
+                self.should_exit.set()
+
+        def keep_subprocess_alive(self) -> None:
+            # A worker that died (and was replaced) leaves its live gauges (open
+            # streams, readers) behind: out of the sum at once, not at the next
+            # scrape (which would notice too), as prometheus-client asks of a
+            # supervisor.
+            before = {process.pid for process in self.processes}
+            super().keep_subprocess_alive()
+            for pid in before - {process.pid for process in self.processes}:
+                if pid is not None:
+                    mark_process_dead(pid, os.environ[MULTIPROC_ENV])
+
+    config.configure_logging()  # this process logs too (uvicorn's supervisor lines)
+    try:
+        supervisor = Workers(config, sockets=[config.bind_socket()])
+        supervisor.run()
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+    if not supervisor.ready:
+        print("askstream: a worker did not start; see its error above", file=sys.stderr)
+        return 1
+    return 0
+
+
+#: Seconds a worker may take to start (upgrade the database, reach the store).
+_WORKER_START = 60.0
+
+
+def _db_upgrade(**overrides: str | None) -> int:
     import asyncio
 
     from sqlalchemy.engine import make_url
@@ -208,7 +378,7 @@ def _db_upgrade(database_url: str | None, data_dir: Path | None) -> int:
     from .service._migrate import SchemaError, Upgrade, upgrade
 
     try:
-        settings = Settings.from_env(None, database_url=database_url, data_dir=data_dir)
+        settings = Settings.from_env(None, **overrides)
     except ValueError as exc:
         print(f"askstream: {exc}", file=sys.stderr)
         return 2
@@ -261,7 +431,6 @@ def exposure_refusal(settings: Settings) -> str | None:
 def _ask(question: str, *, chat: str | None, url: str, token: str | None = None) -> int:
     import httpx
 
-    from ._exceptions import AskstreamError, ResponseError
     from .http import BearerAuth, connect
 
     body: dict[str, Any] = {"chatId": chat, "question": question}
@@ -305,19 +474,8 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
                 print(data["delta"], end="", flush=True)
         print(flush=True)
         print("askstream: the answer ended without finishing", file=sys.stderr)
-    except ResponseError as exc:
-        print(f"askstream: error {exc.code}: {exc.message}", file=sys.stderr)
-        if exc.status == 401:
-            hint = (
-                "the service refused this token: check --token or ASKSTREAM_TOKEN"
-                if auth is not None
-                else "the service needs a token: pass --token TOKEN or set ASKSTREAM_TOKEN"
-            )
-            print(f"askstream: {hint}", file=sys.stderr)
-    except httpx.TransportError as exc:
-        print(f"askstream: cannot reach {url}: {exc}", file=sys.stderr)
-    except AskstreamError as exc:  # a broken stream that could not be resumed
-        print(f"askstream: {exc}", file=sys.stderr)
+    except AskstreamError as exc:  # whatever failed, the client raises one of ours
+        print(f"askstream: {_ask_failure(exc, url, token=auth is not None)}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -327,6 +485,23 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
     return 1
+
+
+def _ask_failure(exc: AskstreamError, url: str, *, token: bool) -> str:
+    """What ``ask`` prints for a failed answer."""
+    if isinstance(exc, ResponseError):
+        text = f"error {exc.code}: {exc.message}"
+        if exc.status == 401:
+            text += (
+                "\naskstream: the service refused this token: check --token or ASKSTREAM_TOKEN"
+                if token
+                else "\naskstream: the service needs a token: pass --token TOKEN or set "
+                "ASKSTREAM_TOKEN"
+            )
+        return text
+    if isinstance(exc, ConnectError | TransportTimeout):
+        return f"cannot reach {url}: {exc.__cause__ or exc}"
+    return str(exc)  # a broken stream that could not be resumed, a refused stream
 
 
 class _Sessions:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from askstream.http import Clock, SystemClock
-from askstream.service import ChatMessage, Chunk, ServiceError, UpstreamError
+from askstream.service import ChatMessage, Chunk, ModelOptions, ServiceError, UpstreamError
 from askstream.service._generation import Generations
 from askstream.service._history import ChatHistory, create_engine
 from askstream.streams import MemoryStore
@@ -32,7 +32,9 @@ class ScriptedBackend:
         self.closed = 0
         self.seen: list[list[ChatMessage]] = []
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Chunk, None]:
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: ModelOptions | None = None
+    ) -> AsyncGenerator[Chunk, None]:
         self.seen.append(list(messages))
         try:
             for step in self.script:

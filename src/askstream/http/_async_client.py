@@ -6,15 +6,24 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
+from .._exceptions import TransportError
 from ..sse import Event
 from ..sse._decoder import DEFAULT_MAX_EVENT_SIZE
 from ._auth import AuthTypes, build_auth
+from ._flavor import AsyncClientTypes, auth_for_library, library_of
 from ._reconnect import DEFAULT_RECONNECT, Reconnect
-from ._session import DEFAULT_TIMEOUT, ERROR_BODY_LIMIT, Session, Verdict, response_error
+from ._session import (
+    DEFAULT_TIMEOUT,
+    ERROR_BODY_LIMIT,
+    Session,
+    Verdict,
+    response_error,
+    transport_error,
+)
 
 __all__ = ["AsyncEventSource", "aconnect"]
 
@@ -39,14 +48,21 @@ class AsyncEventSource:
     def __init__(
         self,
         session: Session,
-        client: httpx.AsyncClient | None,
+        client: AsyncClientTypes | None,
         *,
         timeout: Any,
         sleep: Callable[[float], Awaitable[object]],
     ) -> None:
         self._session = session
         self._own_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(follow_redirects=True)
+        # Typed as httpx's: an httpx2 client has the same API, and the session
+        # hands it values of its own library (see _flavor).
+        self._client = (
+            cast("httpx.AsyncClient", client)
+            if client is not None
+            else httpx.AsyncClient(follow_redirects=True)
+        )
+        self._request_error: type[Exception] = session.lib.RequestError
         self._timeout = timeout
         self._sleep = sleep
         self._response: httpx.Response | None = None
@@ -112,8 +128,8 @@ class AsyncEventSource:
             except StopAsyncIteration:
                 await self._reconnect(None)
                 continue
-            except httpx.TransportError as exc:
-                await self._reconnect(exc)
+            except self._request_error as exc:
+                await self._reconnect(transport_error(exc, self._url()))
                 continue
             self._pending.extend(self._session.feed(chunk))
             if self._session.finished:
@@ -124,9 +140,17 @@ class AsyncEventSource:
     async def _connect(self) -> Verdict:
         """One request; a streaming response is kept, anything else read and closed."""
         request = self._session.build_request(self._client, self._timeout)
+        try:
+            return await self._exchange(request)
+        except self._request_error as exc:
+            raise transport_error(exc, request.url) from exc
+
+    async def _exchange(self, request: Any) -> Verdict:
         auth = self._session.auth_for(request)
         response = await self._client.send(
-            request, stream=True, auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth
+            request,
+            stream=True,
+            auth=self._session.lib.USE_CLIENT_DEFAULT if auth is None else auth,
         )
         try:
             verdict = self._session.check(response)
@@ -150,7 +174,11 @@ class AsyncEventSource:
             raise response_error(response.status_code, bytes(body))
         return verdict
 
-    async def _reconnect(self, error: Exception | None) -> None:
+    def _url(self) -> httpx.URL:
+        """The URL of the request being read, for an error's message."""
+        return self._response.request.url if self._response is not None else self._session.url
+
+    async def _reconnect(self, error: TransportError | None) -> None:
         await self._close_response()
         session = self._session
         delay = session.dropped(error)
@@ -158,7 +186,7 @@ class AsyncEventSource:
             await self._sleep(delay)
             try:
                 verdict = await self._connect()
-            except httpx.TransportError as exc:
+            except TransportError as exc:
                 delay = session.dropped(exc)
                 continue
             if verdict is Verdict.RETRY:
@@ -182,10 +210,11 @@ def aconnect(
     method: str,
     url: httpx.URL | str,
     *,
-    client: httpx.AsyncClient | None = None,
+    client: AsyncClientTypes | None = None,
     params: Any = None,
     headers: Mapping[str, str] | httpx.Headers | None = None,
     auth: AuthTypes | None = None,
+    cookies: Mapping[str, str] | None = None,
     json: Any = None,
     content: Any = None,
     data: Any = None,
@@ -201,7 +230,10 @@ def aconnect(
     A non-2xx answer raises :class:`~askstream.ResponseError` (with the
     server's JSON ``{"code", "message"}`` if any) and a 2xx that is not
     ``text/event-stream`` raises :class:`~askstream.ContentTypeError`; 204
-    yields no events.
+    yields no events. A failed connection raises
+    :class:`~askstream.TransportError` (:class:`~askstream.ConnectError`,
+    :class:`~askstream.TransportTimeout`), httpx's error as its ``__cause__``:
+    no httpx exception escapes, so ``except askstream.AskstreamError`` is enough.
 
     A stream that drops or ends early reconnects by ``reconnect``'s policy
     (``None``: never) with ``Last-Event-ID``, honouring the server's
@@ -232,6 +264,7 @@ def aconnect(
                     print(event.event, event.data)
     """
     request_kwargs = {"json": json, "content": content, "data": data}
+    lib = httpx if client is None else library_of(client)
     session = Session(
         method,
         httpx.URL(url).copy_merge_params(params) if params is not None else httpx.URL(url),
@@ -241,6 +274,8 @@ def aconnect(
         until=until,
         reconnect=reconnect,
         max_event_size=max_event_size,
-        auth=build_auth(auth),
+        auth=auth_for_library(build_auth(auth), lib),
+        cookies=cookies,
+        lib=lib,
     )
     return AsyncEventSource(session, client, timeout=timeout, sleep=sleep)

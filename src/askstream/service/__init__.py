@@ -10,9 +10,9 @@ appends to the log. Responses only follow the log, so any reader can resume.
 """
 
 from ._app import create_app
-from ._backend import Backend, ChatMessage, Chunk
+from ._backend import Backend, ChatMessage, Chunk, ModelOptions, Usage
 from ._demo import DemoBackend
-from ._errors import ServiceError, Unavailable, UpstreamError
+from ._errors import SchemaError, ServiceError, Unavailable, UpstreamError
 from ._openai import OpenAIBackend
 from ._protocol import HttpProtocol
 from ._settings import Settings
@@ -23,10 +23,13 @@ __all__ = [
     "Chunk",
     "DemoBackend",
     "HttpProtocol",
+    "ModelOptions",
     "OpenAIBackend",
+    "SchemaError",
     "ServiceError",
     "Settings",
     "Unavailable",
     "UpstreamError",
+    "Usage",
     "create_app",
 ]

@@ -9,10 +9,16 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .._exceptions import ContentTypeError, ResponseError, StreamError
+from .._exceptions import (
+    ConnectError,
+    ContentTypeError,
+    EventSourceError,
+    ResponseError,
+    TransportTimeout,
+)
 from ..http import aconnect
 from ..sse import Event
-from ._backend import ChatMessage, Chunk
+from ._backend import ChatMessage, Chunk, ModelOptions, Usage
 from ._errors import UpstreamError
 from ._text import valid_text
 
@@ -55,6 +61,17 @@ def _error_field(payload: Any) -> str | None:
     if payload.get("object") == "error":
         return str(payload.get("message") or payload)
     return None
+
+
+def _usage(payload: dict[str, Any]) -> Usage | None:
+    # OpenAI's last chunk with stream_options.include_usage; absent or null elsewhere.
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if type(prompt) is not int or type(completion) is not int:
+        return None  # a server that counts otherwise: no usage rather than a wrong one
+    return Usage(prompt, completion)
 
 
 def _response_message(exc: ResponseError) -> str:
@@ -104,9 +121,27 @@ class OpenAIBackend:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
         )
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Chunk, None]:
-        body = {"model": self.model, "messages": list(messages), "stream": True}
-        finished = False
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: ModelOptions | None = None
+    ) -> AsyncGenerator[Chunk, None]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "stream": True,
+            # OpenAI, vLLM, Ollama and llama.cpp send the usage in a last chunk
+            # (choices empty) only when asked.
+            "stream_options": {"include_usage": True},
+        }
+        if options is not None:
+            if options.temperature is not None:
+                body["temperature"] = options.temperature
+            if options.max_tokens is not None:
+                body["max_tokens"] = options.max_tokens
+        # The finish reason is held back until the stream ends, so that the last
+        # chunk carries it with the usage that follows it on the wire.
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        done = False  # data: [DONE] came: an end even without a finish reason
         try:
             async with aconnect(
                 "POST",
@@ -120,32 +155,49 @@ class OpenAIBackend:
                 async for event in events:
                     chunk = self._chunk(event)
                     if chunk is None:  # data: [DONE]
-                        return
+                        done = True
+                        break
                     if chunk.finish_reason:
-                        finished = True
-                    if chunk.delta or chunk.finish_reason:
-                        yield chunk
+                        finish_reason = chunk.finish_reason
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    if chunk.delta:
+                        yield Chunk(chunk.delta)
         except ResponseError as exc:
             raise UpstreamError(
-                f"the LLM back end answered HTTP {exc.status}: {_response_message(exc)}"
+                f"the LLM back end answered HTTP {exc.status}: {_response_message(exc)}",
+                kind="status",
             ) from exc
         except ContentTypeError as exc:
-            raise UpstreamError(f"the LLM back end did not stream: {exc}") from exc
-        except httpx.ConnectTimeout as exc:
             raise UpstreamError(
-                f"the LLM back end at {self.url} did not accept a connection "
-                f"within {self._connect_timeout:g} s"
+                f"the LLM back end did not stream: {exc}", kind="not_streaming"
             ) from exc
-        except httpx.ReadTimeout as exc:
+        except TransportTimeout as exc:
+            if exc.phase == "connect":
+                message = (
+                    f"the LLM back end at {self.url} did not accept a connection "
+                    f"within {self._connect_timeout:g} s"
+                )
+                kind = "connect_timeout"
+            elif exc.phase == "read":
+                message = f"the LLM back end sent nothing for {self._read_timeout:g} s"
+                kind = "read_timeout"
+            else:
+                message = f"the LLM back end timed out: {exc}"
+                kind = "other"
+            raise UpstreamError(message, kind=kind) from exc
+        except ConnectError as exc:
             raise UpstreamError(
-                f"the LLM back end sent nothing for {self._read_timeout:g} s"
+                f"cannot reach the LLM back end at {self.url}: {exc.__cause__ or exc}",
+                kind="connect",
             ) from exc
-        except httpx.ConnectError as exc:
-            raise UpstreamError(f"cannot reach the LLM back end at {self.url}: {exc}") from exc
-        except (httpx.HTTPError, StreamError) as exc:
-            raise UpstreamError(f"the LLM back end's stream broke: {exc}") from exc
-        if not finished:
-            raise UpstreamError("the LLM back end ended the answer without finishing it")
+        except EventSourceError as exc:
+            raise UpstreamError(f"the LLM back end's stream broke: {exc}", kind="broken") from exc
+        if finish_reason is None and not done:
+            raise UpstreamError(
+                "the LLM back end ended the answer without finishing it", kind="incomplete"
+            )
+        yield Chunk(finish_reason=finish_reason or "stop", usage=usage)
 
     def _chunk(self, event: Event) -> Chunk | None:
         if event.data == "[DONE]":
@@ -154,18 +206,20 @@ class OpenAIBackend:
             payload = json.loads(event.data)
         except ValueError:
             raise UpstreamError(
-                f"the LLM back end sent a chunk that is not JSON: {event.data[:200]!r}"
+                f"the LLM back end sent a chunk that is not JSON: {event.data[:200]!r}",
+                kind="bad_chunk",
             ) from None
         error = _error_text(payload)
         if error is not None:
-            raise UpstreamError(f"the LLM back end failed: {error}")
+            raise UpstreamError(f"the LLM back end failed: {error}", kind="error_payload")
         try:
             choice = payload["choices"][0] if payload["choices"] else {}
             delta = choice.get("delta") or {}
-            return Chunk(delta.get("content") or "", choice.get("finish_reason"))
+            return Chunk(delta.get("content") or "", choice.get("finish_reason"), _usage(payload))
         except (KeyError, TypeError, AttributeError):
             raise UpstreamError(
-                f"the LLM back end sent a chunk of unknown shape: {event.data[:200]!r}"
+                f"the LLM back end sent a chunk of unknown shape: {event.data[:200]!r}",
+                kind="bad_chunk",
             ) from None
 
     async def aclose(self) -> None:

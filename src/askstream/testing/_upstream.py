@@ -25,6 +25,22 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+def _usage(prompt: int, completion: int) -> bytes:
+    payload = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
 def _chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
     payload = {
         "id": "chatcmpl-fake",
@@ -46,7 +62,8 @@ class FakeUpstream:
     The answer is ``answer`` if given, else ``"Echo: "`` and the last user message,
     cut into pieces of a few characters (or ``tokens`` pieces ``" tok<n>"``),
     ``delay`` seconds apart. ``mode`` picks the behaviour; a request whose model
-    is ``fake-<mode>`` picks its own:
+    is ``fake-<mode>``, or whose last user message begins with ``fake-<mode>:``,
+    picks its own (so one service in front of it can meet several):
 
     - ``normal``: every piece, a ``finish_reason: "stop"`` chunk, ``data: [DONE]``.
     - ``fail``: ``fail_after`` pieces, then an OpenAI error payload, then the end.
@@ -63,11 +80,15 @@ class FakeUpstream:
     ``time.monotonic_ns()`` followed by a space (one clock for every process on
     a Linux machine), for measuring latency.
 
-    ``GET /requests`` lists what came in (``model``, ``messages``, ``outcome``:
-    ``done``, ``failed``, ``refused`` or ``disconnected``, ``sent``: the pieces
-    sent, and ``sentBeforeDisconnect``: how many had gone out when the client's
-    disconnect was seen; a count, not a time, so a test can say "it stopped at once"
-    without a stopwatch). ``from_env`` builds
+    A request's ``max_tokens`` cuts the answer to that many pieces (finish reason
+    ``"length"``); with ``stream_options.include_usage`` a last chunk carries the
+    usage (the prompt's words, the pieces sent), as OpenAI's does.
+
+    ``GET /requests`` lists what came in (``model``, ``messages``, ``temperature``,
+    ``maxTokens``, ``streamOptions``, ``outcome``: ``done``, ``failed``, ``refused``
+    or ``disconnected``, ``sent``: the pieces sent, and ``sentBeforeDisconnect``:
+    how many had gone out when the client's disconnect was seen; a count, not a
+    time, so a test can say "it stopped at once" without a stopwatch). ``from_env`` builds
     one from ``ASKSTREAM_FAKE_*`` variables for ``uvicorn --factory``.
 
     >>> # uvicorn --factory askstream.testing:FakeUpstream.from_env --port 9000
@@ -151,8 +172,13 @@ class FakeUpstream:
             return
         model = str(request.get("model", ""))
         mode = cast("Mode", model[5:]) if model[5:] in _MODES else self.mode
+        asked = _question(messages).partition(":")[0]
+        if asked.startswith("fake-") and asked[5:] in _MODES:
+            mode = cast("Mode", asked[5:])
         record: dict[str, Any] = {
             "model": model, "messages": messages, "stream": request.get("stream"),
+            "temperature": request.get("temperature"), "maxTokens": request.get("max_tokens"),
+            "streamOptions": request.get("stream_options"),
             "outcome": "open", "sent": 0, "sentBeforeDisconnect": None,
         }  # fmt: skip
         self.requests.append(record)
@@ -183,7 +209,7 @@ class FakeUpstream:
             watcher = tasks.create_task(watch())
             # OSError: the client went away while we wrote; the watcher has noted it.
             with contextlib.suppress(OSError):
-                await self._stream(send, record, mode, messages, disconnected)
+                await self._stream(send, record, mode, request, disconnected)
             watcher.cancel()
 
     def _pieces(self, messages: list[dict[str, Any]]) -> list[str]:
@@ -191,19 +217,17 @@ class FakeUpstream:
             return [f" tok{n}" for n in range(self.tokens)]
         if self.answer is not None:
             return _PIECE.findall(self.answer)
-        question = next(
-            (m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), ""
-        )
-        return _PIECE.findall(f"Echo: {question}")
+        return _PIECE.findall(f"Echo: {_question(messages)}")
 
     async def _stream(
         self,
         send: Send,
         record: dict[str, Any],
         mode: Mode,
-        messages: list[dict[str, Any]],
+        request: dict[str, Any],
         disconnected: asyncio.Event,
     ) -> None:
+        messages: list[dict[str, Any]] = request["messages"]
         await send({
             "type": "http.response.start", "status": 200,
             "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
@@ -221,6 +245,10 @@ class FakeUpstream:
             pieces = pieces[: self.fail_after]
         elif mode == "surrogate":
             pieces[1:1] = ["\ud83d", "\ude42"]
+        finish_reason = "stop"
+        max_tokens = request.get("max_tokens")
+        if type(max_tokens) is int and len(pieces) > max_tokens:
+            pieces, finish_reason = pieces[:max_tokens], "length"
         for number, piece in enumerate(pieces):
             if mode == "stall" and number == self.fail_after:
                 await asyncio.sleep(self.slow_delay)
@@ -243,9 +271,27 @@ class FakeUpstream:
             tail = b""
             record["outcome"] = "failed"
         else:
-            tail = _chunk({}, "stop") + b"data: [DONE]\n\n"
+            tail = _chunk({}, finish_reason)
+            options = request.get("stream_options")
+            if isinstance(options, dict) and options.get("include_usage"):
+                prompt = sum(
+                    len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict)
+                )
+                tail += _usage(prompt, record["sent"])
+            tail += b"data: [DONE]\n\n"
             record["outcome"] = "done"
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _question(messages: Any) -> str:
+    # The last user message (the question), or "" for anything else.
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content", "")
+            return content if isinstance(content, str) else ""
+    return ""
 
 
 async def _respond(send: Send, status: int, payload: Any) -> None:
