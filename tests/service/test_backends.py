@@ -206,8 +206,7 @@ async def test_closing_the_stream_early_closes_the_upstream_request_at_once(
                 break
             await asyncio.sleep(0.01)
     assert record["outcome"] == "disconnected"
-    assert record["sent"] == 1
-    assert record["disconnectedAfter"] < 0.5  # one slow piece is 0.3 s; no drain after it
+    assert record["sent"] == record["sentBeforeDisconnect"] == 1  # no drain after the first
 
 
 async def test_the_api_key_is_sent_as_a_bearer_token() -> None:

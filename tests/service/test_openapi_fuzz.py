@@ -204,6 +204,7 @@ def test_last_event_id_is_described_as_what_it_is() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.untraced  # hypothesis generating cases here; the server stays measured
 @schema.parametrize()
 def test_schemathesis_finds_no_server_error_and_no_lie(
     case: Case, fuzzed_service: ServerProcess

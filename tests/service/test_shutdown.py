@@ -20,6 +20,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,8 @@ async def client() -> Any:
 
 
 def stored(data_dir: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(data_dir / "askstream.db") as db:
+    # sqlite3's `with` commits but does not close (Python 3.13 warns of the leak).
+    with closing(sqlite3.connect(data_dir / "askstream.db")) as db:
         rows = db.execute(
             "SELECT status, content FROM askstream_messages WHERE role = 'assistant'"
         ).fetchall()

@@ -33,7 +33,7 @@ from askstream.service import (
 )
 from askstream.sse import Decoder, Event, comment, encode
 from askstream.streams import MemoryStore, RedisStore, Store, StreamExpired, StreamNotFound
-from askstream.testing import FakeUpstream, ServerProcess, free_port, require
+from askstream.testing import FakeClock, FakeUpstream, ServerProcess, free_port, require
 
 
 def the_protocol_core(chunks: Sequence[bytes]) -> list[str]:
@@ -291,3 +291,16 @@ def the_test_helpers() -> None:
     assert_type(free_port(), int)
     assert_type(FakeUpstream.from_env({"ASKSTREAM_FAKE_TOKENS": "3"}), FakeUpstream)
     upstream.stop()
+
+
+async def time_in_tests() -> None:
+    clock = FakeClock()
+    response = askstream.EventStreamResponse(["x"], ping=15.0, clock=clock)
+    assert_type(response.clock, askstream.Clock)
+    timer = clock.call_later(1.0, lambda: None)
+    timer.cancel()
+    await clock.advance(15.0)
+    await clock.wait_sleepers(1)
+    assert_type(clock.now(), float)
+    real: askstream.Clock = askstream.SystemClock()
+    assert_type(real.call_later(0.5, print), askstream.Timer)

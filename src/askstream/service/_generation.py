@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 
+from ..http import Clock, SystemClock
 from ..streams import FinishStatus, Store, StoreFull, StreamExpired, StreamNotFound
 from ._backend import Backend, ChatMessage, ModelOptions, Usage
 from ._errors import ServiceError, Unavailable, UpstreamError
@@ -91,6 +92,10 @@ class Generations:
     failure of one answer reaches another, the saver, or the instance.
     Leaving it cancels what still runs: each answer is stored ``cancelled``
     with its text so far, and its readers get an error event (503).
+
+    The saver writes what every answer has so far each ``save_interval``
+    seconds on ``clock`` (a test passes ``askstream.testing.FakeClock`` and
+    advances it, or calls :meth:`save_now`).
     """
 
     def __init__(
@@ -103,8 +108,10 @@ class Generations:
         limits: GenerationLimits | None = None,
         dependencies: Dependencies | None = None,
         metrics: Metrics | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._clock = clock or SystemClock()
         self._limits = limits or GenerationLimits(total=256, per_user=32)
         self._store = store
         self._history = history
@@ -469,7 +476,7 @@ class Generations:
         # One transaction a tick for every answer in flight, instead of one per
         # answer: with hundreds of answers streaming, the database sees one write.
         while True:
-            await asyncio.sleep(self._save_interval)
+            await self._clock.sleep(self._save_interval)
             try:
                 await self.save_now()
             except Exception:  # a bug in saving must not end the saving

@@ -85,9 +85,10 @@ class FakeUpstream:
     usage (the prompt's words, the pieces sent), as OpenAI's does.
 
     ``GET /requests`` lists what came in (``model``, ``messages``, ``temperature``,
-    ``maxTokens``, ``streamOptions``, ``outcome``:
-    ``done``, ``failed``, ``refused`` or ``disconnected``, and ``disconnectedAfter``,
-    the seconds from the request to the client's disconnect). ``from_env`` builds
+    ``maxTokens``, ``streamOptions``, ``outcome``: ``done``, ``failed``, ``refused``
+    or ``disconnected``, ``sent``: the pieces sent, and ``sentBeforeDisconnect``:
+    how many had gone out when the client's disconnect was seen; a count, not a
+    time, so a test can say "it stopped at once" without a stopwatch). ``from_env`` builds
     one from ``ASKSTREAM_FAKE_*`` variables for ``uvicorn --factory``.
 
     >>> # uvicorn --factory askstream.testing:FakeUpstream.from_env --port 9000
@@ -178,7 +179,7 @@ class FakeUpstream:
             "model": model, "messages": messages, "stream": request.get("stream"),
             "temperature": request.get("temperature"), "maxTokens": request.get("max_tokens"),
             "streamOptions": request.get("stream_options"),
-            "outcome": "open", "sent": 0, "disconnectedAfter": None,
+            "outcome": "open", "sent": 0, "sentBeforeDisconnect": None,
         }  # fmt: skip
         self.requests.append(record)
         headers = dict(scope["headers"])
@@ -195,14 +196,13 @@ class FakeUpstream:
             )
             return
 
-        started = time.monotonic()
         disconnected = asyncio.Event()
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
             record["outcome"] = "disconnected"
-            record["disconnectedAfter"] = time.monotonic() - started
+            record["sentBeforeDisconnect"] = record["sent"]
             disconnected.set()
 
         async with asyncio.TaskGroup() as tasks:
