@@ -9,14 +9,15 @@ the session, whose behaviour each service picks with its model name
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -28,6 +29,8 @@ from ..conftest import REDIS_URL, redis_available
 
 # The stores of tests/streams, each test once per kind (tests of the hubs, _fanout.py).
 from ..streams.conftest import make_store  # noqa: F401
+
+T = TypeVar("T")
 
 SERVICE_APP = "askstream.service:create_app"
 UPSTREAM_APP = "askstream.testing:FakeUpstream.from_env"
@@ -235,18 +238,25 @@ def pg_database() -> Iterator[str]:
     Sync on purpose (asyncio.run between tests' loops), so that parametrized
     fixtures can ask for it with request.getfixturevalue().
     """
-    require(asyncio.run(_pg_available()), f"PostgreSQL at {PG_ADMIN_DSN}")
+    require(_run_apart(_pg_available()), f"PostgreSQL at {PG_ADMIN_DSN}")
     name = f"askstream_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    _run_apart(_pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _run_apart(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # -- deployments: one instance, or two on Redis and PostgreSQL ------------------
 
 KINDS = ["memory", "redis"]
+
+
+def _run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end in a thread of its own: a session fixture may be
+    set up first by an async test, inside pytest-asyncio's running loop."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def _pg(statement: str | None = None) -> bool:
@@ -269,16 +279,16 @@ def shared_parts() -> Iterator[dict[str, str]]:
     """Redis and a PostgreSQL database made for this session (dropped after): the
     environment every instance of a ``redis`` deployment shares, but its key prefix."""
     require(redis_available(), f"Redis at {REDIS_URL}")
-    require(asyncio.run(_pg()), f"PostgreSQL at {PG_ADMIN_DSN}")
+    require(_run_apart(_pg()), f"PostgreSQL at {PG_ADMIN_DSN}")
     name = f"askstream_instances_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    _run_apart(_pg(f'CREATE DATABASE "{name}"'))
     try:
         yield {
             "ASKSTREAM_REDIS_URL": REDIS_URL,
             "ASKSTREAM_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
         }
     finally:
-        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _run_apart(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _delete_keys(prefix: str) -> None:
