@@ -15,6 +15,7 @@ from typing import Literal, TypedDict
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from ._backend import Usage
 from ._errors import ServiceError
 from ._history import ChatRecord, MessageRecord
 from ._text import Text, loads
@@ -30,6 +31,7 @@ __all__ = [
     "ErrorData",
     "MessageOut",
     "UsageData",
+    "UsageOut",
     "decode_cursor",
     "encode_cursor",
     "parse_ask",
@@ -60,6 +62,25 @@ class AskRequest(_Wire):
         min_length=1,
         description="The question; not empty or only white space.",
         json_schema_extra={"pattern": _NOT_BLANK_CHAR},
+    )
+
+    temperature: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description="This ask's temperature, if the server allows it "
+        "(`ASKSTREAM_REQUEST_OVERRIDES`; else 400); null or absent: the server's.",
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="The most tokens this answer may have, if the server allows it; "
+        "null or absent: the server's.",
+    )
+    system: Text | None = Field(
+        default=None,
+        description="A system prompt for this ask in place of the server's, if the server "
+        "allows it (not by default); null or absent: the server's.",
     )
 
     @field_validator("question")
@@ -141,6 +162,22 @@ class ErrorBody(_Wire):
     message: str
 
 
+class UsageOut(_Wire):
+    """The tokens an answer cost, as the back end counted them (:class:`UsageData`)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, usage: Usage) -> UsageOut:
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+        )
+
+
 class MessageOut(_Wire):
     """A stored message."""
 
@@ -152,6 +189,16 @@ class MessageOut(_Wire):
     error: str | None = Field(description="What failed, for a failed or cancelled answer.")
     created_at: dt.datetime
     updated_at: dt.datetime
+    usage: UsageOut | None = Field(
+        default=None,
+        description="What the answer cost, as the model counted it; null for questions, "
+        "answers still streaming, and back ends that do not count.",
+    )
+    reasoning: str | None = Field(
+        default=None,
+        description="A thinking model's reasoning before the answer (the `reasoning` "
+        "events), stored when the answer ends; null when it sent none.",
+    )
 
     @classmethod
     def of(cls, record: MessageRecord) -> MessageOut:
@@ -164,6 +211,8 @@ class MessageOut(_Wire):
             error=record.error,
             created_at=record.created_at,
             updated_at=record.updated_at,
+            usage=None if record.usage is None else UsageOut.of(record.usage),
+            reasoning=record.reasoning,
         )
 
 
