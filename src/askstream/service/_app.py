@@ -42,6 +42,7 @@ from ._openai_api import RESUME_HEADER, OpenAIErrors
 from ._openai_api import router as openai_router
 from ._protocol import SETTINGS_STATE
 from ._reaper import fail_lost, reap_forever, sweep_forever
+from ._retry import RetryPolicy
 from ._routes import Services, router
 from ._settings import Settings
 from ._stopping import RESUME_EVENT, Stopping
@@ -67,7 +68,20 @@ def make_backend(settings: Settings) -> Backend:
         api_key=settings.llm_api_key,
         connect_timeout=settings.llm_connect_timeout,
         read_timeout=settings.llm_read_timeout,
+        retry=RetryPolicy(
+            attempts=settings.llm_attempts,
+            base=settings.llm_retry_delay,
+            cap=settings.llm_retry_max_delay,
+        ),
     )
+
+
+def _first_piece_within(settings: Settings) -> float:
+    """The longest an answer may wait for its first piece: every attempt's timeouts
+    and the waits between them."""
+    attempts = settings.llm_attempts
+    waits = (attempts - 1) * settings.llm_retry_max_delay
+    return attempts * (settings.llm_connect_timeout + settings.llm_read_timeout) + waits
 
 
 def make_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
@@ -198,7 +212,7 @@ def create_app(
             )
             stack.push_async_callback(_stop, reaper)
             # And the answers no lease covers any more (the store lost them).
-            idle = settings.llm_connect_timeout + settings.llm_read_timeout + settings.lease_ttl
+            idle = _first_piece_within(settings) + settings.lease_ttl
             sweeper = asyncio.create_task(sweep_forever(log, history, idle=idle))
             stack.push_async_callback(_stop, sweeper)
             fanout = Fanout(log, on_lost=partial(fail_lost, log, history))

@@ -115,13 +115,13 @@ class ModelPolicy:
         >>> ModelPolicy(overrides=()).refuse(maxTokens=5, temperature=None)
         Traceback (most recent call last):
         ...
-        askstream._exceptions.ServiceError: 400: a request may not set maxTokens here (allowed: none)
+        askstream._exceptions.ServiceError: 400: a request may not set maxTokens (allowed: none)
         """
         for wire, value in requested.items():
             if value is not None and not self.allows(_SETTING.get(wire, wire)):
                 allowed = ", ".join(_WIRE.get(name, name) for name in self.overrides)
                 raise ServiceError(
-                    400, f"a request may not set {wire} here (allowed: {allowed or 'none'})"
+                    400, f"a request may not set {wire} (allowed: {allowed or 'none'})"
                 )
 
     def options(
@@ -138,20 +138,24 @@ class ModelPolicy:
     def context(
         self, history: Sequence[ChatMessage], question: str, *, system: str | None = None
     ) -> list[ChatMessage]:
-        """The messages before ``question``: the system prompt (the request's
-        ``system`` where it may set one, else the operator's), then the system
-        messages of ``history`` if a request may set its own, then the turns of
-        ``history``, cut to the token budget (:func:`fit`)."""
+        """The messages before ``question``, cut to the token budget (:func:`fit`):
+        the operator's system prompt, then ``history``.
+
+        Where a request may set ``system``, its own replaces the operator's:
+        ``system`` (``POST /api/ask``), or system messages in ``history`` (the
+        OpenAI door, whose clients send the conversation whole). Where it may
+        not, the operator's comes first and a client's system messages follow
+        it as part of the conversation.
+        """
         own = self.allows("system")
-        if own and system is None and any(m["role"] == "system" for m in history):
-            prompt = None  # the caller's own system messages (the OpenAI door) replace ours
+        if own and system is not None:
+            prompt: str | None = system
+        elif own and any(m["role"] == "system" for m in history):
+            prompt = None
         else:
-            prompt = system if own and system is not None else self.system_prompt
-        messages: list[ChatMessage] = []
-        if prompt:
-            messages.append({"role": "system", "content": prompt})
-        messages += [m for m in history if own or m["role"] != "system"]
-        return fit(messages, question, self.context_tokens)
+            prompt = self.system_prompt
+        messages: list[ChatMessage] = [{"role": "system", "content": prompt}] if prompt else []
+        return fit([*messages, *history], question, self.context_tokens)
 
 
 # The names of the overrides on /api/ask's wire, and back.

@@ -215,8 +215,9 @@ class Settings(BaseSettings):
         doc="what a request may set for itself, of `temperature`, `max_tokens` and `system` "
         "(comma-separated; `none`: nothing). `POST /api/ask` answers `400` to a field not "
         "allowed; `/v1/chat/completions` ignores it (OpenAI clients send a temperature of "
-        "their own accord) and drops the client's system messages unless `system` is "
-        "allowed. See [api.md](api.md#model-settings)",
+        "their own accord). With `system`, a request's own system prompt replaces "
+        "`--system-prompt`; without, the server's comes first. See "
+        "[api.md](api.md#model-settings)",
     )
     demo_delay: Delay = setting(
         0.03,
