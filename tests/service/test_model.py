@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from askstream.service import ChatMessage, ModelOptions, ServiceError, Settings
+from askstream.service import ChatMessage, ModelOptions, ServiceError, Settings, create_app
 from askstream.service._model import ModelPolicy, estimate_tokens, fit
 from askstream.sse import Event
 from askstream.testing import ServerProcess
@@ -431,3 +432,29 @@ async def test_usage_is_stored_with_the_message(
     chat = (await client.get(f"{service.url}/api/chats/{done['chatId']}")).json()
     assert [m["usage"] for m in chat["messages"]] == [None, done["usage"]]
     assert [m["reasoning"] for m in chat["messages"]] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "nullable_only"),
+    [
+        ("temperature,max_tokens", {"system"}),
+        ("none", {"temperature", "maxTokens", "system"}),
+        ("system,temperature,max_tokens", set()),
+    ],
+)
+def test_the_schema_offers_only_the_overrides_the_server_takes(
+    tmp_path: Path, overrides: str, nullable_only: set[str]
+) -> None:
+    settings = Settings.from_env(
+        {}, request_overrides=overrides, data_dir=tmp_path, secret_key="only-the-document"
+    )
+    logger = logging.getLogger("askstream")
+    level = logger.level  # create_app sets it: put it back
+    try:
+        document = create_app(settings).openapi()
+    finally:
+        logger.setLevel(level)
+    body = document["paths"]["/api/ask"]["post"]["requestBody"]["content"]["application/json"]
+    properties = body["schema"]["properties"]
+    nulls = {name for name, schema in properties.items() if schema.get("type") == "null"}
+    assert nulls == nullable_only

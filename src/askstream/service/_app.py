@@ -40,6 +40,7 @@ from ._limits import GenerationLimits
 from ._middleware import BodyLimit, InternalErrors
 from ._openai_api import RESUME_HEADER, OpenAIErrors
 from ._openai_api import router as openai_router
+from ._openapi import restrict_overrides
 from ._protocol import SETTINGS_STATE
 from ._reaper import fail_lost, reap_forever, sweep_forever
 from ._retry import RetryPolicy
@@ -82,6 +83,20 @@ def _first_piece_within(settings: Settings) -> float:
     attempts = settings.llm_attempts
     waits = (attempts - 1) * settings.llm_retry_max_delay
     return attempts * (settings.llm_connect_timeout + settings.llm_read_timeout) + waits
+
+
+def _document_overrides(app: FastAPI, allowed: tuple[str, ...]) -> None:
+    # The document tells what this server takes: a field that is 400 here is
+    # described as null only, so that a client built from it (or schemathesis)
+    # never sends a value the server refuses.
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            restrict_overrides(build(), allowed)
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def make_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
@@ -284,6 +299,7 @@ def create_app(
     app.add_middleware(OpenLimit, limit=settings.max_connections)  # the outermost: first word
     app.include_router(router)
     app.include_router(openai_router)  # the OpenAI-compatible door, /v1/
+    _document_overrides(app, settings.request_overrides)
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).
         app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)

@@ -10,9 +10,16 @@ import binascii
 import datetime as dt
 import json
 import re
-from typing import Literal, TypedDict
+from typing import Annotated, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from ._backend import Usage
@@ -48,6 +55,17 @@ class _Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
+def _whole_number(value: object) -> object:
+    # JSON Schema's "integer" is any number without a fraction: 64.0 is one
+    # (JSON Schema 2020-12 validation, 6.1.1), and a strict int is not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+_Count = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+
+
 class AskRequest(_Wire):
     """``POST /api/ask``'s body."""
 
@@ -71,9 +89,8 @@ class AskRequest(_Wire):
         description="This ask's temperature, if the server allows it "
         "(`ASKSTREAM_REQUEST_OVERRIDES`; else 400); null or absent: the server's.",
     )
-    max_tokens: int | None = Field(
+    max_tokens: _Count | None = Field(
         default=None,
-        ge=1,
         description="The most tokens this answer may have, if the server allows it; "
         "null or absent: the server's.",
     )
