@@ -8,11 +8,16 @@ Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin, also read from a ``.e
 file; flags win over variables, variables over the file. ``ask``
 prints the answer as it arrives, then the chat's id on stderr (pass it to
 ``--chat`` to go on); on an error it prints the server's message and exits 1.
+
+``ask`` and ``--help`` run on a base install (``pip install askstream``): only
+``serve`` and ``db`` import the service, so only they need the ``service`` extra,
+and without it they say so and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import math
@@ -33,10 +38,10 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 _ANY_HOST = {"0.0.0.0", "::", ""}  # noqa: S104 (names, compared with, never bound)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from .service import Settings
-    from .service._settings_sources import flag, meta
-
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``serve``'s and ``db``'s flags only when ``command`` is one
+    of them, since they come from the service's Settings (the ``service`` extra):
+    ``--help`` and ``ask`` work on a base install."""
     parser = argparse.ArgumentParser(
         prog="askstream", description="Chat answers streamed as server-sent events."
     )
@@ -49,6 +54,37 @@ def _parser() -> argparse.ArgumentParser:
         "variable (e.g. --llm-url is ASKSTREAM_LLM_URL) or in a .env file; flags win over "
         "variables, variables over the file (docs/configuration.md).",
     )
+    db = commands.add_parser("db", help="look after the chat history's database")
+
+    ask = commands.add_parser(
+        "ask",
+        help="ask a running service a question",
+        description="Ask a question and print the answer as it streams in.",
+    )
+    ask.add_argument("question")
+    ask.add_argument("--chat", metavar="ID", help="continue this chat (its id)")
+    ask.add_argument(
+        "--url",
+        default=os.environ.get("ASKSTREAM_URL", DEFAULT_URL),
+        help=f"the service (default: $ASKSTREAM_URL or {DEFAULT_URL})",
+    )
+    # Read in main(), not here: a default would print the token in --help.
+    ask.add_argument(
+        "--token",
+        help="the bearer token of a service that requires one (default: $ASKSTREAM_TOKEN)",
+    )
+
+    if command == "serve":
+        _serve_parser(serve)
+    elif command == "db":
+        _db_parser(db)
+    return parser
+
+
+def _serve_parser(serve: argparse.ArgumentParser) -> None:
+    from .service import Settings
+    from .service._settings_sources import flag, meta
+
     for name, field in Settings.model_fields.items():
         declared = meta(field)
         if not declared.flag:
@@ -68,33 +104,11 @@ def _parser() -> argparse.ArgumentParser:
             help=declared.help + shown,
         )
 
-    _db_parser(commands)
 
-    ask = commands.add_parser(
-        "ask",
-        help="ask a running service a question",
-        description="Ask a question and print the answer as it streams in.",
-    )
-    ask.add_argument("question")
-    ask.add_argument("--chat", metavar="ID", help="continue this chat (its id)")
-    ask.add_argument(
-        "--url",
-        default=os.environ.get("ASKSTREAM_URL", DEFAULT_URL),
-        help=f"the service (default: $ASKSTREAM_URL or {DEFAULT_URL})",
-    )
-    # Read in main(), not here: a default would print the token in --help.
-    ask.add_argument(
-        "--token",
-        help="the bearer token of a service that requires one (default: $ASKSTREAM_TOKEN)",
-    )
-    return parser
-
-
-def _db_parser(commands: Any) -> None:
+def _db_parser(db: argparse.ArgumentParser) -> None:
     from .service import Settings
     from .service._settings_sources import flag, meta
 
-    db = commands.add_parser("db", help="look after the chat history's database")
     actions = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     upgrade = actions.add_parser(
         "upgrade",
@@ -114,6 +128,26 @@ def _db_parser(commands: Any) -> None:
         )
 
 
+#: What each command imports beyond a base install: ``ask`` and ``--help`` need
+#: only the base dependencies (httpx, Starlette, anyio).
+_EXTRA_MODULES = {
+    "serve": ("uvicorn", "askstream.service"),
+    "db": ("askstream.service._migrate",),
+}
+
+
+def _missing_extra(command: str | None) -> str | None:
+    """The first module ``command`` needs that is not installed, or ``None``."""
+    for module in _EXTRA_MODULES.get(command or "", ()):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.partition(".")[0] == "askstream":
+                raise  # a module of ours missing is a broken install, not a missing extra
+            return exc.name
+    return None
+
+
 def _shown(value: object) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
@@ -127,7 +161,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         Hello! ...
         0
     """
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The command is the first word: the top level has no option but --help.
+    command = argv[0] if argv else None
+    missing = _missing_extra(command)
+    if missing is not None:
+        print(
+            f"askstream: `askstream {command}` needs the service extra ({missing} is not "
+            "installed): pip install 'askstream[service]'",
+            file=sys.stderr,
+        )
+        return 2
+    args = _parser(command).parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "db":

@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..http import ShutdownMiddleware
 from ..streams import MemoryStore, Store
+from . import _aisdk
 from ._backend import Backend
 from ._demo import DemoBackend
 from ._edge import HeadAsGet, HeadCheck, OpenLimit, allowed_methods
@@ -299,6 +300,7 @@ def create_app(
     app.add_middleware(OpenLimit, limit=settings.max_connections)  # the outermost: first word
     app.include_router(router)
     app.include_router(openai_router)  # the OpenAI-compatible door, /v1/
+    app.include_router(_aisdk.router)  # the AI SDK's door (docs/api.md)
     _document_overrides(app, settings.request_overrides)
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).

@@ -184,10 +184,14 @@ class Generations:
         *,
         owner: str = "",
         options: ModelOptions | None = None,
+        new_chat: bool | None = None,
     ) -> Answer:
         """Start answering ``question`` after ``context`` in chat ``chat_id`` (a new
         chat for ``None``) for ``owner`` (``""``: anonymous); return once the first
         piece is in the store. ``options`` go to the back end with the messages.
+        ``new_chat=True`` creates chat ``chat_id`` under the id given (a client that
+        names its chats itself, as the AI SDK's does); the id must then be
+        JSON-safe, as every id this module writes unescaped.
 
         Raises :class:`UpstreamError` if the back end failed before its first piece,
         and :class:`ServiceError` 429 or 503 if ``owner`` or everyone has too many
@@ -205,7 +209,7 @@ class Generations:
             message_id=uuid.uuid4().hex,
             question=question,
             context=[*context, ChatMessage(role="user", content=question)],
-            new_chat=chat_id is None,
+            new_chat=chat_id is None if new_chat is None else new_chat,
             owner=owner,
             options=options,
         )
