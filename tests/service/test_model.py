@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +21,9 @@ import pytest
 
 from askstream.service import ChatMessage, ModelOptions, ServiceError, Settings, create_app
 from askstream.service._model import ModelPolicy, estimate_tokens, fit
+from askstream.service._ui_stream import UIMessageChunks
 from askstream.sse import Event
-from askstream.testing import ServerProcess
+from askstream.testing import ServerProcess, require
 
 from .conftest import UPSTREAM_APP, StartService, ask, llm_env, read_events
 
@@ -458,3 +462,53 @@ def test_the_schema_offers_only_the_overrides_the_server_takes(
     properties = body["schema"]["properties"]
     nulls = {name for name, schema in properties.items() if schema.get("type") == "null"}
     assert nulls == nullable_only
+
+
+NODE_TESTS = Path(__file__).resolve().parent.parent / "node"
+
+
+def test_the_ai_package_reads_reasoning_as_a_reasoning_part(
+    start_service: StartService, upstream: ServerProcess
+) -> None:
+    node = shutil.which("node")
+    require(node is not None, "node (Node.js), which runs the ai package's tests")
+    require(
+        (NODE_TESTS / "node_modules" / "ai").is_dir(),
+        "the ai npm package (npm ci --prefix tests/node; ./dev test runs it)",
+    )
+    assert node is not None
+    service = start_service(**llm_env(upstream, "fake-think"))
+    result = subprocess.run(
+        [node, "--test", "--test-reporter=tap", str(NODE_TESTS / "reasoning.test.mjs")],
+        env={**os.environ, "ASKSTREAM_URL": service.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert "# fail 0" in result.stdout
+    assert "# pass 2" in result.stdout, result.stdout[-2000:]
+
+
+def test_the_ui_stream_puts_reasoning_in_a_part_of_its_own() -> None:
+    chunks = UIMessageChunks("m1")
+    fed = [
+        *chunks.feed(Event('{"delta":"Hm"}', event="reasoning")),
+        *chunks.feed(Event('{"delta":"m."}', event="reasoning")),
+        *chunks.feed(Event('{"delta":"Hi"}')),
+        *chunks.feed(Event('{"delta":"late"}', event="reasoning")),  # none after the text
+        *chunks.feed(Event('{"answer":"Hi","finishReason":"stop"}', event="done")),
+    ]
+    assert [json.loads(chunk)["type"] for chunk in fed] == [
+        "reasoning-start", "reasoning-delta", "reasoning-delta", "reasoning-end",
+        "text-start", "text-delta", "text-end", "finish",
+    ]  # fmt: skip
+    only_thoughts = UIMessageChunks("m2")
+    fed = [
+        *only_thoughts.feed(Event('{"delta":"Hm"}', event="reasoning")),
+        *only_thoughts.feed(Event('{"code":502,"message":"gone"}', event="error")),
+    ]
+    assert [json.loads(chunk)["type"] for chunk in fed] == [
+        "reasoning-start", "reasoning-delta", "reasoning-end", "error",
+    ]  # fmt: skip
