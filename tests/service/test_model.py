@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -512,3 +513,21 @@ def test_the_ui_stream_puts_reasoning_in_a_part_of_its_own() -> None:
     assert [json.loads(chunk)["type"] for chunk in fed] == [
         "reasoning-start", "reasoning-delta", "reasoning-end", "error",
     ]  # fmt: skip
+
+
+def test_askstream_ask_prints_the_answer_without_the_reasoning(
+    start_service: StartService, upstream: ServerProcess, tmp_path: Path
+) -> None:
+    service = start_service(**llm_env(upstream, "fake-think"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASKSTREAM_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "askstream.cli", "ask", "Think aloud?", "--url", service.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**env, "ASKSTREAM_STATE_DIR": str(tmp_path / "state")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Echo: Think aloud?\n"
+    assert "Thinking" not in result.stderr
