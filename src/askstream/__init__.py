@@ -24,10 +24,12 @@ from ._exceptions import (
     EventSourceError,
     EventTooLarge,
     InvalidEventId,
+    JSONDataError,
     LocalProtocolError,
     ProtocolError,
     ReconnectError,
     RemoteProtocolError,
+    ReplayError,
     ResponseError,
     SchemaError,
     ServiceError,
@@ -54,7 +56,10 @@ if TYPE_CHECKING:
         Reconnect,
         ShutdownMiddleware,
         aconnect,
+        aiter_events,
         connect,
+        iter_events,
+        openapi_event_stream,
     )
 
 __version__ = "0.1.0"
@@ -73,12 +78,14 @@ __all__ = [
     "EventStreamResponse",
     "EventTooLarge",
     "InvalidEventId",
+    "JSONDataError",
     "Join",
     "LocalProtocolError",
     "ProtocolError",
     "Reconnect",
     "ReconnectError",
     "RemoteProtocolError",
+    "ReplayError",
     "ResponseError",
     "SchemaError",
     "ServiceError",
@@ -94,9 +101,12 @@ __all__ = [
     "UpstreamError",
     "__version__",
     "aconnect",
+    "aiter_events",
     "comment",
     "connect",
     "encode",
+    "iter_events",
+    "openapi_event_stream",
 ]
 
 # The names askstream.http provides, imported on first use (PEP 562).
@@ -111,7 +121,10 @@ _HTTP_NAMES = frozenset(
         "Reconnect",
         "ShutdownMiddleware",
         "aconnect",
+        "aiter_events",
         "connect",
+        "iter_events",
+        "openapi_event_stream",
     }
 )
 # Old names that still work, with a DeprecationWarning: old name -> new name.

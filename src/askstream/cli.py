@@ -202,6 +202,8 @@ def _serve(args: argparse.Namespace) -> int:
     if refusal is not None:
         print(f"askstream: {refusal}", file=sys.stderr)
         return 2
+    if settings.workers > 1:
+        return _serve_workers(settings, overrides)
 
     config = uvicorn.Config(
         create_app(settings),
@@ -238,6 +240,131 @@ def _serve(args: argparse.Namespace) -> int:
         print("askstream stopped", file=sys.stderr, flush=True)
         return 130
     return 0 if server.started else 1
+
+
+def _as_variable(value: object) -> str:
+    """A flag's parsed value as its ``ASKSTREAM_*`` variable spells it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def _worker_log_config(settings: Settings) -> dict[str, Any]:
+    # What basicConfig() does for one process, as the dictConfig uvicorn applies
+    # in each worker it spawns (a worker is a new interpreter: nothing carries over).
+    level = settings.log_level.upper()
+    quiet = "DEBUG" if settings.log_level == "debug" else "WARNING"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(levelname)-9s %(name)s: %(message)s"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level},
+        # As with one process: our one line replaces uvicorn's lifecycle lines.
+        "loggers": {"uvicorn.error": {"level": quiet}, "uvicorn.access": {"level": level}},
+    }
+
+
+def _serve_workers(settings: Settings, overrides: dict[str, Any]) -> int:
+    """``serve --workers N``: uvicorn's supervisor and N worker processes on one socket.
+
+    Each worker is a fresh interpreter that builds its app with
+    ``create_app()``: the settings reach it as ``ASKSTREAM_*`` variables (the
+    flags given are written there), the metrics as prometheus-client's
+    multiprocess folder, made here and removed at the end.
+    """
+    import shutil
+    import tempfile
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from .service import HttpProtocol
+    from .service._identity import load_secret_key
+    from .service._metrics import MULTIPROC_ENV, mark_process_dead
+    from .service._workers import memory_store_refusal
+
+    if settings.redis_url is None:
+        print(f"askstream: {memory_store_refusal(settings.workers)}", file=sys.stderr)
+        return 2
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ["ASKSTREAM_" + name.upper()] = _as_variable(value)
+    if not settings.user_tokens() and not settings.secret_key:
+        # Made here, before any worker starts: they all read this one key.
+        load_secret_key(settings.data_dir)
+    made = None
+    if not os.environ.get(MULTIPROC_ENV):
+        made = tempfile.mkdtemp(prefix="askstream-metrics-")
+        os.environ[MULTIPROC_ENV] = made
+    config = uvicorn.Config(
+        "askstream.service:create_app",
+        factory=True,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        log_config=_worker_log_config(settings),
+        log_level=None,  # the levels are in log_config
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout) + 1,
+        http=HttpProtocol,
+    )
+    host = "127.0.0.1" if settings.host in _ANY_HOST else settings.host
+    address = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"
+
+    class Workers(Multiprocess):
+        ready = False
+
+        def init_processes(self) -> None:
+            super().init_processes()
+            # Every worker's lifespan done (the database upgraded, the store
+            # reached): only then is the URL worth printing.
+            self.ready = all(
+                process.wait_until_ready(_WORKER_START, self.should_exit)
+                for process in self.processes
+            )
+            if self.ready:
+                print(
+                    f"askstream is running: open {address} ({settings.backend} model, "
+                    f"{settings.workers} workers; Ctrl+C stops it)",
+                    flush=True,
+                )
+            else:
+                self.should_exit.set()
+
+        def keep_subprocess_alive(self) -> None:
+            # A worker that died (and was replaced) leaves its live gauges (open
+            # streams, readers) behind: out of the sum at once, not at the next
+            # scrape (which would notice too), as prometheus-client asks of a
+            # supervisor.
+            before = {process.pid for process in self.processes}
+            super().keep_subprocess_alive()
+            for pid in before - {process.pid for process in self.processes}:
+                if pid is not None:
+                    mark_process_dead(pid, os.environ[MULTIPROC_ENV])
+
+    config.configure_logging()  # this process logs too (uvicorn's supervisor lines)
+    try:
+        supervisor = Workers(config, sockets=[config.bind_socket()])
+        supervisor.run()
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+    if not supervisor.ready:
+        print("askstream: a worker did not start; see its error above", file=sys.stderr)
+        return 1
+    return 0
+
+
+#: Seconds a worker may take to start (upgrade the database, reach the store).
+_WORKER_START = 60.0
 
 
 def _db_upgrade(**overrides: str | None) -> int:
