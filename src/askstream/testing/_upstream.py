@@ -288,10 +288,7 @@ class FakeUpstream:
         elif mode == "surrogate":
             pieces[1:1] = ["\ud83d", "\ude42"]
         if mode == "think":
-            question = next(
-                (m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), ""
-            )
-            thoughts = _PIECE.findall(self.reasoning or f"Thinking about: {question}")
+            thoughts = _PIECE.findall(self.reasoning or f"Thinking about: {_question(messages)}")
             for thought in thoughts:
                 if delay:
                     await asyncio.sleep(delay)
