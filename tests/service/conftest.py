@@ -3,7 +3,9 @@
 ``service`` starts an askstream service (factory app, settings from ``ASKSTREAM_*``)
 on a fresh data folder; ``upstream`` is one fake OpenAI-compatible API shared by
 the session, whose behaviour each service picks with its model name
-(``fake``, ``fake-fail``, ``fake-drop``, ``fake-slow``, ``fake-stall``, ``fake-refuse``).
+(``fake``, ``fake-fail``, ``fake-drop``, ``fake-slow``, ``fake-stall``, ``fake-refuse``,
+``fake-think``: reasoning first; ``fake-flaky``: two 429s with ``Retry-After: 30`` for
+each conversation, then the answer).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ SERVICE_ENV = {
     "ASKSTREAM_DEMO_DELAY": "0.002",
     "ASKSTREAM_LOG_LEVEL": "warning",
     "ASKSTREAM_SAVE_INTERVAL": "0.1",
+    # A refusing upstream is asked again (_retry.py) without holding a test up.
+    "ASKSTREAM_LLM_RETRY_DELAY": "0.01",
+    "ASKSTREAM_LLM_RETRY_MAX_DELAY": "0.05",
     # Tests ask dozens of questions at once as one (anonymous) user; the limit's
     # own tests (test_limits.py) set it low.
     "ASKSTREAM_MAX_USER_GENERATIONS": "1000",
@@ -67,7 +72,13 @@ def upstream() -> Iterator[ServerProcess]:
     server = ServerProcess(
         UPSTREAM_APP,
         factory=True,
-        env={"ASKSTREAM_FAKE_DELAY": "0.002", "ASKSTREAM_FAKE_SLOW_DELAY": "0.3"},
+        env={
+            "ASKSTREAM_FAKE_DELAY": "0.002",
+            "ASKSTREAM_FAKE_SLOW_DELAY": "0.3",
+            "ASKSTREAM_FAKE_FAIL_FIRST": "2",
+            "ASKSTREAM_FAKE_FAIL_STATUS": "429",
+            "ASKSTREAM_FAKE_RETRY_AFTER": "30",
+        },
     )
     server.start()
     try:

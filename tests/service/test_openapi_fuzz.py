@@ -177,7 +177,7 @@ def test_event_streams_are_described_event_by_event() -> None:
         stream = content["text/event-stream"]
         assert "schema" not in stream, "a stream of events is no JSON string"
         kinds = [item["properties"]["event"]["const"] for item in stream["itemSchema"]["oneOf"]]
-        assert kinds == ["message", "done", "error"]
+        assert kinds == ["message", "reasoning", "done", "error"]
 
 
 def test_every_error_is_documented_as_code_and_message() -> None:

@@ -27,6 +27,8 @@ from askstream.service import (
     Chunk,
     DemoBackend,
     ModelOptions,
+    OpenAIBackend,
+    RetryPolicy,
     Settings,
     UpstreamError,
     create_app,
@@ -282,6 +284,15 @@ async def the_service() -> FastAPI:
             assert_type(chunk.delta, str)
     app = create_app(Settings.from_env(), store=MemoryStore(), backend=backend)
     assert_type(app, FastAPI)
+    patient = OpenAIBackend(
+        "https://example.openai.azure.com/openai/deployments/d?api-version=2024-10-21",
+        "gpt-4o",
+        retry=RetryPolicy(attempts=5, base=1.0, cap=30.0),
+    )
+    async with aclosing(patient.stream([{"role": "user", "content": "Hi"}])) as pieces:
+        async for piece in pieces:
+            assert_type(piece.reasoning, str)
+    await patient.aclose()
     return app
 
 

@@ -42,8 +42,10 @@ from ._metrics import Metrics
 from ._middleware import BodyLimit, InternalErrors
 from ._openai_api import RESUME_HEADER, OpenAIErrors
 from ._openai_api import router as openai_router
+from ._openapi import restrict_overrides
 from ._protocol import REFUSED_STATE, SETTINGS_STATE
 from ._reaper import fail_lost, reap_forever, sweep_forever
+from ._retry import RetryPolicy
 from ._routes import Services, router
 from ._settings import Settings
 from ._stopping import RESUME_EVENT, Stopping
@@ -70,7 +72,34 @@ def make_backend(settings: Settings) -> Backend:
         api_key=settings.llm_api_key,
         connect_timeout=settings.llm_connect_timeout,
         read_timeout=settings.llm_read_timeout,
+        retry=RetryPolicy(
+            attempts=settings.llm_attempts,
+            base=settings.llm_retry_delay,
+            cap=settings.llm_retry_max_delay,
+        ),
     )
+
+
+def _first_piece_within(settings: Settings) -> float:
+    """The longest an answer may wait for its first piece: every attempt's timeouts
+    and the waits between them."""
+    attempts = settings.llm_attempts
+    waits = (attempts - 1) * settings.llm_retry_max_delay
+    return attempts * (settings.llm_connect_timeout + settings.llm_read_timeout) + waits
+
+
+def _document_overrides(app: FastAPI, allowed: tuple[str, ...]) -> None:
+    # The document tells what this server takes: a field that is 400 here is
+    # described as null only, so that a client built from it (or schemathesis)
+    # never sends a value the server refuses.
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            restrict_overrides(build(), allowed)
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def make_store(
@@ -232,7 +261,7 @@ def create_app(
             )
             stack.push_async_callback(_stop, reaper)
             # And the answers no lease covers any more (the store lost them).
-            idle = settings.llm_connect_timeout + settings.llm_read_timeout + settings.lease_ttl
+            idle = _first_piece_within(settings) + settings.lease_ttl
             sweeper = asyncio.create_task(sweep_forever(log, history, idle=idle))
             stack.push_async_callback(_stop, sweeper)
             fanout = Fanout(log, on_lost=partial(fail_lost, log, history), metrics=metrics)
@@ -317,6 +346,7 @@ def create_app(
     app.add_api_route(
         METRICS_PATH, partial(_metrics, metrics), methods=["GET"], include_in_schema=False
     )
+    _document_overrides(app, settings.request_overrides)
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).
         app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)

@@ -72,6 +72,7 @@ class Answer:
     usage: Usage | None = None  # what the back end counted, once it said
     question_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parts: list[str] = field(default_factory=list)
+    thoughts: list[str] = field(default_factory=list)  # a thinking model's reasoning
     ended: bool = False  # its last event (done or error) is in the store
     # For the metrics: when it was asked, when its first piece was in the store
     # (time.perf_counter), how it ended (set once, by whatever ended it).
@@ -82,6 +83,11 @@ class Answer:
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def reasoning(self) -> str | None:
+        """The model's reasoning, ``None`` when it sent none."""
+        return "".join(self.thoughts) if self.thoughts else None
 
 
 class Generations:
@@ -354,6 +360,15 @@ class Generations:
                             mid, owner=answer.owner, on_cancel=partial(self._cancel_requested, mid)
                         )
                         began = True
+                    if chunk.reasoning:
+                        # Its own event type, so that a reader that knows only
+                        # `message` never takes thoughts for the answer; sent as
+                        # they come, so the first byte does not wait for the answer.
+                        thought = valid_text(chunk.reasoning)
+                        answer.thoughts.append(thought)
+                        await self._store.append(
+                            mid, head + _json(thought) + "}", event="reasoning"
+                        )
                     if chunk.delta:
                         delta = valid_text(chunk.delta)  # no lone surrogate gets stored
                         # Before the append: one cancelled midway may have reached the
@@ -432,7 +447,9 @@ class Generations:
         text = answer.text
         # Stored before `done` goes out: a reader that got `done` finds it saved.
         self._dirty.pop(mid, None)
-        await self._history.finish_answer(mid, text, status, finish_reason)
+        await self._history.finish_answer(
+            mid, text, status, finish_reason, usage=answer.usage, reasoning=answer.reasoning
+        )
         done: dict[str, object] = {
             "chatId": answer.chat_id,
             "messageId": mid,
@@ -457,7 +474,9 @@ class Generations:
         message = valid_text(message)  # it may quote the model (_text.py)
         self._dirty.pop(mid, None)
         try:
-            await self._history.finish_answer(mid, answer.text, status, error=message)
+            await self._history.finish_answer(
+                mid, answer.text, status, error=message, reasoning=answer.reasoning
+            )
         except Exception as exc:
             # The readers must still hear how it ended. The row stays
             # "streaming" until the saver writes its end, once the database is back.
