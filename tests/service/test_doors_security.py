@@ -553,3 +553,28 @@ async def test_another_origin_cannot_read_a_victims_chat_stream(
         )
         assert "access-control-allow-origin" not in read.headers
         await r.aread()
+
+
+@pytest.mark.parametrize("path", WRITES)
+async def test_with_any_origin_allowed_a_same_site_page_cannot_write_with_the_cookie(
+    start_service: StartService, client: httpx.AsyncClient, path: str
+) -> None:
+    # ASKSTREAM_CORS_ORIGINS=* is "any origin, never with credentials"; but a
+    # page on another port of the same host is the same site, so the browser's
+    # SameSite=Lax session cookie rides on its form or fetch.
+    server = start_service(ASKSTREAM_CORS_ORIGINS="*")
+    neighbour = {"Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"}
+    await client.get(server.url + "/")
+    assert client.cookies.get("askstream_session")
+    body = json.dumps(WRITES[path](new_id()))
+    plain = {"Content-Type": "text/plain", **neighbour}
+    forged = await client.post(server.url + path, content=body, headers=plain)
+    assert_error(forged, 403, openai_type="permission_error" if path.startswith("/v1/") else None)
+    assert (await client.get(server.url + "/api/chats")).json()["chats"] == []
+    # Without the cookie (fetch's default for another origin), "*" lets it in,
+    # as a stranger: a session of its own.
+    async with httpx.AsyncClient(timeout=20) as other:
+        served = await other.post(server.url + path, content=body, headers=plain)
+        assert served.status_code == 200, served.text
+        assert "askstream_session" in served.headers["set-cookie"]
+    assert (await client.get(server.url + "/api/chats")).json()["chats"] == []
