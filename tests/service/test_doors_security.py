@@ -20,7 +20,15 @@ from askstream.service._demo import DEMO_MODEL
 from askstream.service._metrics import OUTCOMES, REFUSALS
 from askstream.testing import ServerProcess
 
-from .conftest import StartService, _module_service, llm_env, read_events
+from .conftest import (
+    KINDS,
+    Deployment,
+    StartService,
+    _module_service,
+    deployments,
+    llm_env,
+    read_events,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -133,6 +141,15 @@ async def test_every_new_route_refuses_a_missing_or_wrong_token_with_401(
 # -- isolation ---------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module", params=KINDS)
+def pair(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    """One instance on the memory store, or two on Redis and PostgreSQL."""
+    with deployments(request, tmp_path_factory.mktemp("doors"), **TOKENS_ENV, **SLOW) as deploy:
+        yield deploy(request.param)
+
+
 async def strangers_404(
     client: httpx.AsyncClient, url: str, real: str, fake: str, **kw: Any
 ) -> None:
@@ -150,13 +167,14 @@ async def strangers_404(
     }
 
 
-async def test_a_v1_answer_is_its_callers_alone(doors: ServerProcess) -> None:
-    url = doors.url
+async def test_a_v1_answer_is_its_callers_alone(pair: Deployment) -> None:
+    # Asked on A; everything else on B (one server for the memory store).
+    start, url = pair.a.url, pair.b.url
     async with (
         httpx.AsyncClient(timeout=20) as alice,
         httpx.AsyncClient(timeout=20) as bob,
         alice.stream(
-            "POST", url + "/v1/chat/completions", json=completion("Secret?"), headers=ALICE
+            "POST", start + "/v1/chat/completions", json=completion("Secret?"), headers=ALICE
         ) as response,
     ):
         assert response.status_code == 200
@@ -191,13 +209,15 @@ async def test_a_v1_answer_is_its_callers_alone(doors: ServerProcess) -> None:
     assert [m["role"] for m in kept.json()["messages"]] == ["user", "assistant"]
 
 
-async def test_an_ai_sdk_chat_is_its_callers_alone(doors: ServerProcess) -> None:
-    url = doors.url
+async def test_an_ai_sdk_chat_is_its_callers_alone(pair: Deployment) -> None:
+    start, url = pair.a.url, pair.b.url
     chat_id = new_id()
     async with (
         httpx.AsyncClient(timeout=20) as alice,
         httpx.AsyncClient(timeout=20) as bob,
-        alice.stream("POST", url + "/api/chat", json=chat(chat_id, "Secret?"), headers=ALICE) as r,
+        alice.stream(
+            "POST", start + "/api/chat", json=chat(chat_id, "Secret?"), headers=ALICE
+        ) as r,
     ):
         assert r.status_code == 200
         events = aiter(read_events(r))
