@@ -598,3 +598,20 @@ async def test_with_any_origin_allowed_a_same_site_page_cannot_write_with_the_co
         assert served.status_code == 200, served.text
         assert "askstream_session" in served.headers["set-cookie"]
     assert (await client.get(server.url + "/api/chats")).json()["chats"] == []
+
+
+async def test_the_request_cap_refuses_under_v1_in_openais_shape_too(
+    start_service: StartService, client: httpx.AsyncClient
+) -> None:
+    # Under plain uvicorn (these tests' servers) the app itself counts the
+    # requests in progress, streams included, and refuses past the cap.
+    server = start_service(**TOKENS_ENV, ASKSTREAM_DEMO_DELAY="0.1", ASKSTREAM_MAX_CONNECTIONS="2")
+    v1 = server.url + "/v1/chat/completions"
+    async with (
+        client.stream("POST", v1, json=completion("one"), headers=ALICE) as one,
+        client.stream("POST", v1, json=completion("two"), headers=BOB) as two,
+    ):
+        assert (one.status_code, two.status_code) == (200, 200)
+        refused = await client.get(server.url + "/v1/models", headers=ALICE)
+        assert_error(refused, 503, openai_type="server_error")
+        assert refused.headers["retry-after"]
