@@ -615,3 +615,35 @@ async def test_the_request_cap_refuses_under_v1_in_openais_shape_too(
         refused = await client.get(server.url + "/v1/models", headers=ALICE)
         assert_error(refused, 503, openai_type="server_error")
         assert refused.headers["retry-after"]
+
+
+async def test_the_new_doors_readers_are_counted_while_they_read(
+    start_service: StartService, client: httpx.AsyncClient
+) -> None:
+    server = start_service(**TOKENS_ENV, ASKSTREAM_DEMO_DELAY="0.05")
+
+    async def readers() -> float:
+        scrape = await client.get(server.url + "/metrics", headers=CAROL)
+        return next(
+            sample.value
+            for family in text_string_to_metric_families(scrape.text)
+            for sample in family.samples
+            if sample.name == "askstream_readers"
+        )
+
+    async with (
+        client.stream(
+            "POST", server.url + "/v1/chat/completions", json=completion("one"), headers=ALICE
+        ) as one,
+        client.stream(
+            "POST", server.url + "/api/chat", json=chat(new_id(), "two"), headers=BOB
+        ) as two,
+    ):
+        ones, twos = aiter(read_events(one)), aiter(read_events(two))
+        await anext(ones)
+        await anext(twos)
+        assert await readers() == 2
+        # Read to the end of each: the reader is gone before its response ends.
+        assert [event.data async for event in ones][-1] == "[DONE]"
+        assert [event.data async for event in twos][-1] == "[DONE]"
+    assert await readers() == 0
