@@ -598,6 +598,10 @@ async def test_with_any_origin_allowed_a_same_site_page_cannot_write_with_the_co
         assert served.status_code == 200, served.text
         assert "askstream_session" in served.headers["set-cookie"]
     assert (await client.get(server.url + "/api/chats")).json()["chats"] == []
+    # A read with the cookie gets no Access-Control-Allow-Credentials: the
+    # neighbour's script cannot see the visitor's chats either.
+    read = await client.get(server.url + "/api/chats", headers=neighbour)
+    assert "access-control-allow-credentials" not in read.headers
 
 
 async def test_the_request_cap_refuses_under_v1_in_openais_shape_too(
