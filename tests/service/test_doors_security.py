@@ -282,7 +282,9 @@ async def test_metrics_name_no_user_chat_answer_or_token_and_stay_bounded(
 
     async def every_door(headers: dict[str, str]) -> None:
         answer = await client.post(
-            url + "/v1/chat/completions", json=completion("Q?", stream=False), headers=headers
+            url + "/v1/chat/completions",
+            json=completion("Q?", stream=False, max_tokens=3),
+            headers=headers,
         )
         assert answer.status_code == 200
         seen.add(answer.json()["id"].removeprefix("chatcmpl-"))
@@ -433,11 +435,13 @@ async def test_the_user_and_global_generation_limits_hold_at_the_new_doors(
             await b.aread()
         await a.aread()
     # The slots came back with the ends of the answers.
-    again = await client.post(v1, json=completion("e", stream=False), headers=ALICE)
+    again = await client.post(v1, json=completion("e", stream=False, max_tokens=3), headers=ALICE)
     assert again.status_code == 200
     async with client.stream("POST", ui, json=chat(new_id(), "f"), headers=CAROL) as c:
         assert c.status_code == 200
-        assert (await data_of(c))[-1] == "[DONE]"
+        location = c.headers["content-location"]
+        assert (await client.post(f"{url}{location}/cancel", headers=CAROL)).status_code == 204
+        assert json.loads((await data_of(c))[-2]) == {"type": "abort", "reason": "cancelled"}
 
 
 # -- a failure after the first token ---------------------------------------------------
