@@ -151,7 +151,9 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _response(deps: Services, message_id: str) -> Response:
-    return ui_message_stream(deps.store, message_id, ping=deps.settings.heartbeat)
+    return ui_message_stream(
+        deps.store, message_id, ping=deps.settings.heartbeat, metrics=deps.metrics
+    )
 
 
 # -- the routes ------------------------------------------------------------------

@@ -310,9 +310,9 @@ def create_app(
     app.add_middleware(
         ShutdownMiddleware, should_exit=stopping.streams_must_end, final_event=RESUME_EVENT
     )
-    # Outermost last: the connection cap, headers on every answer, the head's
-    # size, the gate (Host, cross-site writes), CORS, who is asking, the body
-    # limit, HEAD as GET, and the last word on errors.
+    # Outermost last: OpenAI's error shape, the connection cap, headers on every
+    # answer, the head's size, the gate (Host, cross-site writes), CORS, who is
+    # asking, the body limit, HEAD as GET, and the last word on errors.
     app.add_middleware(InternalErrors)
     app.add_middleware(HeadAsGet)
     app.add_middleware(
@@ -336,9 +336,10 @@ def create_app(
     app.add_middleware(SiteGuard, allowed_hosts=settings.hosts, cors_origins=settings.cors_origins)
     app.add_middleware(HeadCheck, max_size=settings.max_head_size, refused=metrics.refused)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(OpenAIErrors)  # every error under /v1/ in OpenAI's shape too
-    # The outermost: first word.
+    # The first word: no work before the count (the next one only wraps `send`).
     app.add_middleware(OpenLimit, limit=settings.max_connections, refused=metrics.refused)
+    # The outermost: every error under /v1/ in OpenAI's shape too, the cap's included.
+    app.add_middleware(OpenAIErrors)
     app.include_router(router)
     app.include_router(openai_router)  # the OpenAI-compatible door, /v1/
     app.include_router(_aisdk.router)  # the AI SDK's door (docs/api.md)

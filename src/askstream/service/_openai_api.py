@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, Literal
 
@@ -211,7 +211,7 @@ class _Chunks:
 
 async def _stream(
     store: Store, message_id: str, chunks: _Chunks, *, include_usage: bool
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The answer's log as OpenAI chunks, then ``[DONE]``; a failure is OpenAI's
     error chunk (which the SDKs raise as ``APIError``) and no ``[DONE]``.
 
@@ -311,8 +311,9 @@ async def chat_completions(request: Request, deps: Deps, user: User) -> Response
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         chunks = _Chunks(f"chatcmpl-{mid}", created, body.model, include_usage)
+        stream = _stream(deps.store, mid, chunks, include_usage=include_usage)
         return EventStreamResponse(
-            _stream(deps.store, mid, chunks, include_usage=include_usage),
+            stream if deps.metrics is None else deps.metrics.reading(stream),
             ping=deps.settings.heartbeat,
             headers=headers,
         )

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from typing import Any
 
@@ -38,6 +38,7 @@ from ..http._shutdown import SCOPE_KEY, Shutdown
 from ..sse import Event
 from ..streams import Store, StoreUnavailable, StreamExpired, StreamNotFound
 from ._health import unavailable
+from ._metrics import Metrics
 
 __all__ = ["PROTOCOL_HEADER", "RESUME", "UI_MESSAGE_STREAM", "UIMessageChunks", "ui_message_stream"]
 
@@ -142,7 +143,7 @@ class UIMessageChunks:
         return [_json({"type": "reasoning-end", "id": _REASONING_ID})]
 
 
-async def _ui_stream(store: Store, message_id: str) -> AsyncIterator[str]:
+async def _ui_stream(store: Store, message_id: str) -> AsyncGenerator[str, None]:
     # The store's own follower, not the Fanout's: a hub writes askstream's
     # frames straight to the socket, and each event must be translated here.
     chunks = UIMessageChunks(message_id)
@@ -204,11 +205,14 @@ class _UIMessageStreamResponse(EventStreamResponse):
         return super().__call__(scope, receive, send)
 
 
-def ui_message_stream(store: Store, message_id: str, *, ping: float) -> EventStreamResponse:
+def ui_message_stream(
+    store: Store, message_id: str, *, ping: float, metrics: Metrics | None = None
+) -> EventStreamResponse:
     """The response that reads answer ``message_id`` from ``store``, from its start,
-    as a UI message stream."""
+    as a UI message stream (counted in ``metrics``' readers)."""
+    stream = _ui_stream(store, message_id)
     return _UIMessageStreamResponse(
-        _ui_stream(store, message_id),
+        stream if metrics is None else metrics.reading(stream),
         ping=ping,
         headers={**PROTOCOL_HEADER, "Content-Location": f"/api/streams/{message_id}"},
     )
