@@ -18,7 +18,6 @@ the ask fails before its first piece: a 502 leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -33,7 +32,9 @@ from ._backend import Backend, ChatMessage
 from ._errors import ServiceError, Unavailable
 from ._health import Dependencies, unavailable
 from ._history import ChatHistory
+from ._json import dumps
 from ._limits import RETRY_AFTER, GenerationLimits
+from ._schemas import DeltaData, DoneData, ErrorData
 from ._text import valid_text
 
 __all__ = ["Answer", "Generations"]
@@ -51,9 +52,8 @@ SHUTDOWN = "the server is shutting down"
 _CANCEL_CODES = {CANCELLED: 409, DELETED: 410, SHUTDOWN: 503}
 
 
-# One encoder for every event: json.dumps() with options builds a new one per
-# call, a few microseconds on each token.
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# One JSON call per event's data, behind one function (_json.py: orjson).
+_json = dumps
 
 
 @dataclass(slots=True)
@@ -269,7 +269,7 @@ class Generations:
     async def _close_stream(self, message_id: str) -> None:
         # Its readers must not wait for ever: end the stream if it is still open.
         if await self._store.status(message_id) == "open":
-            error = _json({"code": 500, "message": "generating the answer failed"})
+            error = _json(ErrorData(code=500, message="generating the answer failed"))
             await self._store.append(message_id, error, event="error")
             await self._store.finish(message_id, "failed")
 
@@ -284,9 +284,7 @@ class Generations:
         mid = answer.message_id
         stored = began = False  # rows written; first piece (so the stream) in the store
         finish_reason: str | None = None
-        # The event data around each delta is the same for the whole answer; the
-        # ids are hex, so only the delta needs JSON escaping (the hot path).
-        head = f'{{"chatId":"{answer.chat_id}","messageId":"{mid}","delta":'
+        chat_id = answer.chat_id
         try:
             # The rows come first, so the database work is not in the first
             # token's way, and an answer that is streaming always has a row.
@@ -309,7 +307,8 @@ class Generations:
                     if chunk.delta:
                         delta = valid_text(chunk.delta)  # no lone surrogate gets stored
                         answer.parts.append(delta)
-                        await self._store.append(mid, head + _json(delta) + "}")
+                        data = DeltaData(chatId=chat_id, messageId=mid, delta=delta)
+                        await self._store.append(mid, _json(data))
                         self._dirty[mid] = answer
                     if not started.done():
                         started.set_result(None)
@@ -372,12 +371,9 @@ class Generations:
         # Stored before `done` goes out: a reader that got `done` finds it saved.
         self._dirty.pop(mid, None)
         await self._history.finish_answer(mid, text, status, finish_reason)
-        done = {
-            "chatId": answer.chat_id,
-            "messageId": mid,
-            "answer": text,
-            "finishReason": finish_reason,
-        }
+        done = DoneData(
+            chatId=answer.chat_id, messageId=mid, answer=text, finishReason=finish_reason
+        )
         answer.ended = True
         await self._store.append(mid, _json(done), event="done")
         await self._store.finish(mid, status)
@@ -398,7 +394,7 @@ class Generations:
             else:
                 self._unsaved[mid] = (answer.text, status, message)
         answer.ended = True
-        await self._store.append(mid, _json({"code": code, "message": message}), event="error")
+        await self._store.append(mid, _json(ErrorData(code=code, message=message)), event="error")
         await self._store.finish(mid, status)
 
     # -- saving while streaming ---------------------------------------------
