@@ -13,9 +13,16 @@ their reports:
 * the client: this script with ``--client``, asking over httpx with askstream's
   ``Decoder``, and noting for every piece ``arrival - sent``.
 
-The rival, in the same run: the same client reading the same upstream directly.
-Its delay is the floor (two loopback hops less, no askstream); the service's
-added delay is the difference.
+The rivals, in the same run, each read by the same client:
+
+* ``direct``: the upstream itself. Its delay is the floor (two loopback hops
+  less, no askstream); its CPU per token is the upstream's own cost of a token
+  (one uvicorn write), the yardstick of the CPU ratios;
+* ``relay``: a FastAPI relay written by hand (httpx ``client.stream`` +
+  ``StreamingResponse`` writing ``data: ...`` per chunk, ``relay_app.py``);
+* ``sse-starlette``: the same relay writing with sse-starlette's ``EventSourceResponse``;
+* ``before`` (with ``--before SRC``): askstream from another source tree, e.g.
+  the main branch's ``src``, to measure a change before/after in one run.
 
 Measured:
 
@@ -27,6 +34,7 @@ Measured:
 
     .venv/bin/python bench/bench_service.py            # print the tables
     .venv/bin/python bench/bench_service.py --write    # and update docs/benchmarks.md
+    .venv/bin/python bench/bench_service.py --levels 100,300 --before ../main/src
 """
 
 from __future__ import annotations
@@ -53,7 +61,14 @@ from _common import versions, write_section
 from askstream.sse import Decoder
 from askstream.testing import ServerProcess
 
-LIBRARIES = ("askstream", "fastapi", "starlette", "uvicorn", "httpx", "sqlalchemy")
+LIBRARIES = (
+    "askstream", "fastapi", "starlette", "uvicorn", "httpx", "httptools", "sqlalchemy",
+    "sse-starlette",
+)  # fmt: skip
+HERE = Path(__file__).resolve().parent
+# Targets that speak OpenAI's chunks (the upstream and the relays) and askstream's API.
+OPENAI_TARGETS = ("direct", "relay", "sse-starlette")
+ASKSTREAM_TARGETS = ("askstream", "before")
 
 TARGET_MS = 5.0
 RATE = 20  # tokens/s per answer in the latency runs
@@ -73,7 +88,7 @@ async def _one(
     question: str,
 ) -> None:
     await asyncio.sleep(delay)
-    if target == "direct":
+    if target in OPENAI_TARGETS:
         url = "/v1/chat/completions"
         body: dict[str, Any] = {
             "model": "fake",
@@ -96,7 +111,7 @@ async def _one(
                 if event.event != "message" or event.data == "[DONE]":
                     continue
                 payload = json.loads(event.data)
-                if target == "direct":
+                if target in OPENAI_TARGETS:
                     choices = payload["choices"]
                     text = choices[0]["delta"].get("content") if choices else None
                 else:
@@ -153,7 +168,7 @@ async def _client(
 def client_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
-    parser.add_argument("target", choices=["askstream", "direct"])
+    parser.add_argument("target", choices=[*OPENAI_TARGETS, *ASKSTREAM_TARGETS])
     parser.add_argument("concurrency", type=int)
     parser.add_argument("spread", type=float)
     parser.add_argument("asks", type=int)
@@ -214,19 +229,16 @@ def _cpu(pid: int) -> float:
     return sum(t.user + t.system for t in times)
 
 
+Servers = dict[str, ServerProcess]
+
+
 def measure(
-    upstream: ServerProcess,
-    service: ServerProcess,
-    target: str,
-    concurrency: int,
-    spread: float,
-    asks: int | None = None,
+    servers: Servers, target: str, concurrency: int, spread: float, asks: int | None = None
 ) -> Run:
-    url = upstream.url if target == "direct" else service.url
-    watched = upstream.pid if target == "direct" else service.pid
-    before = _cpu(watched)
-    result = _run_client(url, target, concurrency, spread, asks or concurrency)
-    cpu = _cpu(watched) - before
+    server = servers[target]
+    before = _cpu(server.pid)
+    result = _run_client(server.url, target, concurrency, spread, asks or concurrency)
+    cpu = _cpu(server.pid) - before
     return Run(
         target=target,
         concurrency=concurrency,
@@ -235,7 +247,11 @@ def measure(
     )
 
 
-def start(data_dir: Path, tokens: int, delay: float) -> tuple[ServerProcess, ServerProcess]:
+def start(
+    data_dir: Path, tokens: int, delay: float, *, rivals: bool = False, before: str | None = None
+) -> Servers:
+    """The upstream (``direct``) and the service (``askstream``); with ``rivals``,
+    the two relays, and with ``before``, askstream from that source tree."""
     upstream = ServerProcess(
         "askstream.testing:FakeUpstream.from_env",
         factory=True,
@@ -245,36 +261,63 @@ def start(data_dir: Path, tokens: int, delay: float) -> tuple[ServerProcess, Ser
             "ASKSTREAM_FAKE_STAMP": "1",
         },
     )
-    upstream.start()
-    service = ServerProcess(
-        "askstream.service:create_app",
-        factory=True,
-        env={
-            "ASKSTREAM_DATA_DIR": str(data_dir),
+    servers: Servers = {"direct": upstream}
+
+    def service(name: str, src: str | None) -> ServerProcess:
+        env = {
+            "ASKSTREAM_DATA_DIR": str(data_dir / name),
             "ASKSTREAM_LLM_URL": upstream.url + "/v1",
             "ASKSTREAM_LLM_MODEL": "fake",
             "ASKSTREAM_LOG_LEVEL": "warning",
-        },
-        args=["--timeout-graceful-shutdown", "2"],
-    )
+        }
+        if src is not None:
+            env["PYTHONPATH"] = src
+        (data_dir / name).mkdir(parents=True, exist_ok=True)
+        return ServerProcess(
+            "askstream.service:create_app",
+            factory=True,
+            env=env,
+            args=["--timeout-graceful-shutdown", "2"],
+        )
+
+    def relay(app: str) -> ServerProcess:
+        path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+        env = {"ASKSTREAM_RELAY_UPSTREAM": upstream.url, "PYTHONPATH": path}
+        return ServerProcess(app, factory=True, env=env)
+
     try:
-        service.start()
+        upstream.start()
+        servers["askstream"] = service("askstream", None)
+        servers["askstream"].start()
+        if rivals:
+            servers["relay"] = relay("relay_app:httpx_relay")
+            servers["relay"].start()
+            servers["sse-starlette"] = relay("relay_app:sse_starlette_relay")
+            servers["sse-starlette"].start()
+        if before is not None:
+            servers["before"] = service("before", before)
+            servers["before"].start()
     except BaseException:
-        upstream.stop()
+        stop(servers)
         raise
-    return upstream, service
+    return servers
+
+
+def stop(servers: Servers) -> None:
+    for server in reversed(list(servers.values())):
+        server.stop()
 
 
 def throughput(levels: list[int]) -> list[tuple[Run, Run]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        upstream, service = start(Path(tmp), THROUGHPUT_TOKENS, 0.0)
+        servers = start(Path(tmp), THROUGHPUT_TOKENS, 0.0)
         try:
-            measure(upstream, service, "askstream", 4, 0.0, 20)  # warm up
+            measure(servers, "askstream", 4, 0.0, 20)  # warm up
             for level in levels:
                 asks = max(50, 5 * level)
-                direct = measure(upstream, service, "direct", level, 0.0, asks)
-                served = measure(upstream, service, "askstream", level, 0.0, asks)
+                direct = measure(servers, "direct", level, 0.0, asks)
+                served = measure(servers, "askstream", level, 0.0, asks)
                 rows.append((served, direct))
                 print(
                     f"throughput c={level}: {served.rate:,.0f} tokens/s"
@@ -282,38 +325,45 @@ def throughput(levels: list[int]) -> list[tuple[Run, Run]]:
                     file=sys.stderr,
                 )
         finally:
-            service.stop()
-            upstream.stop()
+            stop(servers)
     return rows
 
 
-def latency(levels: list[int]) -> list[tuple[Run, Run]]:
+def latency(levels: list[int], before: str | None) -> list[dict[str, Run]]:
+    """Per level, a run of every target, one after the other (the order turns
+    with the level, so that no target always follows the same one)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        upstream, service = start(Path(tmp), LATENCY_TOKENS, 1 / RATE)
+        servers = start(Path(tmp), LATENCY_TOKENS, 1 / RATE, rivals=True, before=before)
         try:
-            measure(upstream, service, "askstream", 10, 1.0)  # warm up
-            for level in levels:
-                direct = measure(upstream, service, "direct", level, 1.0)
-                served = measure(upstream, service, "askstream", level, 1.0)
-                rows.append((served, direct))
-                print(
-                    f"latency c={level}: p99 {served.p99:.2f} ms (direct {direct.p99:.2f} ms)"
-                    f" rest {served.p99_rest:.2f} first {served.p99_first:.2f}"
-                    f" cpu {served.cpu_per_token_us:.0f}us"
-                    f" (upstream {direct.cpu_per_token_us:.0f}us)",
-                    file=sys.stderr,
-                )
+            for target in servers:
+                if target != "direct":
+                    measure(servers, target, 10, 1.0)  # warm up
+            targets = list(servers)
+            for number, level in enumerate(levels):
+                turn = number % len(targets)
+                runs = {}
+                for target in targets[turn:] + targets[:turn]:
+                    runs[target] = run = measure(servers, target, level, 1.0)
+                    print(
+                        f"latency c={level} {target}: p50 {run.p50:.2f} p99 {run.p99:.2f} ms"
+                        f" cpu {run.cpu_per_token_us or 0:.0f}us/token"
+                        f" load {os.getloadavg()[0]:.1f}",
+                        file=sys.stderr,
+                    )
+                rows.append({target: runs[target] for target in targets})
         finally:
-            service.stop()
-            upstream.stop()
+            stop(servers)
     return rows
 
 
 # -- the report -------------------------------------------------------------------------
 
 
-def report(thr: list[tuple[Run, Run]], lat: list[tuple[Run, Run]]) -> str:
+def report(
+    thr: list[tuple[Run, Run]], rows: list[dict[str, Run]], command: str, loads: list[float]
+) -> str:
+    lat = [(row["askstream"], row["direct"]) for row in rows]
     today = datetime.date.today().isoformat()
     lines = [
         "## The ask service (`bench/bench_service.py`)",
@@ -326,8 +376,11 @@ def report(thr: list[tuple[Run, Run]], lat: list[tuple[Run, Run]]) -> str:
         "the floor askstream is measured against.",
         "",
         "```sh",
-        ".venv/bin/python bench/bench_service.py --write",
+        command,
         "```",
+        "",
+        f"Load average (1 min) over the latency runs: {min(loads):.1f} to {max(loads):.1f} "
+        f"on {os.cpu_count()} cores (other jobs shared the machine).",
         "",
         f"Throughput: asks of {THROUGHPUT_TOKENS} tokens each (at least 50 per row), "
         "so many at a time, the upstream sending as fast as it can; tokens/s "
@@ -375,9 +428,38 @@ def report(thr: list[tuple[Run, Run]], lat: list[tuple[Run, Run]]) -> str:
             "upstream and the client share; where `direct p99` grows too, the machine "
             "cannot carry the load even without askstream"
         )
+
+    def ratio(value: float | None, of: float | None) -> str:
+        return f"{value / of:.2f}x" if value and of else "n/a"
+
     lines += [
         "",
         verdict + ".",
+        "",
+        "Rivals in the same run, at each level one after the other: `relay` is a FastAPI "
+        "relay written by hand (httpx `client.stream` + `StreamingResponse`, "
+        "`bench/relay_app.py`), `sse-starlette` the same relay writing with "
+        "`EventSourceResponse`, `before` askstream from the source tree given as "
+        "`--before`. CPU per token is each server process's own; `x upstream` divides "
+        "it by the upstream's (`direct`) in the same row, `x relay` by the relay's.",
+        "",
+        "| concurrent asks | target | tokens/s | p50 | p99 | CPU per token "
+        "| x upstream | x relay | tokens/s per core |",
+        "|--:|:--|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in rows:
+        upstream_cpu = row["direct"].cpu_per_token_us
+        relay_cpu = row["relay"].cpu_per_token_us if "relay" in row else None
+        for target, run in row.items():
+            per_core = f"{1e6 / run.cpu_per_token_us:,.0f}" if run.cpu_per_token_us else "n/a"
+            failed = f" ({run.failed} asks failed)" if run.failed else ""
+            lines.append(
+                f"| {run.concurrency} | {target}{failed} | {run.rate:,.0f} | {run.p50:.2f} ms "
+                f"| {run.p99:.2f} ms | {us(run.cpu_per_token_us)} "
+                f"| {ratio(run.cpu_per_token_us, upstream_cpu)} "
+                f"| {ratio(run.cpu_per_token_us, relay_cpu)} | {per_core} |"
+            )
+    lines += [
         "",
         "Notes:",
         "",
@@ -414,10 +496,17 @@ def main() -> None:
         help="concurrencies of the latency runs (comma-separated)",
     )
     parser.add_argument("--throughput-levels", default="1,10,50")
+    parser.add_argument(
+        "--before", metavar="SRC", help="also measure askstream from this source tree (`before`)"
+    )
     args = parser.parse_args()
-    thr = throughput([int(n) for n in args.throughput_levels.split(",")])
-    lat = latency([int(n) for n in args.levels.split(",")])
-    section = report(thr, lat)
+    thr = throughput([int(n) for n in args.throughput_levels.split(",") if n])
+    loads: list[float] = []
+    loads.append(os.getloadavg()[0])
+    lat = latency([int(n) for n in args.levels.split(",")], args.before)
+    loads.append(os.getloadavg()[0])
+    command = ".venv/bin/python bench/bench_service.py " + " ".join(sys.argv[1:])
+    section = report(thr, lat, command.strip(), loads)
     print(section)
     if args.write:
         write_section("bench_service", section)
