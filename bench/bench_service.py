@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import http.cookiejar
 import json
 import os
 import platform
@@ -141,6 +142,9 @@ async def _client(
             delay = 0.0
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
+        # Every ask is someone else, as on a real service: no session cookie is
+        # kept (one session would meet the service's per-user limit on answers).
+        client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
@@ -329,12 +333,12 @@ def throughput(levels: list[int]) -> list[tuple[Run, Run]]:
     return rows
 
 
-def latency(levels: list[int], before: str | None) -> list[dict[str, Run]]:
+def latency(levels: list[int], before: str | None, tokens: int) -> list[dict[str, Run]]:
     """Per level, a run of every target, one after the other (the order turns
     with the level, so that no target always follows the same one)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        servers = start(Path(tmp), LATENCY_TOKENS, 1 / RATE, rivals=True, before=before)
+        servers = start(Path(tmp), tokens, 1 / RATE, rivals=True, before=before)
         try:
             for target in servers:
                 if target != "direct":
@@ -361,7 +365,11 @@ def latency(levels: list[int], before: str | None) -> list[dict[str, Run]]:
 
 
 def report(
-    thr: list[tuple[Run, Run]], rows: list[dict[str, Run]], command: str, loads: list[float]
+    thr: list[tuple[Run, Run]],
+    rows: list[dict[str, Run]],
+    command: str,
+    loads: list[float],
+    tokens: int,
 ) -> str:
     lat = [(row["askstream"], row["direct"]) for row in rows]
     today = datetime.date.today().isoformat()
@@ -394,7 +402,7 @@ def report(
         lines.append(f"| {served.concurrency} | {served.rate:,.0f} | {direct.rate:,.0f} | {cpu} |")
     lines += [
         "",
-        f"Latency: concurrent asks of {LATENCY_TOKENS} tokens at {RATE} tokens/s each, "
+        f"Latency: concurrent asks of {tokens} tokens at {RATE} tokens/s each, "
         "started at random moments over one second; the delay of every token from "
         "the upstream's send to the client's arrival.",
         "",
@@ -497,16 +505,22 @@ def main() -> None:
     )
     parser.add_argument("--throughput-levels", default="1,10,50")
     parser.add_argument(
+        "--tokens",
+        type=int,
+        default=LATENCY_TOKENS,
+        help=f"tokens per answer in the latency runs (default {LATENCY_TOKENS})",
+    )
+    parser.add_argument(
         "--before", metavar="SRC", help="also measure askstream from this source tree (`before`)"
     )
     args = parser.parse_args()
     thr = throughput([int(n) for n in args.throughput_levels.split(",") if n])
     loads: list[float] = []
     loads.append(os.getloadavg()[0])
-    lat = latency([int(n) for n in args.levels.split(",")], args.before)
+    lat = latency([int(n) for n in args.levels.split(",")], args.before, args.tokens)
     loads.append(os.getloadavg()[0])
     command = ".venv/bin/python bench/bench_service.py " + " ".join(sys.argv[1:])
-    section = report(thr, lat, command.strip(), loads)
+    section = report(thr, lat, command.strip(), loads, args.tokens)
     print(section)
     if args.write:
         write_section("bench_service", section)

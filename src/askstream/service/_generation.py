@@ -307,7 +307,8 @@ class Generations:
                     if chunk.delta:
                         delta = valid_text(chunk.delta)  # no lone surrogate gets stored
                         answer.parts.append(delta)
-                        data = DeltaData(chatId=chat_id, messageId=mid, delta=delta)
+                        # A literal: calling the TypedDict builds the same dict, slower.
+                        data: DeltaData = {"chatId": chat_id, "messageId": mid, "delta": delta}
                         await self._store.append(mid, _json(data))
                         self._dirty[mid] = answer
                     if not started.done():
