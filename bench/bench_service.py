@@ -476,10 +476,12 @@ def report(
         "that floor without askstream in between. `p99, first tokens` is the first "
         "token of each answer alone (it also waits for the 200 and the headers).",
         "- askstream CPU per token is the service process's user + system time over "
-        "the run divided by the tokens it delivered: reading the upstream (httpx), "
-        "parsing, the store, encoding and writing the event, the once-a-second saves "
-        "and each ask's own work (routing, two SQL transactions, a connection "
-        "upstream). Upstream CPU per token is FakeUpstream's own in the `direct` run "
+        "the run divided by the tokens it delivered: reading the upstream (its own "
+        "lean HTTP/1.1 client, `service/_upstream.py`), parsing, the store, encoding "
+        "and writing the event, the once-a-second saves and each ask's own work "
+        "(routing, a new anonymous session, two SQL transactions). Each ask is "
+        "another user (the client keeps no cookie), as on a real service. "
+        "Upstream CPU per token is FakeUpstream's own in the `direct` run "
         "(a bare ASGI app writing one chunk per token): the cost of one uvicorn "
         "write on this machine.",
         "- Throughput batches: when tokens come faster than they can be written, the "

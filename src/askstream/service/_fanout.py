@@ -82,13 +82,12 @@ class Fanout:
                 async with contextlib.aclosing(self._store.follow(stream_id, after)) as events:
                     async for event in events:
                         yield event
-                        position = int(event.id or 0)
                         joinable = self._hubs.get(stream_id)
+                        if joinable is None and self._readers[stream_id] < 2:
+                            continue  # a lone reader makes no hub (see the module's docstring)
+                        position = int(event.id or 0)
                         if joinable is None:
-                            # A replay of a finished answer makes no hub, nor
-                            # does a lone reader (see the module's docstring).
-                            if self._readers[stream_id] < 2:
-                                continue
+                            # Nor does a replay of a finished answer.
                             if open_ is None:
                                 open_ = await self._store.status(stream_id) == "open"
                             if open_:

@@ -315,6 +315,7 @@ class Upstream:
                     await conn.wait()
                 text = bytes(conn.body).decode("utf-8", "replace").strip()[:500]
                 raise ResponseError(status=conn.status, code=conn.status, message=text)
+            create_future = conn.loop.create_future
             while True:
                 if conn.events:
                     for event in conn.take():
@@ -323,8 +324,10 @@ class Upstream:
                     raise conn.error
                 elif conn.complete:
                     break
-                else:
-                    await conn.wait()
+                else:  # conn.wait(), inline: this is once per token
+                    waiter = conn.waiter = create_future()
+                    await waiter
+                    conn.waiter = None
         finally:
             # Also when the reader stopped at `data: [DONE]`: if the response is
             # complete by then (its last chunk came in the same read), the
