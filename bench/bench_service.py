@@ -273,6 +273,8 @@ def start(
             "ASKSTREAM_LLM_URL": upstream.url + "/v1",
             "ASKSTREAM_LLM_MODEL": "fake",
             "ASKSTREAM_LOG_LEVEL": "warning",
+            # Every level's asks at once (the default, 256, refuses the rest with 503).
+            "ASKSTREAM_MAX_GENERATIONS": "1000",
         }
         if src is not None:
             env["PYTHONPATH"] = src

@@ -10,12 +10,15 @@ The profiler slows Python calls more than C work, so read the shares, and the
     .venv/bin/python bench/profile_service.py                     # this checkout
     .venv/bin/python bench/profile_service.py --src /other/src    # another one (before/after)
     .venv/bin/python bench/profile_service.py --top 40            # and the hottest functions
+    .venv/bin/python bench/profile_service.py --before /old/src --write   # before/after table
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import platform
 import pstats
 import signal
 import sys
@@ -23,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_section
 from askstream.testing import ServerProcess
 from bench_service import LATENCY_TOKENS, RATE, _run_client
 
@@ -203,28 +207,69 @@ def table(stats: pstats.Stats, tokens: int) -> list[tuple[str, float, float]]:
     ]
 
 
+def section(rows: dict[str, list[tuple[str, float, float]]], concurrency: int, command: str) -> str:
+    """The docs/benchmarks.md section: one column pair per profiled tree."""
+    names = list(rows)
+    lines = [
+        "### Where a token's CPU goes (`bench/profile_service.py`)",
+        "",
+        f"{datetime.date.today().isoformat()}; CPython {platform.python_version()}. "
+        f"The service under cProfile (main thread's CPU time) while {concurrency} asks "
+        f"of {LATENCY_TOKENS} tokens stream at {RATE} tokens/s, after a warm-up; each "
+        "function's own time is put in the stage of the token's path its module "
+        "belongs to (C functions and generic helpers go to their callers' stages). "
+        "The profiler slows Python calls more than C work: read the shares, and the "
+        "µs as under the profiler (the real CPU per token is in the table above). "
+        "Each tree's profile is one run, one after the other.",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        "| stage | " + " | ".join(f"{n}: µs per token | {n}: share" for n in names) + " |",
+        "|:--|" + "--:|--:|" * len(names),
+    ]
+    for index, (stage, _, _) in enumerate(rows[names[0]]):
+        cells = []
+        for name in names:
+            _, us, share = rows[name][index]
+            cells.append(f"{us:.1f} | {share:.0%}")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", help="the askstream source tree to profile (default: installed)")
+    parser.add_argument(
+        "--before", metavar="SRC", help="profile this tree first, and show both side by side"
+    )
     parser.add_argument("--concurrency", type=int, default=30)
     parser.add_argument("--top", type=int, default=0, help="also print the N hottest functions")
     parser.add_argument("--keep", help="write the raw profile here")
     parser.add_argument("--load", help="only read a profile written with --keep")
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
+    trees = {"before": args.before, "after": args.src} if args.before else {"this": args.src}
+    rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        out = args.keep or os.path.join(tmp, "service.prof")
-        if args.load:
-            out, tokens, p99 = args.load, args.concurrency * LATENCY_TOKENS, float("nan")
-        else:
-            tokens, p99 = profile(args.src, args.concurrency, out, tmp)
-        stats = pstats.Stats(out)
-        print(f"{tokens} tokens, {args.concurrency} asks at {RATE} tokens/s (p99 {p99:.1f} ms)")
-        print("| stage | µs per token (profiled) | share |")
-        print("|:--|--:|--:|")
-        for stage, us, share in table(stats, tokens):
-            print(f"| {stage} | {us:.1f} | {share:.0%} |")
-        if args.top:
-            stats.sort_stats("tottime").print_stats(args.top)
+        for name, src in trees.items():
+            out = args.keep or os.path.join(tmp, f"{name}.prof")
+            if args.load:
+                out, tokens = args.load, args.concurrency * LATENCY_TOKENS
+            else:
+                os.makedirs(os.path.join(tmp, name))
+                tokens, _ = profile(src, args.concurrency, out, os.path.join(tmp, name))
+            stats = pstats.Stats(out)
+            rows[name] = table(stats, tokens)
+            print(f"{name}: {tokens} tokens, {args.concurrency} asks at {RATE} tokens/s")
+            if args.top:
+                stats.sort_stats("tottime").print_stats(args.top)
+    command = ".venv/bin/python bench/profile_service.py " + " ".join(sys.argv[1:])
+    text = section(rows, args.concurrency, command.strip())
+    print(text)
+    if args.write:
+        write_section("profile_service", text)
 
 
 if __name__ == "__main__":
