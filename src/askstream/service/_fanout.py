@@ -4,12 +4,14 @@ Every response follows the log (``Store.follow``), so that any reader can
 resume anywhere. Left at that, a thousand readers of one answer are a thousand
 followers: per event, a thousand task wake-ups (and, with Redis, a thousand
 deliveries). Here a reader follows the log by itself only until it has caught
-up; then it joins its answer's *hub*, one task per answer and process that
-follows the log once and writes each event, encoded once, to every joined
-reader (:class:`~askstream.http.Broadcast`). A reader the hub lets go (its
-socket was full, the answer ended, a heartbeat was due) follows the log by
-itself again from the last event it was given, and joins again once it has
-caught up. Ids are the log's positions: ``"1"``, ``"2"``, ...
+up and another reader follows the same answer; then it joins its answer's
+*hub*, one task per answer and process that follows the log once and writes
+each event, encoded once, to every joined reader
+(:class:`~askstream.http.Broadcast`). A lone reader (the usual case: the one
+who asked) gets no hub: a hub would cost it one more task wake-up per token.
+A reader the hub lets go (its socket was full, the answer ended, a heartbeat
+was due) follows the log by itself again from the last event it was given,
+and joins again once it has caught up. Ids are the log's positions: ``"1"``, ``"2"``, ...
 
 A reader is never left hanging: when the log stays unreachable, or the
 answer's stream vanishes from it, for longer than the store waits (the lease
@@ -87,10 +89,12 @@ class Fanout:
                 async with contextlib.aclosing(self._store.follow(stream_id, after)) as events:
                     async for event in events:
                         yield event
-                        position = int(event.id or 0)
                         joinable = self._hubs.get(stream_id)
+                        if joinable is None and self._readers[stream_id] < 2:
+                            continue  # a lone reader makes no hub (see the module's docstring)
+                        position = int(event.id or 0)
                         if joinable is None:
-                            # A replay of a finished answer makes no hub.
+                            # Nor does a replay of a finished answer.
                             if open_ is None:
                                 open_ = await self._store.status(stream_id) == "open"
                             if open_:
