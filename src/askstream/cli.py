@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import logging.config
 import math
 import os
 import socket
@@ -144,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .service import HttpProtocol, Settings, create_app
+    from .service._logs import logging_config
 
     overrides = {key: value for key, value in vars(args).items() if key != "command"}
     try:
@@ -152,9 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"askstream: {exc}", file=sys.stderr)
         return 2
     # The command is the application: it may configure logging (importing askstream never does).
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
-    )
+    logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     refusal = exposure_refusal(settings)
     if refusal is not None:
         print(f"askstream: {refusal}", file=sys.stderr)
@@ -164,7 +164,11 @@ def _serve(args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level,
+        # Our logging for uvicorn's loggers too, in every process it starts:
+        # the same form, uvicorn's lifecycle lines and access log off (_logs.py).
+        log_config=logging_config(settings.log_format, settings.log_level),
+        log_level=None,
+        access_log=False,
         # The app itself ends its streams within shutdown_timeout (see
         # service/_stopping.py); uvicorn's own limit is only the backstop.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout) + 1,
@@ -183,10 +187,6 @@ def _serve(args: argparse.Namespace) -> int:
                     flush=True,
                 )
 
-    if settings.log_level != "debug":
-        # Our one line replaces uvicorn's lifecycle lines (started, running on,
-        # shutting down, finished...); its warnings and errors still show.
-        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     server = Server(config)
     try:
         server.run()
@@ -205,6 +205,7 @@ def _db_upgrade(database_url: str | None, data_dir: Path | None) -> int:
 
     from .service import Settings
     from .service._history import create_engine
+    from .service._logs import logging_config
     from .service._migrate import SchemaError, Upgrade, upgrade
 
     try:
@@ -212,9 +213,7 @@ def _db_upgrade(database_url: str | None, data_dir: Path | None) -> int:
     except ValueError as exc:
         print(f"askstream: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
-    )
+    logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     shown = make_url(settings.database).render_as_string(hide_password=True)
 
     async def run() -> Upgrade:

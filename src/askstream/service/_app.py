@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import logging.config
 from collections.abc import AsyncIterator, Mapping
 from contextlib import (
     AbstractAsyncContextManager,
@@ -37,6 +38,7 @@ from ._health import DATABASE, STORE, Dependencies, database_probe, outage_handl
 from ._history import ChatHistory, create_engine
 from ._identity import Identities, load_secret_key
 from ._limits import GenerationLimits
+from ._logs import RequestId, logging_config
 from ._middleware import BodyLimit, InternalErrors
 from ._protocol import SETTINGS_STATE
 from ._reaper import fail_lost, reap_forever, sweep_forever
@@ -159,6 +161,11 @@ def create_app(
     'askstream'
     """
     settings = settings or Settings.from_env()
+    if settings.log_format == "json":
+        # Asked for by name: under `uvicorn --factory` too (uvicorn set up its
+        # own logging before it called us). Readable text leaves the host's
+        # logging as it is (`askstream serve` sets up both, see cli.py).
+        logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     logging.getLogger("askstream").setLevel(settings.log_level.upper())
     stopping = Stopping(timeout=settings.shutdown_timeout)
 
@@ -243,9 +250,9 @@ def create_app(
     app.add_middleware(
         ShutdownMiddleware, should_exit=stopping.streams_must_end, final_event=RESUME_EVENT
     )
-    # Outermost last: the connection cap, headers on every answer, the head's
-    # size, the gate (Host, cross-site writes), CORS, who is asking, the body
-    # limit, HEAD as GET, and the last word on errors.
+    # Outermost last: the request id, the connection cap, headers on every
+    # answer, the head's size, the gate (Host, cross-site writes), CORS, who is
+    # asking, the body limit, HEAD as GET, and the last word on errors.
     app.add_middleware(InternalErrors)
     app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, max_size=settings.max_body_size, timeout=settings.body_timeout)
@@ -255,8 +262,8 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "HEAD", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-            expose_headers=["Content-Location"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+            expose_headers=["Content-Location", "X-Request-ID"],
             # Credentials (cookies) only for origins named one by one, never for "*".
             allow_credentials="*" not in settings.cors_origins,
             max_age=600,
@@ -264,7 +271,10 @@ def create_app(
     app.add_middleware(SiteGuard, allowed_hosts=settings.hosts, cors_origins=settings.cors_origins)
     app.add_middleware(HeadCheck, max_size=settings.max_head_size)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(OpenLimit, limit=settings.max_connections)  # the outermost: first word
+    app.add_middleware(OpenLimit, limit=settings.max_connections)
+    # The outermost: every response, a refusal of the cap included, gets its
+    # X-Request-ID, and every line logged for a request names it (_logs.py).
+    app.add_middleware(RequestId)
     app.include_router(router)
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).

@@ -30,10 +30,11 @@ from types import TracebackType
 
 from ..streams import FinishStatus, Store, StoreFull, StreamExpired, StreamNotFound
 from ._backend import Backend, ChatMessage
-from ._errors import ServiceError, Unavailable
-from ._health import Dependencies, unavailable
+from ._errors import ServiceError, Unavailable, UpstreamError
+from ._health import UPSTREAM, Dependencies, unavailable
 from ._history import ChatHistory
 from ._limits import RETRY_AFTER, GenerationLimits
+from ._logs import bind_answer
 from ._text import valid_text
 
 __all__ = ["Answer", "Generations"]
@@ -199,6 +200,10 @@ class Generations:
             new_chat=chat_id is None,
             owner=owner,
         )
+        # Named in the asker's context (the rest of its request logs them) and so
+        # in the task's, which copies it: every line about this answer carries
+        # its ids and the ask's request id, also after that response ended.
+        bind_answer(chat_id=answer.chat_id, message_id=answer.message_id)
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             task = asyncio.get_running_loop().create_task(self._guarded(answer, started))
@@ -313,6 +318,8 @@ class Generations:
                         self._dirty[mid] = answer
                     if not started.done():
                         started.set_result(None)
+                        if self._dependencies is not None:
+                            self._dependencies.answered(UPSTREAM)
                     if chunk.finish_reason:
                         finish_reason = chunk.finish_reason
             if not began:  # the back end ended without a single chunk: an empty answer
@@ -340,6 +347,12 @@ class Generations:
                     503, "the stream store is full; try again soon", retry_after=RETRY_AFTER
                 )
                 logger.warning("answer %s refused: %s", mid, exc)
+            elif isinstance(exc, UpstreamError) and self._dependencies is not None:
+                error = exc
+                # The model's API failing is one line while it lasts (the
+                # tracker's), not one per ask; each ask's own is for debugging.
+                self._dependencies.failed(UPSTREAM, exc)
+                logger.debug("answer %s failed: %s", mid, exc.message)
             elif isinstance(exc, ServiceError):
                 error = exc
                 logger.warning("answer %s failed: %s", mid, exc.message)
@@ -381,6 +394,14 @@ class Generations:
         answer.ended = True
         await self._store.append(mid, _json(done), event="done")
         await self._store.finish(mid, status)
+        logger.info(
+            "answer %s ended %s (%s), %d characters",
+            mid,
+            status,
+            finish_reason,
+            len(text),
+            extra={"status": status, "finish_reason": finish_reason},
+        )
 
     async def _end_with_error(
         self, answer: Answer, status: FinishStatus, code: int, message: str
@@ -400,6 +421,14 @@ class Generations:
         answer.ended = True
         await self._store.append(mid, _json({"code": code, "message": message}), event="error")
         await self._store.finish(mid, status)
+        logger.info(
+            "answer %s ended %s (error %d: %s)",
+            mid,
+            status,
+            code,
+            message,
+            extra={"status": status, "code": code},
+        )
 
     # -- saving while streaming ---------------------------------------------
 

@@ -17,6 +17,7 @@ from ._generation import Generations
 from ._guards import USER_KEY
 from ._health import Dependencies
 from ._history import ChatHistory
+from ._logs import bind_answer
 from ._openapi import EVENT_STREAM, LAST_EVENT_ID
 from ._schemas import (
     AskRequest,
@@ -129,6 +130,7 @@ async def follow_stream(
     ] = "",
 ) -> Response:
     after = last_event_id_header or last_event_id or None
+    bind_answer(message_id=message_id)
     await _own_stream(deps, message_id, user)
     try:
         # Checks the stream and `after` before the 200 goes out.
@@ -159,6 +161,7 @@ async def follow_stream(
     },
 )
 async def cancel_stream(message_id: str, deps: Deps, user: User) -> Response:
+    bind_answer(message_id=message_id)
     await _own_stream(deps, message_id, user)
     if await deps.generations.cancel(message_id):  # generated here: stopped and saved
         return Response(status_code=204)
@@ -247,6 +250,7 @@ async def get_chat(chat_id: str, deps: Deps, user: User) -> ChatDetail:
     responses=_errors(401, 403, 404),
 )
 async def delete_chat(chat_id: str, deps: Deps, user: User) -> Response:
+    bind_answer(chat_id=chat_id)
     if await deps.history.chat(chat_id, user) is None:
         raise ServiceError(404, f"no chat {shown(chat_id)}")
     await deps.generations.cancel_chat(chat_id)

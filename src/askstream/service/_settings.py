@@ -20,6 +20,7 @@ _WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 (compared wi
 
 _DATA_DIR = Path("data")
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+_LOG_FORMATS = ("text", "json")
 
 
 def _positive(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -76,6 +77,12 @@ def _flag(text: str) -> bool:
 def _log_level(text: str) -> str:
     if text.lower() not in _LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}, not {text!r}")
+    return text.lower()
+
+
+def _log_format(text: str) -> str:
+    if text.lower() not in _LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(_LOG_FORMATS)}, not {text!r}")
     return text.lower()
 
 
@@ -164,6 +171,10 @@ class Settings:
         "stored `cancelled` and open streams end with error 503 (resume elsewhere)",
     )
     log_level: str = _setting("info", "critical, error, warning, info or debug")
+    # -- the log's form (docs/deploy.md, "Logs") --
+    log_format: str = _setting(
+        "text", "text (readable lines) or json (one JSON object a line, for log collectors)"
+    )
     # -- who may ask (docs/security.md) --
     tokens: str | None = _setting(
         None,
@@ -339,6 +350,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "lease_renew": _positive(float),
     "shutdown_timeout": _not_negative,
     "log_level": _log_level,
+    "log_format": _log_format,
     "tokens": str,
     "tokens_file": Path,
     "secret_key": str,
