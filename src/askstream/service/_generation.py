@@ -450,7 +450,10 @@ class Generations:
                 await self._history.finish_answer(mid, text, status, error=message)
             except Exception as exc:
                 if self._outage(exc) is None:
-                    logger.exception("saving answer %s as %s failed", mid, status)
+                    # The saver is about no answer: this line names its own.
+                    logger.exception(
+                        "saving answer %s as %s failed", mid, status, extra={"message_id": mid}
+                    )
                     del self._unsaved[mid]  # a bug, not an outage: trying again will not help
                 break  # still away: the next tick tries again
             del self._unsaved[mid]
