@@ -329,6 +329,19 @@ async def test_an_error_answer_has_the_request_id_too(
     assert access["status"] == status
 
 
+async def test_the_access_line_has_the_path_as_sent_so_a_line_break_cannot_forge_one(
+    service: Logged, client: httpx.AsyncClient
+) -> None:
+    rid = "path-with-a-line-break"
+    path = "/api/chats/x%0AWARNING%20forged"
+    response = await client.get(service.url + path, headers={"X-Request-ID": rid})
+    assert response.status_code == 404
+    access = await service.wait_for(lambda e: _access(e, rid))
+    assert access["path"] == path
+    assert "\n" not in access["message"]
+    assert "chat_id" not in access  # no such chat: its id is not named
+
+
 async def test_a_stream_has_the_request_id_and_its_reader_logs_the_message_id(
     service: Logged, client: httpx.AsyncClient
 ) -> None:

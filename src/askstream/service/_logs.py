@@ -273,17 +273,27 @@ class RequestId:
         finally:
             if access_logger.isEnabledFor(logging.INFO):
                 duration = (time.perf_counter() - began) * 1e3
+                path = _path(scope)
                 access_logger.info(
                     "%s %s %s %.1f ms",
                     scope["method"],
-                    scope["path"],
+                    path,
                     status or "-",  # none: the client left, or the app failed before
                     duration,
                     extra={
                         "method": scope["method"],
-                        "path": scope["path"],
+                        "path": path,
                         "status": status or None,
                         "duration_ms": round(duration, 1),
                     },
                 )
             _request_id.reset(token)
+
+
+def _path(scope: Scope) -> str:
+    # As the client sent it, still percent-encoded: a decoded %0A would put a
+    # line break, so a forged line, into a text log.
+    raw = scope.get("raw_path")
+    if raw:
+        return bytes(raw).split(b"?", 1)[0].decode("latin-1").encode("unicode_escape").decode()
+    return str(scope["path"]).encode("unicode_escape").decode()

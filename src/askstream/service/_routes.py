@@ -130,7 +130,6 @@ async def follow_stream(
     ] = "",
 ) -> Response:
     after = last_event_id_header or last_event_id or None
-    bind_answer(message_id=message_id)
     await _own_stream(deps, message_id, user)
     try:
         # Checks the stream and `after` before the 200 goes out.
@@ -161,7 +160,6 @@ async def follow_stream(
     },
 )
 async def cancel_stream(message_id: str, deps: Deps, user: User) -> Response:
-    bind_answer(message_id=message_id)
     await _own_stream(deps, message_id, user)
     if await deps.generations.cancel(message_id):  # generated here: stopped and saved
         return Response(status_code=204)
@@ -198,6 +196,9 @@ async def _own_stream(deps: Services, message_id: str, user: str) -> None:
     # without the database, with the same 404 as for an id that never existed.
     if await deps.store.owner(message_id) != user:
         raise ServiceError(404, f"no stream {shown(message_id)}")
+    # Named in the log from here on: a stream that exists, so an id we made,
+    # never a client's text (a newline in it would forge a line).
+    bind_answer(message_id=message_id)
 
 
 @router.get(
@@ -250,9 +251,9 @@ async def get_chat(chat_id: str, deps: Deps, user: User) -> ChatDetail:
     responses=_errors(401, 403, 404),
 )
 async def delete_chat(chat_id: str, deps: Deps, user: User) -> Response:
-    bind_answer(chat_id=chat_id)
     if await deps.history.chat(chat_id, user) is None:
         raise ServiceError(404, f"no chat {shown(chat_id)}")
+    bind_answer(chat_id=chat_id)  # a chat that exists (see _own_stream)
     await deps.generations.cancel_chat(chat_id)
     await deps.history.delete_chat(chat_id, user)
     return Response(status_code=204)
