@@ -107,6 +107,10 @@ def _fields(record: logging.LogRecord) -> Iterator[tuple[str, str]]:
     # StreamHandler.
     for name, var in _VARS.items():
         value = getattr(record, name, None) or var.get()
+        if not value and name == "message_id":
+            # The store's own lines name a stream; the service names each
+            # stream by its answer's message id.
+            value = getattr(record, "stream_id", None)
         if value:
             yield name, value
 

@@ -501,6 +501,7 @@ class RedisStore:
                     "stream %s lost its lease (this process stalled past the lease ttl?); "
                     "it was ended by another instance",
                     stream_id,
+                    extra={"stream_id": stream_id},
                 )
             self._leases.release(stream_id)
             self._on_cancel.pop(stream_id, None)
