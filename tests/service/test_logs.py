@@ -244,7 +244,7 @@ async def test_a_given_request_id_is_returned_and_on_every_line_of_the_request(
     assert access["method"] == "POST"
     assert access["path"] == "/api/ask"
     assert access["status"] == 200
-    assert ended["status"] == "complete"
+    assert ended["outcome"] == "complete"
     # Every line that names the answer is one of its request's.
     about = [e for e in service.entries() if done["messageId"] in e["message"]]
     assert about
@@ -385,7 +385,7 @@ async def test_a_generation_task_logs_with_its_asks_ids_after_the_response_ended
     assert ended["request_id"] == rid
     assert ended["chat_id"] == first["chatId"]
     assert ended["message_id"] == first["messageId"]
-    assert ended["status"] == "complete"  # nobody cancelled it
+    assert ended["outcome"] == "complete"  # nobody cancelled it
 
 
 async def test_uvicorns_own_lines_are_json_too(service: Logged) -> None:

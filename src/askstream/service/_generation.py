@@ -400,7 +400,7 @@ class Generations:
             status,
             finish_reason,
             len(text),
-            extra={"status": status, "finish_reason": finish_reason},
+            extra={"outcome": status, "finish_reason": finish_reason},
         )
 
     async def _end_with_error(
@@ -427,7 +427,7 @@ class Generations:
             status,
             code,
             message,
-            extra={"status": status, "code": code},
+            extra={"outcome": status, "code": code},
         )
 
     # -- saving while streaming ---------------------------------------------
