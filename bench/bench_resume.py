@@ -85,6 +85,9 @@ class Deployment:
 def deployment(kind: str, env: dict[str, str], redis_url: str) -> Iterator[Deployment]:
     """One instance (memory), two sharing Redis (redis: A and B), or the rival app."""
     prefix = f"askstream-bench-{uuid.uuid4().hex[:8]}:"
+    # Instances that share Redis must also share the key that signs session
+    # cookies: a reader asks on A and reads on B as the same user.
+    secret_key = uuid.uuid4().hex
     deployed = Deployment(kind)
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -110,6 +113,7 @@ def deployment(kind: str, env: dict[str, str], redis_url: str) -> Iterator[Deplo
                         env={
                             "ASKSTREAM_DATA_DIR": f"{tmp}/data{n}",
                             "ASKSTREAM_LOG_LEVEL": "warning",
+                            "ASKSTREAM_SECRET_KEY": secret_key,
                             **extra,
                             **env,
                         },

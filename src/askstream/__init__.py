@@ -5,32 +5,57 @@ The names here are the public API; everything else is private.
 >>> import askstream
 >>> askstream.encode(askstream.Event("Hello"))
 b'data: Hello\\n\\n'
+
+Importing ``askstream`` loads the protocol core and the exception tree only:
+the HTTP names (which need httpx and Starlette) load when first used, so
+``from askstream import UpstreamError`` in an ``except`` costs no web stack.
 """
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import TYPE_CHECKING
 
 from ._exceptions import (
     AskstreamError,
+    ConnectError,
     ContentTypeError,
+    EventSourceError,
     EventTooLarge,
+    InvalidEventId,
     LocalProtocolError,
     ProtocolError,
     ReconnectError,
     RemoteProtocolError,
     ResponseError,
-    StreamError,
-)
-from .http import (
-    AsyncEventSource,
-    BearerAuth,
-    Broadcast,
-    EventSource,
-    EventStreamResponse,
-    Join,
-    Reconnect,
-    ShutdownMiddleware,
-    aconnect,
-    connect,
+    SchemaError,
+    ServiceError,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+    StreamExpired,
+    StreamNotFound,
+    TransportError,
+    TransportTimeout,
+    Unavailable,
+    UpstreamError,
 )
 from .sse import Decoder, Event, comment, encode
+
+if TYPE_CHECKING:
+    from .http import (
+        AsyncEventSource,
+        BearerAuth,
+        Broadcast,
+        EventSource,
+        EventStreamResponse,
+        Join,
+        Reconnect,
+        ShutdownMiddleware,
+        aconnect,
+        connect,
+    )
 
 __version__ = "0.1.0"
 
@@ -39,12 +64,15 @@ __all__ = [
     "AsyncEventSource",
     "BearerAuth",
     "Broadcast",
+    "ConnectError",
     "ContentTypeError",
     "Decoder",
     "Event",
     "EventSource",
+    "EventSourceError",
     "EventStreamResponse",
     "EventTooLarge",
+    "InvalidEventId",
     "Join",
     "LocalProtocolError",
     "ProtocolError",
@@ -52,11 +80,64 @@ __all__ = [
     "ReconnectError",
     "RemoteProtocolError",
     "ResponseError",
+    "SchemaError",
+    "ServiceError",
     "ShutdownMiddleware",
-    "StreamError",
+    "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
+    "StreamExpired",
+    "StreamNotFound",
+    "TransportError",
+    "TransportTimeout",
+    "Unavailable",
+    "UpstreamError",
     "__version__",
     "aconnect",
     "comment",
     "connect",
     "encode",
 ]
+
+# The names askstream.http provides, imported on first use (PEP 562).
+_HTTP_NAMES = frozenset(
+    {
+        "AsyncEventSource",
+        "BearerAuth",
+        "Broadcast",
+        "EventSource",
+        "EventStreamResponse",
+        "Join",
+        "Reconnect",
+        "ShutdownMiddleware",
+        "aconnect",
+        "connect",
+    }
+)
+# Old names that still work, with a DeprecationWarning: old name -> new name.
+_RENAMED = {"StreamError": "EventSourceError"}
+
+
+# Subpackages, so that `import askstream; askstream.http.X` works as it did when
+# the root imported askstream.http eagerly.
+_SUBPACKAGES = frozenset({"http", "service", "streams", "testing"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _HTTP_NAMES:
+        return getattr(importlib.import_module(".http", __name__), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(
+            f"askstream.{name} is now askstream.{new}; see askstream's CHANGELOG.md",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _HTTP_NAMES)

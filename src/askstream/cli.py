@@ -4,7 +4,8 @@
     askstream ask "Why is the sky blue?" [--chat ID] [--url http://127.0.0.1:8000] [--token T]
     askstream db upgrade [--database-url URL] [--data-dir DIR]
 
-Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin; flags win. ``ask``
+Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin, also read from a ``.env``
+file; flags win over variables, variables over the file. ``ask``
 prints the answer as it arrives, then the chat's id on stderr (pass it to
 ``--chat`` to go on); on an error it prints the server's message and exits 1.
 """
@@ -12,7 +13,6 @@ prints the answer as it arrives, then the chat's id on stderr (pass it to
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import logging.config
@@ -23,9 +23,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from pathlib import Path
+from ._exceptions import AskstreamError, ConnectError, ResponseError, TransportTimeout
 
+if TYPE_CHECKING:
     from .service import Settings
 
 __all__ = ["exposure_refusal", "main"]
@@ -36,7 +36,7 @@ _ANY_HOST = {"0.0.0.0", "::", ""}  # noqa: S104 (names, compared with, never bou
 
 def _parser() -> argparse.ArgumentParser:
     from .service import Settings
-    from .service._settings import _PARSERS
+    from .service._settings_sources import flag, meta
 
     parser = argparse.ArgumentParser(
         prog="askstream", description="Chat answers streamed as server-sent events."
@@ -47,29 +47,26 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="run the ask service",
         description="Run the ask service. Every flag can also be set by its ASKSTREAM_* "
-        "variable (e.g. --llm-url is ASKSTREAM_LLM_URL); flags win.",
+        "variable (e.g. --llm-url is ASKSTREAM_LLM_URL) or in a .env file; flags win over "
+        "variables, variables over the file (docs/configuration.md).",
     )
-    defaults = Settings()
-    for field in dataclasses.fields(Settings):
-        if not field.metadata.get("flag"):
+    for name, field in Settings.model_fields.items():
+        declared = meta(field)
+        if not declared.flag:
             continue
-        default = getattr(defaults, field.name)
-        if default is False:  # a switch: given means on
+        if field.default is False:  # a switch: given means on
             serve.add_argument(
-                "--" + field.name.replace("_", "-"),
-                action="store_const",
-                const=True,
-                default=None,
-                help=field.metadata["help"],
+                flag(name), action="store_const", const=True, default=None, help=declared.help
             )
             continue
-        shown = "" if default in (None, ()) else f" (default: {_shown(default)})"
+        shown = "" if field.default in (None, ()) else f" (default: {_shown(field.default)})"
+        # The text goes to Settings.from_env as it is, which checks every setting at
+        # once and names each wrong one (exit status 2, as argparse's own errors).
         serve.add_argument(
-            "--" + field.name.replace("_", "-"),
-            type=_PARSERS[field.name],
-            default=None,  # None: not given, so the variable or the default applies
-            metavar=field.name.split("_")[-1].upper(),
-            help=field.metadata["help"] + shown,
+            flag(name),
+            default=None,  # None: not given, so the variable, the file or the default applies
+            metavar=name.split("_")[-1].upper(),
+            help=declared.help + shown,
         )
 
     _db_parser(commands)
@@ -96,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _db_parser(commands: Any) -> None:
     from .service import Settings
-    from .service._settings import _PARSERS
+    from .service._settings_sources import flag, meta
 
     db = commands.add_parser("db", help="look after the chat history's database")
     actions = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
@@ -105,18 +102,17 @@ def _db_parser(commands: Any) -> None:
         help="bring the database's schema to the newest revision",
         description="Bring the chat history's schema to the newest revision (an empty "
         "database gets every table). It reads the database as `serve` does: these flags, "
-        "else ASKSTREAM_DATABASE_URL and ASKSTREAM_DATA_DIR. Safe to run while instances "
-        "are serving, and again: an upgraded database is left alone.",
+        "else ASKSTREAM_DATABASE_URL and ASKSTREAM_DATA_DIR, from the environment or the "
+        ".env file. Safe to run while instances are serving, and again: an upgraded "
+        "database is left alone.",
     )
-    for field in dataclasses.fields(Settings):
-        if field.name in {"data_dir", "database_url"}:
-            upgrade.add_argument(
-                "--" + field.name.replace("_", "-"),
-                type=_PARSERS[field.name],
-                default=None,
-                metavar=field.name.split("_")[-1].upper(),
-                help=field.metadata["help"],
-            )
+    for name in ("data_dir", "database_url", "env_file"):
+        upgrade.add_argument(
+            flag(name),
+            default=None,
+            metavar=name.split("_")[-1].upper(),
+            help=meta(Settings.model_fields[name]).help,
+        )
 
 
 def _shown(value: object) -> str:
@@ -136,7 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "db":
-        return _db_upgrade(args.database_url, args.data_dir)
+        return _db_upgrade(
+            database_url=args.database_url, data_dir=args.data_dir, env_file=args.env_file
+        )
     token = args.token or os.environ.get("ASKSTREAM_TOKEN") or None  # the flag wins
     return _ask(args.question, chat=args.chat, url=args.url, token=token)
 
@@ -197,7 +195,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
-def _db_upgrade(database_url: str | None, data_dir: Path | None) -> int:
+def _db_upgrade(**overrides: str | None) -> int:
     import asyncio
 
     from sqlalchemy.engine import make_url
@@ -209,7 +207,7 @@ def _db_upgrade(database_url: str | None, data_dir: Path | None) -> int:
     from .service._migrate import SchemaError, Upgrade, upgrade
 
     try:
-        settings = Settings.from_env(None, database_url=database_url, data_dir=data_dir)
+        settings = Settings.from_env(None, **overrides)
     except ValueError as exc:
         print(f"askstream: {exc}", file=sys.stderr)
         return 2
@@ -260,7 +258,6 @@ def exposure_refusal(settings: Settings) -> str | None:
 def _ask(question: str, *, chat: str | None, url: str, token: str | None = None) -> int:
     import httpx
 
-    from ._exceptions import AskstreamError, ResponseError
     from .http import BearerAuth, connect
 
     body: dict[str, Any] = {"chatId": chat, "question": question}
@@ -304,19 +301,8 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
                 print(data["delta"], end="", flush=True)
         print(flush=True)
         print("askstream: the answer ended without finishing", file=sys.stderr)
-    except ResponseError as exc:
-        print(f"askstream: error {exc.code}: {exc.message}", file=sys.stderr)
-        if exc.status == 401:
-            hint = (
-                "the service refused this token: check --token or ASKSTREAM_TOKEN"
-                if auth is not None
-                else "the service needs a token: pass --token TOKEN or set ASKSTREAM_TOKEN"
-            )
-            print(f"askstream: {hint}", file=sys.stderr)
-    except httpx.TransportError as exc:
-        print(f"askstream: cannot reach {url}: {exc}", file=sys.stderr)
-    except AskstreamError as exc:  # a broken stream that could not be resumed
-        print(f"askstream: {exc}", file=sys.stderr)
+    except AskstreamError as exc:  # whatever failed, the client raises one of ours
+        print(f"askstream: {_ask_failure(exc, url, token=auth is not None)}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -326,6 +312,23 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
     return 1
+
+
+def _ask_failure(exc: AskstreamError, url: str, *, token: bool) -> str:
+    """What ``ask`` prints for a failed answer."""
+    if isinstance(exc, ResponseError):
+        text = f"error {exc.code}: {exc.message}"
+        if exc.status == 401:
+            text += (
+                "\naskstream: the service refused this token: check --token or ASKSTREAM_TOKEN"
+                if token
+                else "\naskstream: the service needs a token: pass --token TOKEN or set "
+                "ASKSTREAM_TOKEN"
+            )
+        return text
+    if isinstance(exc, ConnectError | TransportTimeout):
+        return f"cannot reach {url}: {exc.__cause__ or exc}"
+    return str(exc)  # a broken stream that could not be resumed, a refused stream
 
 
 class _Sessions:

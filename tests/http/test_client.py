@@ -14,16 +14,20 @@ import httpx
 import pytest
 
 from askstream import (
+    AskstreamError,
+    ConnectError,
     ContentTypeError,
     Event,
     Reconnect,
     ReconnectError,
     ResponseError,
+    TransportError,
+    TransportTimeout,
     aconnect,
     connect,
     encode,
 )
-from askstream.testing import ServerProcess
+from askstream.testing import ServerProcess, free_port
 from tests.http.apps import CHINESE
 from tests.http.support import Poll, Report
 
@@ -85,6 +89,76 @@ async def test_a_success_that_is_not_a_stream_names_its_content_type(
     assert info.value.content_type == "text/plain; charset=utf-8"
     with pytest.raises(ContentTypeError, match="text/plain"), connect("GET", f"{server.url}/plain"):
         pytest.fail("must not open")
+
+
+@pytest.mark.anyio
+async def test_nothing_listening_is_a_connect_error_with_httpxs_as_the_cause() -> None:
+    url = f"http://127.0.0.1:{free_port()}/stream"
+    with pytest.raises(ConnectError) as info:
+        async with aconnect("GET", url):
+            pytest.fail("must not open")
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert url in str(info.value)
+    with pytest.raises(ConnectError) as sync_info, connect("GET", url):
+        pytest.fail("must not open")
+    assert isinstance(sync_info.value.__cause__, httpx.ConnectError)
+
+
+@pytest.mark.anyio
+async def test_a_silent_server_is_a_read_timeout(server: ServerProcess) -> None:
+    url = f"{server.url}/idle/read-timeout?ping=600"
+    silent = httpx.Timeout(10.0, read=0.2)
+    async with aconnect("GET", url, reconnect=None, timeout=silent) as source:
+        assert (await anext(source)).data == "open"
+        with pytest.raises(TransportTimeout) as info:
+            await anext(source)
+    assert info.value.phase == "read"
+    assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+    with connect("GET", url, reconnect=None, timeout=silent) as sync_source:
+        assert next(sync_source).data == "open"
+        with pytest.raises(TransportTimeout) as sync_info:
+            next(sync_source)
+    assert sync_info.value.phase == "read"
+
+
+@pytest.mark.anyio
+async def test_a_broken_connection_that_cannot_resume_is_a_transport_error(
+    server: ServerProcess,
+) -> None:
+    url = f"{server.url}/log/no-resume?total=6&drop_after=2&mode=abort"
+    async with aconnect("GET", url, reconnect=None) as source:
+        with pytest.raises(TransportError) as info:
+            _ = [event async for event in source]
+    assert type(info.value) is TransportError  # neither a connect error nor a timeout
+    assert isinstance(info.value.__cause__, httpx.TransportError)
+    with connect("GET", url, reconnect=None) as sync_source, pytest.raises(TransportError):
+        list(sync_source)
+
+
+@pytest.mark.anyio
+async def test_one_except_clause_catches_every_client_failure(server: ServerProcess) -> None:
+    """What a caller needed three clauses for (ours, httpx's, a drop's) is one."""
+    failures: list[tuple[str, Reconnect | None]] = [
+        (f"{server.url}/status/503", FAST),
+        (f"{server.url}/plain", FAST),
+        (f"http://127.0.0.1:{free_port()}/", FAST),
+        (f"{server.url}/log/one-except-drop?total=6&drop_after=2&mode=abort", None),
+        (f"{server.url}/flaky/one-except-flaky", FAST),
+    ]
+    caught = []
+    for url, reconnect in failures:
+        try:
+            async with aconnect("GET", url, reconnect=reconnect, sleep=FakeSleep()) as source:
+                _ = [event async for event in source]
+        except AskstreamError as exc:
+            caught.append(type(exc).__name__)
+    assert caught == [
+        "ResponseError",
+        "ContentTypeError",
+        "ConnectError",
+        "TransportError",
+        "ReconnectError",
+    ]
 
 
 @pytest.mark.anyio

@@ -10,16 +10,29 @@ import pytest
 
 from askstream import (
     BearerAuth,
+    ConnectError,
     ContentTypeError,
     Event,
     Reconnect,
     ReconnectError,
     ResponseError,
+    TransportError,
+    TransportTimeout,
 )
 from askstream.http._auth import AuthTypes, build_auth
-from askstream.http._session import Session, Verdict, response_error, same_origin
+from askstream.http._session import (
+    Session,
+    Verdict,
+    response_error,
+    same_origin,
+    transport_error,
+)
 
 URL = httpx.URL("http://testserver/api/ask?x=1")
+
+
+def wrapped(error: httpx.RequestError) -> TransportError:
+    return transport_error(error, URL)
 
 
 def session(method: str = "GET", **kwargs: Any) -> Session:
@@ -70,7 +83,7 @@ def test_a_resume_is_a_get_with_last_event_id_and_without_the_body(client: httpx
     first = s.build_request(client, None)
     s.check(stream_answer(first, content_location="/api/streams/m1"))
     s.feed(b"id: 41\ndata: x\n\n")
-    assert s.dropped(httpx.ReadError("gone")) == 0.5
+    assert s.dropped(wrapped(httpx.ReadError("gone"))) == 0.5
     request = s.build_request(client, None)
     assert request.method == "GET"
     assert request.url == "http://testserver/api/streams/m1"
@@ -160,7 +173,7 @@ def test_a_partial_event_is_discarded_on_a_new_connection() -> None:
     s = session()
     s.check(stream_answer())
     assert s.feed(b"id: 1\ndata: whole\n\nid: 2\ndata: half") == [Event("whole", id="1")]
-    s.dropped(httpx.ReadError("gone"))
+    s.dropped(wrapped(httpx.ReadError("gone")))
     s.check(stream_answer())
     assert s.feed(b"\n\ndata: next\n\n") == [Event("next", id="1")]
     assert s.last_event_id == "1"
@@ -177,9 +190,9 @@ def test_the_servers_retry_sets_the_backoff_base() -> None:
 def test_attempts_back_off_and_run_out() -> None:
     s = session()
     s.check(stream_answer())
-    delays = [s.dropped(httpx.ConnectError("refused")) for _ in range(3)]
+    delays = [s.dropped(wrapped(httpx.ConnectError("refused"))) for _ in range(3)]
     assert delays == [0.5, 1.0, 2.0]
-    last = httpx.ConnectError("refused")
+    last = wrapped(httpx.ConnectError("refused"))
     with pytest.raises(ReconnectError) as info:
         s.dropped(last)
     assert info.value.attempts == 3
@@ -200,15 +213,59 @@ def test_a_post_without_a_resume_url_does_not_reconnect() -> None:
     s = session("POST")
     s.check(stream_answer())
     assert s.dropped(None) is None  # an early end just ends
-    error = httpx.RemoteProtocolError("incomplete chunked read")
-    with pytest.raises(httpx.RemoteProtocolError):
+    error = wrapped(httpx.RemoteProtocolError("incomplete chunked read"))
+    with pytest.raises(TransportError) as info:
         s.dropped(error)
+    assert info.value is error
+    assert isinstance(info.value.__cause__, httpx.RemoteProtocolError)
 
 
 def test_reconnect_none_never_reconnects() -> None:
     s = session(reconnect=None)
     s.check(stream_answer())
     assert s.dropped(None) is None
+
+
+# Wrapping httpx's errors -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "phase"),
+    [
+        (httpx.ConnectError("refused"), ConnectError, None),
+        (httpx.ConnectTimeout("slow"), TransportTimeout, "connect"),
+        (httpx.ReadTimeout("silent"), TransportTimeout, "read"),
+        (httpx.WriteTimeout("stuck"), TransportTimeout, "write"),
+        (httpx.PoolTimeout("busy"), TransportTimeout, "pool"),
+        (httpx.ReadError("reset"), TransportError, None),
+        (httpx.RemoteProtocolError("incomplete chunked read"), TransportError, None),
+        (httpx.DecodingError("bad gzip"), TransportError, None),
+        (httpx.TooManyRedirects("loop"), TransportError, None),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+def test_httpx_errors_become_ours_with_theirs_as_the_cause(
+    error: httpx.RequestError, kind: type[TransportError], phase: str | None
+) -> None:
+    ours = transport_error(error, URL)
+    assert type(ours) is kind
+    assert ours.__cause__ is error
+    assert getattr(ours, "phase", None) == phase
+    assert "testserver/api/ask" in str(ours)
+    assert "x=1" not in str(ours)  # a query string may carry a token
+
+
+def test_the_message_names_the_url_without_its_secrets() -> None:
+    url = httpx.URL("http://user:s3cret@testserver:8000/api/ask?token=t0ken#part")
+    message = str(transport_error(httpx.ConnectError("refused"), url))
+    assert message == "cannot connect to http://testserver:8000/api/ask: refused"
+
+
+def test_a_connect_timeout_is_a_timeout_not_a_connect_error() -> None:
+    """As in httpx: ``except ConnectError`` means the peer refused, not that it was slow."""
+    ours = transport_error(httpx.ConnectTimeout(""), URL)
+    assert not isinstance(ours, ConnectError)
+    assert str(ours) == "connect timeout on http://testserver/api/ask: ConnectTimeout"
 
 
 # Credentials ----------------------------------------------------------------

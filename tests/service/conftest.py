@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,12 @@ SERVICE_ENV = {
     # Tests ask dozens of questions at once as one (anonymous) user; the limit's
     # own tests (test_limits.py) set it low.
     "ASKSTREAM_MAX_USER_GENERATIONS": "1000",
+    # Not the developer's ./.env nor their OpenAI key (docs/configuration.md): a test's
+    # service has only the settings its test gives it (empty counts as unset).
+    "ASKSTREAM_ENV_FILE": os.devnull,
+    "OPENAI_API_KEY": "",
+    "OPENAI_API_KEY_FILE": "",
+    "OPENAI_BASE_URL": "",
 }
 # One user with a token, for tests that talk to a service from several clients
 # (a cookie would name a new anonymous user in each): docs/security.md.

@@ -229,3 +229,91 @@ def test_ask_whose_reader_leaves_stops_quietly(start_service: StartService) -> N
     assert process.wait(timeout=30) == 141
     assert b"Traceback" not in process.stderr.read()
     process.stderr.close()
+
+
+# Settings at start (docs/configuration.md) ----------------------------------------
+
+
+def serve_in(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``askstream serve`` run in ``folder`` (where its .env is), with only ``env``'s
+    ASKSTREAM_* and OPENAI_* variables."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ASKSTREAM_", "OPENAI_"))}
+    return subprocess.run(
+        [*ASKSTREAM, "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=folder,
+        env={**base, **env},
+    )
+
+
+def test_serve_lists_every_wrong_setting_at_once_without_secrets(tmp_path: Path) -> None:
+    secret = "never-shown-0123456789"
+    (tmp_path / "key").write_text(f"{secret} and a space\n", encoding="utf-8")
+    (tmp_path / ".env").write_text(
+        "ASKSTREAM_HEARTBEAT=-1\nASKSTREAM_LLM_API_KEY_FILE=key\n", encoding="utf-8"
+    )
+    result = serve_in(
+        tmp_path,
+        "--max-body-size",
+        "0",
+        ASKSTREAM_PORT="eighty",
+        ASKSTREAM_TOKENS=f"alice:{secret},bob:{secret}",
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "askstream: 5 settings are wrong:"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "ASKSTREAM_PORT",
+        "ASKSTREAM_LLM_API_KEY_FILE in .env",
+        "--max-body-size",
+        "ASKSTREAM_HEARTBEAT in .env",
+        "ASKSTREAM_TOKENS",
+    ]
+    assert secret not in result.stderr
+    assert not result.stdout
+
+
+def test_serve_reads_the_env_file_of_its_working_directory(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "data"
+    (tmp_path / ".env").write_text(
+        f"ASKSTREAM_PORT={port}\nASKSTREAM_DATA_DIR={data}\nASKSTREAM_LOG_LEVEL=warning\n",
+        encoding="utf-8",
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ASKSTREAM_")}
+    with subprocess.Popen(
+        [*ASKSTREAM, "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+        env=base,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()  # printed once it listens
+            assert line.startswith(f"askstream is running: open http://127.0.0.1:{port}/")
+            assert (data / "askstream.db").exists()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(10) in {0, -signal.SIGTERM}
+
+
+def test_db_upgrade_reads_the_env_file_it_is_given(tmp_path: Path) -> None:
+    env_file = tmp_path / "deploy.env"
+    env_file.write_text(f"ASKSTREAM_DATA_DIR={tmp_path / 'db'}\n", encoding="utf-8")
+    (tmp_path / "db").mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ASKSTREAM_")}
+    result = subprocess.run(
+        [*ASKSTREAM, "db", "upgrade", "--env-file", str(env_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=base,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "db" / "askstream.db").exists()

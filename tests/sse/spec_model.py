@@ -7,7 +7,8 @@ incremental decoder with.
 
 Our choices on top of the spec (see ``askstream.sse.Event``): a dispatched event's
 ``id`` is the last event ID string at dispatch, ``None`` when it is empty; its
-``retry`` is the value of a valid ``retry`` field among the lines of its own block.
+``retry`` is the value of a valid ``retry`` field among the lines of its own block;
+a ``retry`` past ``MAX_RETRY`` (2^31 - 1 ms) is clamped to it (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class ModelResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     last_event_id: str = ""
     retry: int | None = None
+
+
+# Our cap on the reconnection time, written out here so the oracle shares no code.
+MAX_RETRY = 2147483647
 
 
 def _base_ten(digits: str) -> int:
@@ -95,7 +100,7 @@ def parse(stream: bytes, *, last_event_id: str = "") -> ModelResult:
             if "\0" not in value:
                 last_event_id_buffer = value
         elif name == "retry" and _ASCII_DIGITS.fullmatch(value):
-            block_retry = _base_ten(value)
+            block_retry = min(_base_ten(value), MAX_RETRY)
             result.retry = block_retry
         # any other field name, and a retry that is not all ASCII digits, is ignored
     return result

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from askstream import AskstreamError, EventTooLarge, ProtocolError, RemoteProtocolError
 from askstream.sse import Decoder, Event
+from askstream.sse._decoder import MAX_RETRY
 
 from .spec_model import parse as spec_parse
 
@@ -202,18 +203,25 @@ def test_decoder_constructed_with_last_event_id(
     assert model.last_event_id == last_event_id
 
 
-def test_retry_of_any_length_is_an_exact_integer() -> None:
-    """§9.2.6: "interpret the field value as an integer in base ten" - no float, no cap."""
-    digits = "1" + "0" * 40
+@pytest.mark.parametrize(
+    ("digits", "expected"),
+    [
+        ("2147483646", 2147483646),
+        ("2147483647", MAX_RETRY),
+        ("2147483648", MAX_RETRY),
+        ("1" + "0" * 40, MAX_RETRY),
+        ("9" * 5000, MAX_RETRY),  # int() refuses over 4300 digits: no error may leak
+        ("0" * 5000 + "42", 42),
+    ],
+    ids=["below-cap", "at-cap", "past-cap", "40-digits", "5000-digits", "5000-zeros"],
+)
+def test_a_retry_of_any_length_is_kept_clamped_to_the_cap(digits: str, expected: int) -> None:
+    """§9.2.6: "interpret the field value as an integer in base ten"; askstream clamps
+    it to MAX_RETRY (2^31 - 1 ms) rather than ignoring it (docs/protocol.md)."""
     decoder = Decoder()
-    assert decoder.feed(f"retry: {digits}\ndata: x\n\n".encode()) == [Event("x", retry=10**40)]
-    assert decoder.retry == 10**40
-
-
-def test_retry_with_thousands_of_digits_is_no_error() -> None:
-    """Python's int() refuses more than 4300 digits; the stream must not make that leak."""
-    decoder = Decoder()
-    assert [e.data for e in decoder.feed(b"retry: " + b"9" * 5000 + b"\ndata: x\n\n")] == ["x"]
+    assert decoder.feed(f"retry: {digits}\ndata: x\n\n".encode()) == [Event("x", retry=expected)]
+    assert decoder.retry == expected
+    assert MAX_RETRY == 2**31 - 1
 
 
 def test_retry_is_kept_across_events() -> None:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from askstream.sse import Decoder, Event, comment, encode
+from askstream.sse._decoder import MAX_RETRY
 
 ROUNDTRIP = settings(
     max_examples=200,
@@ -54,14 +55,16 @@ def expectation(items: list[tuple[Event, str | None]], last_event_id: str = "") 
     for event, _ in items:
         if event.id is not None:
             last_id = event.id
-        if event.retry is not None:
-            reconnection_time = event.retry
+        # The decoder clamps a retry to MAX_RETRY (docs/protocol.md, "retry").
+        retry = None if event.retry is None else min(event.retry, MAX_RETRY)
+        if retry is not None:
+            reconnection_time = retry
         events.append(
             Event(
                 data=event.data.replace("\r\n", "\n").replace("\r", "\n"),
                 event=event.event or "message",
                 id=last_id or None,
-                retry=event.retry,
+                retry=retry,
             )
         )
     return Expected(events, last_id, reconnection_time)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
-from typing import assert_type
+from typing import Literal, assert_type
 
 import httpx
 from fastapi import FastAPI
@@ -115,6 +115,34 @@ async def reading_asynchronously(url: str, token: str) -> str:
     except askstream.AskstreamError as error:
         return str(error)
     return answer
+
+
+def one_except_for_a_client_call(url: str) -> str:
+    """Every failure of a client call is an AskstreamError, httpx's kept as the cause."""
+    try:
+        with askstream.connect("GET", url, until={"done"}) as source:
+            return "".join(event.data for event in source)
+    except askstream.ResponseError as error:
+        assert_type(error.status, int)
+        return error.message
+    except askstream.TransportTimeout as error:
+        assert_type(error.phase, Literal["connect", "read", "write", "pool"])
+        return f"timed out ({error.phase})"
+    except askstream.ConnectError as error:
+        return f"no connection: {error.__cause__}"
+    except askstream.EventSourceError as error:  # content type, a drop, reconnects used up
+        return str(error)
+
+
+def catching_by_layer(error: askstream.AskstreamError) -> str:
+    """The branch names the layer that failed."""
+    if isinstance(error, askstream.ProtocolError):
+        return "the text/event-stream format"
+    if isinstance(error, askstream.StoreError):
+        return f"the answer log, stream {error.stream_id}"
+    if isinstance(error, askstream.ServiceError):
+        return f"the service: {error.status} {error.code} {error.message}"
+    return "the HTTP client" if isinstance(error, askstream.EventSourceError) else "other"
 
 
 def reading_synchronously(client: httpx.Client, url: str) -> list[Event]:

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 
-import { Decoder, EventTooLargeError } from "../../src/askstream/web/askstream.js";
+import { Decoder, EventTooLargeError, MAX_RETRY } from "../../src/askstream/web/askstream.js";
 
 const vectors = JSON.parse(readFileSync(new URL("../sse/vectors.json", import.meta.url), "utf8"));
 
@@ -110,12 +110,13 @@ describe("Decoder", () => {
     ]);
   });
 
-  test("retry past 64 bits is ignored", () => {
+  test("a retry past the cap is clamped to MAX_RETRY, not ignored (as in Python)", () => {
     const decoder = new Decoder();
-    decoder.feed("retry: 18446744073709551615\n");
-    assert.equal(decoder.retry, 18446744073709551615);
-    decoder.feed("retry: 18446744073709551616\n");
-    assert.equal(decoder.retry, 18446744073709551615);
+    decoder.feed("retry: 1000\n");
+    assert.equal(decoder.retry, 1000);
+    decoder.feed("retry: 36893488147419103232\n"); // 2^65: the case the old comment got wrong
+    assert.equal(decoder.retry, MAX_RETRY);
+    assert.equal(MAX_RETRY, 2 ** 31 - 1);
   });
 
   test("a line longer than maxEventSize throws", () => {

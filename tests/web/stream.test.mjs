@@ -7,7 +7,7 @@ import { once } from "node:events";
 import http from "node:http";
 import { after, before, beforeEach, describe, test } from "node:test";
 
-import { ResponseError, stream } from "../../src/askstream/web/askstream.js";
+import { backoff, ResponseError, stream } from "../../src/askstream/web/askstream.js";
 
 const ANSWER = ["Hel", "lo, ", "wor", "ld", "!", " Bye."];
 
@@ -203,9 +203,9 @@ describe("stream()", () => {
     );
   });
 
-  test("a GET that ends before its terminal event is resumed at the same url", async () => {
+  test("a GET that ends before an `until` event is resumed at the same url", async () => {
     dropsLeft = 2;
-    const events = await collect(stream(`${base}/flaky`, { retryDelay: 1 }));
+    const events = await collect(stream(`${base}/flaky`, { reconnect: { delay: 1 } }));
     assert.deepEqual(
       events.map((e) => e.id),
       ["1", "2", "3", "4", "5", "6", "7"],
@@ -225,8 +225,8 @@ describe("stream()", () => {
     assert.equal(seen[0].lastEventId, "5");
   });
 
-  test("without terminal types the end of the body ends the stream", async () => {
-    const events = await collect(stream(`${base}/plain`, { terminal: [] }));
+  test("with `until: []` the end of the body ends the stream", async () => {
+    const events = await collect(stream(`${base}/plain`, { until: [] }));
     assert.deepEqual(
       events.map((e) => e.data),
       ["one", "two"],
@@ -286,11 +286,47 @@ describe("stream()", () => {
     });
   });
 
-  test("reconnects that bring nothing give up after `retries`", async () => {
-    await assert.rejects(collect(stream(`${base}/empty`, { retries: 2, retryDelay: 1 })), {
+  test("reconnects that bring nothing give up after `reconnect.maxAttempts`", async () => {
+    const reconnect = { maxAttempts: 2, delay: 1 };
+    await assert.rejects(collect(stream(`${base}/empty`, { reconnect })), {
       code: "stream_dropped",
     });
     assert.equal(seen.length, 3);
+  });
+
+  test("`reconnect: null` never reconnects: a drop throws", async () => {
+    dropsLeft = 1;
+    await assert.rejects(collect(stream(`${base}/flaky`, { reconnect: null })), {
+      code: "stream_dropped",
+    });
+    assert.equal(seen.length, 1);
+  });
+
+  test("the old option names throw instead of going to fetch unnoticed", async () => {
+    for (const [old, now] of [
+      ["terminal", /`until`/],
+      ["retries", /maxAttempts/],
+      ["retryDelay", /delay/],
+    ]) {
+      await assert.rejects(stream(`${base}/plain`, { [old]: 1 }).next(), {
+        name: "TypeError",
+        message: now,
+      });
+    }
+    assert.equal(seen.length, 0); // thrown before any request
+  });
+
+  test("the backoff is the Python client's Reconnect.backoff, in ms", () => {
+    const policy = { maxAttempts: 5, delay: 1000, maxDelay: 30000, multiplier: 2, jitter: 0 };
+    // The doctest of askstream.http._reconnect.Reconnect, times 1000.
+    assert.deepEqual(
+      [1, 2, 3].map((n) => backoff(policy, n, null, 0)),
+      [1000, 2000, 4000],
+    );
+    assert.equal(backoff(policy, 1, 250, 0), 250);
+    assert.equal(backoff(policy, 10, null, 0), 30000); // capped at maxDelay
+    assert.equal(backoff(policy, 10, 60000, 0), 60000); // never less than the server's retry
+    assert.equal(backoff({ ...policy, jitter: 0.2 }, 1, null, 0.5), 1100);
   });
 
   test("headers and credentials are sent again on every resume", async () => {
@@ -324,7 +360,7 @@ describe("stream()", () => {
   test("a GET resumed at its own url keeps its credentials", async () => {
     dropsLeft = 1;
     const events = await collect(
-      stream(`${base}/flaky`, { retryDelay: 1, headers: { Authorization: "Bearer t0ken" } }),
+      stream(`${base}/flaky`, { reconnect: { delay: 1 }, headers: { Authorization: "Bearer t0ken" } }),
     );
     assert.equal(events.at(-1).event, "done");
     assert.deepEqual(

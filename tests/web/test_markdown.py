@@ -145,6 +145,8 @@ def test_chat_titles_are_plain_text_with_the_full_title_on_hover(
     expected = " ".join(without_markup.split())
     assert expected.startswith("Bold question about code and more")
     assert link.text_content() == expected
+    # The list shows what fits, cut with an ellipsis; the whole title is on hover.
+    assert link.evaluate("(a) => a.scrollWidth > a.clientWidth")
     assert link.get_attribute("title").split("\n")[0] == expected
     assert page.locator(".chat-link img, .chat-link strong").count() == 0
     assert page.locator("#chat-title").text_content() == expected
@@ -315,6 +317,58 @@ def test_copy_button_copies_the_code(md_page: Any, browser: Any) -> None:
     md_page.click("button.copy")
     md_page.wait_for_selector("button.copy[data-state=copied]", timeout=TIMEOUT)
     assert md_page.evaluate("navigator.clipboard.readText()") == "line 1\n  <line 2>"
+
+
+@pytest.mark.parametrize(
+    ("exec_command", "state", "copied"),
+    [("real", "copied", "line 1\n  <line 2>"), ("refused", "failed", "")],
+    ids=["fallback-copies", "fallback-refused"],
+)
+def test_without_the_clipboard_api_the_copy_button_copies_the_selection(
+    md_page: Any, exec_command: str, state: str, copied: str
+) -> None:
+    # A page served over plain http from another machine has no clipboard API
+    # (secure contexts only): the button selects the code and copies that, and
+    # says so when even that is refused.
+    md_page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=ORIGIN)
+    md_page.evaluate("navigator.clipboard.writeText('before')")
+    md_page.evaluate(
+        """([text, refuse]) => {
+            const refused = new DOMException("not allowed", "NotAllowedError");
+            navigator.clipboard.writeText = () => Promise.reject(refused);
+            if (refuse) document.execCommand = () => false;
+            md.renderInto(document.getElementById('out'), text);
+        }""",
+        ["```\nline 1\n  <line 2>\n```", exec_command == "refused"],
+    )
+    md_page.click("button.copy")
+    md_page.wait_for_selector(f"button.copy[data-state={state}]", timeout=TIMEOUT)
+    assert md_page.evaluate("navigator.clipboard.readText()") == (copied or "before")
+    # The selection made for copying is not left behind.
+    assert md_page.evaluate("getSelection().rangeCount") == 0
+
+
+def test_a_bare_url_is_a_link_that_opens_in_a_new_tab(md_page: Any) -> None:
+    url = "https://en.wikipedia.org/wiki/Foo_(bar)"
+    # The link is followed to a stand-in, not to the network.
+    md_page.context.route(
+        "https://en.wikipedia.org/**",
+        lambda route: route.fulfill(body="<title>stand-in</title>", content_type="text/html"),
+    )
+    md_page.evaluate(
+        "(t) => md.renderInto(document.getElementById('out'), t)",
+        f"See {url}. And <a href=javascript:alert(1)>this</a>.",
+    )
+    assert md_page.locator("#out a").count() == 1  # the <a> written in the text stays text
+    assert "<a href=javascript:alert(1)>" in md_page.locator("#out").text_content()
+    with md_page.context.expect_page(timeout=TIMEOUT) as opened:
+        md_page.click("#out a")
+    tab = opened.value
+    tab.wait_for_load_state()
+    assert tab.url == url
+    # rel=noopener: the new tab cannot reach back to the page that opened it.
+    assert tab.evaluate("window.opener") is None
+    tab.close()
 
 
 def test_a_new_text_replaces_the_old(md_page: Any) -> None:

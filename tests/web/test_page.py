@@ -7,6 +7,7 @@ Stop) and checks the page against what the service stored.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -100,16 +101,33 @@ def test_an_answer_appears_piece_by_piece(tab: Tab, demo_service: ServerProcess)
     assert_clean(tab, demo_service)
 
 
+# Counts the page's writes to sessionStorage's "askstream.active", from the start.
+COUNT_SAVES = """
+window.__saves = 0;
+const setItem = Storage.prototype.setItem;
+Storage.prototype.setItem = function (key, value) {
+  if (this === sessionStorage && key === "askstream.active") window.__saves += 1;
+  return setItem.call(this, key, value);
+};
+"""
+
+
 def test_a_reload_mid_answer_resumes_without_repeating(
     tab: Tab, demo_service: ServerProcess
 ) -> None:
+    tab.context.add_init_script(COUNT_SAVES)
     page = tab.open(demo_service.url)
+    page.evaluate(WATCH_RENDERS)
     ask(page, "Tell me a story")
     page.wait_for_function(
         "() => document.querySelector('.message.assistant .content')?.textContent.length > 40",
         timeout=TIMEOUT,
     )
     chat_id = open_chat_id(page)
+    # Many pieces shown, and the growing answer never written to storage: it is
+    # saved when the page is left (the reload's pagehide), not once per piece.
+    assert page.evaluate("window.__renders.length") >= 3
+    assert page.evaluate("window.__saves") == 0
     page.reload()
     page.wait_for_selector("html[data-ready]")
     stored = answer_message(demo_service, chat_id, tab)
@@ -124,6 +142,8 @@ def test_a_reload_mid_answer_resumes_without_repeating(
     [(url, last_event_id)] = tab.stream_requests
     assert url.endswith(f"/api/streams/{stored['messageId']}")
     assert last_event_id
+    # Once finished, nothing of it is left in storage.
+    assert page.evaluate("sessionStorage.getItem('askstream.active')") is None
     assert_clean(tab, demo_service)
 
 
@@ -350,3 +370,151 @@ def test_phone_width_has_a_drawer_and_no_sideways_scroll(
         timeout=TIMEOUT,
     )
     assert_clean(phone_tab, demo_service)
+
+
+# ---------------------------------------------------------------- as a first-time reader sees it
+
+# Every layout shift Chromium reports from now on (Layout Instability API), with
+# the elements that moved.
+WATCH_SHIFTS = """
+() => {
+  window.__shifts = [];
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      window.__shifts.push({
+        value: entry.value,
+        moved: entry.sources.map((s) => s.node?.id || s.node?.className || s.node?.nodeName || "?"),
+      });
+    }
+  }).observe({ type: "layout-shift" });
+}
+"""
+
+# The composer's geometry: Send's and Stop's boxes, the input's width, and which
+# button shows.
+COMPOSER = """
+() => {
+  const box = (id) => {
+    const r = document.getElementById(id).getBoundingClientRect();
+    return [r.x, r.y, r.width, r.height];
+  };
+  return {
+    send: box("send"),
+    stop: box("stop"),
+    input: document.getElementById("question").getBoundingClientRect().width,
+    shown: ["send", "stop"].filter((id) =>
+      document.getElementById(id).checkVisibility({ visibilityProperty: true })
+    ),
+  };
+}
+"""
+
+# Two frames: layout-shift entries of the frames before are delivered by then.
+FRAMES = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+
+
+def shifts_so_far(page: Any) -> list[dict[str, Any]]:
+    page.evaluate(FRAMES)
+    shifts: list[dict[str, Any]] = page.evaluate("window.__shifts")
+    return shifts
+
+
+def test_send_and_stop_swap_without_moving_anything(
+    browser: Any, demo_service: ServerProcess
+) -> None:
+    # Short enough that the answer overflows and the messages get a scroll bar.
+    tab = Tab(browser, width=1100, height=480)
+    try:
+        page = tab.open(demo_service.url)
+        page.evaluate(WATCH_SHIFTS)
+        for question in ("Why is the sky blue?", "And why are sunsets red?"):
+            before = page.evaluate(COMPOSER)
+            ask(page, question)
+            page.wait_for_selector("#stop", state="visible", timeout=TIMEOUT)
+            during = page.evaluate(COMPOSER)
+            wait_status(page, "complete")
+            page.wait_for_selector("#send", state="visible", timeout=TIMEOUT)
+            after = page.evaluate(COMPOSER)
+            assert (before["shown"], during["shown"], after["shown"]) == (
+                ["send"],
+                ["stop"],
+                ["send"],
+            )
+            assert before["send"] == during["stop"] == after["send"]
+            assert before["input"] == during["input"] == after["input"]
+            assert shifts_so_far(page) == [], question
+        overflowing = "(m) => m.scrollHeight > m.clientHeight"
+        assert page.locator("#messages").evaluate(overflowing)
+        # The observer does see a shift: one of the composer's own, made here.
+        page.evaluate("document.getElementById('question').style.marginLeft = '60px'")
+        assert any("question" in shift["moved"] for shift in shifts_so_far(page))
+        assert_clean(tab, demo_service)
+    finally:
+        tab.close()
+
+
+def test_stop_takes_the_focus_send_had(tab: Tab, demo_service: ServerProcess) -> None:
+    page = tab.open(demo_service.url)
+    page.fill("#question", "Talk for a while")
+    page.focus("#send")
+    page.keyboard.press("Enter")  # a keyboard user sends with the button
+    page.wait_for_selector("#stop", state="visible", timeout=TIMEOUT)
+    assert page.evaluate("document.activeElement.id") == "stop"
+    page.keyboard.press("Enter")  # and stops with the same key
+    wait_status(page, "cancelled")
+    page.wait_for_selector("#send", state="visible", timeout=TIMEOUT)
+    assert page.evaluate("document.activeElement.id") == "send"
+    assert_clean(tab, demo_service)
+
+
+def test_each_message_says_who_wrote_it(tab: Tab, demo_service: ServerProcess) -> None:
+    page = tab.open(demo_service.url)
+    ask(page, "Who are you?")
+    wait_status(page, "complete")
+    assert page.locator(".message.user .sender").text_content() == "You"
+    assert page.locator(".message.assistant .sender").text_content() == "Assistant"
+    assert page.locator(".message.user .sender").is_visible()
+    # Named so for screen readers too: each message is an article named by its sender.
+    assert page.get_by_role("article", name="You").count() == 1
+    assert page.get_by_role("article", name="Assistant").count() == 1
+    # The label is not part of the message's text.
+    assert page.locator(".message.user .content").text_content() == "Who are you?"
+    # Opened again from the stored chat, the labels are there as well.
+    page.reload()
+    wait_status(page, "complete")
+    senders = page.locator(".message .sender").all_text_contents()
+    assert senders == ["You", "Assistant"]
+    assert_clean(tab, demo_service)
+
+
+# Words that explain the machinery rather than what to do.
+JARGON = re.compile(
+    r"\b(?:sse|server-sent|event|stream|endpoint|api|http|json|token|reload|resume|"
+    r"markdown|backend|llm)\w*",
+    re.IGNORECASE,
+)
+
+
+def test_the_welcome_says_what_this_is_and_what_to_type(
+    tab: Tab, demo_service: ServerProcess
+) -> None:
+    page = tab.open(demo_service.url)
+    welcome = page.locator("#welcome")
+    assert welcome.is_visible()
+    text = " ".join(welcome.inner_text().split())
+    assert JARGON.findall(text) == [], text
+    assert "question" in text
+    assert "Enter" in text
+    # An example question goes into the box, to send or change; it is not sent.
+    example = page.locator("#welcome .suggestion").first
+    example.click()
+    assert page.input_value("#question") == example.text_content().strip()
+    assert page.evaluate("document.activeElement.id") == "question"
+    assert page.locator(".message").count() == 0
+    page.press("#question", "Enter")
+    wait_status(page, "complete")
+    assert welcome.is_hidden()
+    # A new chat greets the same way.
+    page.click("#new-chat")
+    assert welcome.is_visible()
+    assert_clean(tab, demo_service)

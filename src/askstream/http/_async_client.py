@@ -10,11 +10,19 @@ from typing import Any
 
 import httpx
 
+from .._exceptions import TransportError
 from ..sse import Event
 from ..sse._decoder import DEFAULT_MAX_EVENT_SIZE
 from ._auth import AuthTypes, build_auth
 from ._reconnect import DEFAULT_RECONNECT, Reconnect
-from ._session import DEFAULT_TIMEOUT, ERROR_BODY_LIMIT, Session, Verdict, response_error
+from ._session import (
+    DEFAULT_TIMEOUT,
+    ERROR_BODY_LIMIT,
+    Session,
+    Verdict,
+    response_error,
+    transport_error,
+)
 
 __all__ = ["AsyncEventSource", "aconnect"]
 
@@ -112,8 +120,8 @@ class AsyncEventSource:
             except StopAsyncIteration:
                 await self._reconnect(None)
                 continue
-            except httpx.TransportError as exc:
-                await self._reconnect(exc)
+            except httpx.RequestError as exc:
+                await self._reconnect(transport_error(exc, self._url()))
                 continue
             self._pending.extend(self._session.feed(chunk))
             if self._session.finished:
@@ -124,6 +132,12 @@ class AsyncEventSource:
     async def _connect(self) -> Verdict:
         """One request; a streaming response is kept, anything else read and closed."""
         request = self._session.build_request(self._client, self._timeout)
+        try:
+            return await self._exchange(request)
+        except httpx.RequestError as exc:
+            raise transport_error(exc, request.url) from exc
+
+    async def _exchange(self, request: httpx.Request) -> Verdict:
         auth = self._session.auth_for(request)
         response = await self._client.send(
             request, stream=True, auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth
@@ -150,7 +164,11 @@ class AsyncEventSource:
             raise response_error(response.status_code, bytes(body))
         return verdict
 
-    async def _reconnect(self, error: Exception | None) -> None:
+    def _url(self) -> httpx.URL:
+        """The URL of the request being read, for an error's message."""
+        return self._response.request.url if self._response is not None else self._session.url
+
+    async def _reconnect(self, error: TransportError | None) -> None:
         await self._close_response()
         session = self._session
         delay = session.dropped(error)
@@ -158,7 +176,7 @@ class AsyncEventSource:
             await self._sleep(delay)
             try:
                 verdict = await self._connect()
-            except httpx.TransportError as exc:
+            except TransportError as exc:
                 delay = session.dropped(exc)
                 continue
             if verdict is Verdict.RETRY:
@@ -201,7 +219,10 @@ def aconnect(
     A non-2xx answer raises :class:`~askstream.ResponseError` (with the
     server's JSON ``{"code", "message"}`` if any) and a 2xx that is not
     ``text/event-stream`` raises :class:`~askstream.ContentTypeError`; 204
-    yields no events.
+    yields no events. A failed connection raises
+    :class:`~askstream.TransportError` (:class:`~askstream.ConnectError`,
+    :class:`~askstream.TransportTimeout`), httpx's error as its ``__cause__``:
+    no httpx exception escapes, so ``except askstream.AskstreamError`` is enough.
 
     A stream that drops or ends early reconnects by ``reconnect``'s policy
     (``None``: never) with ``Last-Event-ID``, honouring the server's

@@ -7,6 +7,16 @@ stream; each stream's producer, waiting in :func:`attend`, wakes and writes
 what was queued with the stream's own ``write``, packing together what came
 while it wrote. The publisher never waits on a reader.
 
+On Python 3.12 and later the publisher also spares the wake-ups: it starts each
+waiting stream's write itself as an *eager* task (``asyncio.Task(...,
+eager_start=True)``), which runs at once and, when the server takes the bytes
+without waiting (the usual case), is done before the publisher goes on: no
+task switch and no future per reader and event. A write that must wait (the
+reader's socket is full) goes on as a task of its own, and what comes
+meanwhile queues for the stream's producer. Before 3.12 there is no public
+way to run a coroutine that far without a task switch, and every stream's
+producer wakes instead.
+
 A stream whose reader falls behind (more than ``_BACKLOG_BYTES`` queued) is
 let go: it writes what it was given, goes back to its source and catches up
 alone from there, as any stream does, so one slow reader never holds up the
@@ -16,34 +26,66 @@ others and never holds more than a bounded backlog.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from ._items import encode_item
 
 __all__ = ["Broadcast", "Join", "Write", "attend"]
 
-Write = Callable[[bytes], Awaitable[None]]
+Write = Callable[[bytes], Coroutine[Any, Any, None]]
 """A stream's write (it raises once the stream stops)."""
 
 _BACKLOG_BYTES = 64 * 1024
+
+# asyncio.Task's eager_start: 3.12 and later (see the module's docstring).
+_EAGER = sys.version_info >= (3, 12)
 
 
 class _Member:
     """A stream joined to a broadcast: frames queued for it, and where it stands."""
 
-    __slots__ = ("cursor", "frames", "gone", "size", "wake")
+    __slots__ = ("cursor", "failure", "frames", "gone", "size", "wake", "write", "writing")
 
-    def __init__(self, cursor: int) -> None:
+    def __init__(self, cursor: int, write: Write) -> None:
         self.cursor = cursor  # the position of the last frame queued for it
+        self.write = write
         self.frames: list[bytes] = []
         self.size = 0
         self.gone = False  # let go: write what is queued, then back to the source
         self.wake: asyncio.Future[None] | None = None  # what its producer awaits
+        self.writing: asyncio.Task[None] | None = None  # the publisher's write, waiting
+        self.failure: BaseException | None = None  # what the publisher's write raised
 
     def nudge(self) -> None:
         wake = self.wake
         if wake is not None and not wake.done():
             wake.set_result(None)
+
+    def write_now(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The publisher writes the queued frames (its producer waits): eagerly, see above."""
+        frames = self.frames
+        body = frames[0] if len(frames) == 1 else b"".join(frames)
+        frames.clear()
+        self.size = 0
+        task = asyncio.Task(self.write(body), loop=loop, eager_start=True)  # type: ignore[call-arg]
+        if task.done():
+            self._written(task)
+        else:  # the server waits for the reader: the rest queues until it is written
+            self.writing = task
+            task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self.writing = None
+        if task.cancelled():
+            self.gone = True
+        elif (failure := task.exception()) is not None:
+            # Raised in its producer, as if it had written: the stream's own failure.
+            self.failure = failure
+            self.gone = True
+        if self.gone or self.frames:
+            self.nudge()  # its producer returns, or writes what came meanwhile
 
 
 class Join:
@@ -125,6 +167,7 @@ class Broadcast:
             return
         frame = encode_item(item)
         members = self._members
+        loop = asyncio.get_running_loop() if _EAGER else None
         for member in list(members):
             if position <= member.cursor:  # joined ahead of the broadcast: it has this one
                 continue
@@ -134,6 +177,9 @@ class Broadcast:
             if member.size > _BACKLOG_BYTES:  # its reader falls behind: let go
                 member.gone = True
                 del members[member]
+            elif loop is not None and member.writing is None and member.wake is not None:
+                member.write_now(loop)  # its producer waits: the publisher writes
+                continue
             member.nudge()
 
     def close(self) -> None:
@@ -156,13 +202,19 @@ async def attend(join: Join, write: Write) -> None:
     broadcast = join.broadcast
     if broadcast.closed or join.position < broadcast.position:
         return  # the broadcast is past the source: it goes on alone
-    member = _Member(join.position)
+    member = _Member(join.position, write)
     broadcast._members[member] = None
     create_future = asyncio.get_running_loop().create_future
     frames = member.frames
     try:
         while True:
-            if frames:
+            if member.failure is not None:
+                raise member.failure
+            if member.writing is not None:  # the publisher's write waits for the reader
+                wake = member.wake = create_future()
+                await wake
+                member.wake = None
+            elif frames:
                 body = frames[0] if len(frames) == 1 else b"".join(frames)
                 frames.clear()
                 member.size = 0
@@ -172,9 +224,14 @@ async def attend(join: Join, write: Write) -> None:
             else:
                 wake = member.wake = create_future()
                 await wake
+                member.wake = None
     finally:
         member.gone = True
         broadcast._members.pop(member, None)
+        writing = member.writing
+        if writing is not None:  # one write at a time: it ends before the stream goes on
+            writing.cancel()
+            await asyncio.wait([writing])
         # What was queued and not written is lost with the stream; the source
         # resumes after what its stream was given.
         join.position = member.cursor

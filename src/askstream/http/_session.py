@@ -21,11 +21,18 @@ import json
 import random
 from collections.abc import Callable, Collection, Mapping
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
-from .._exceptions import ContentTypeError, ReconnectError, ResponseError
+from .._exceptions import (
+    ConnectError,
+    ContentTypeError,
+    ReconnectError,
+    ResponseError,
+    TransportError,
+    TransportTimeout,
+)
 from ..sse import Decoder, Event
 from ._reconnect import Reconnect
 
@@ -36,6 +43,7 @@ __all__ = [
     "Verdict",
     "response_error",
     "same_origin",
+    "transport_error",
 ]
 
 # Streams sit idle between events: no 5 s read timeout (httpx's default). 60 s
@@ -52,6 +60,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Sent instead of the caller's auth to another origin: httpx then applies none,
 # not even the client's own default auth.
 _NO_AUTH = httpx.Auth()
+_Phase = Literal["connect", "read", "write", "pool"]
 
 
 class Verdict(Enum):
@@ -81,6 +90,42 @@ def response_error(status: int, body: bytes) -> ResponseError:
     return ResponseError(
         status=status, code=code, message=message or httpx.codes.get_reason_phrase(status)
     )
+
+
+def transport_error(exc: httpx.RequestError, url: httpx.URL) -> TransportError:
+    """askstream's error for httpx's failed request to ``url``; raise it ``from exc``.
+
+    httpx's own classes decide the leaf, so a timeout while connecting is a
+    :class:`~askstream.TransportTimeout` (``phase="connect"``), not a
+    :class:`~askstream.ConnectError`, as in httpx.
+
+    >>> err = transport_error(httpx.ReadTimeout(""), httpx.URL("http://a/s"))
+    >>> type(err).__name__, err.phase, str(err)
+    ('TransportTimeout', 'read', 'read timeout on http://a/s: ReadTimeout')
+    """
+    detail = str(exc) or type(exc).__name__
+    # Without the query and the user info: either may hold a secret.
+    where = url.copy_with(query=None, fragment=None, userinfo=b"")
+    error: TransportError
+    if isinstance(exc, httpx.TimeoutException):
+        phase: _Phase = next((p for kind, p in _TIMEOUT_PHASES if isinstance(exc, kind)), "read")
+        error = TransportTimeout(f"{phase} timeout on {where}: {detail}", phase=phase)
+    elif isinstance(exc, httpx.ConnectError):
+        error = ConnectError(f"cannot connect to {where}: {detail}")
+    else:
+        error = TransportError(f"the connection to {where} failed: {detail}")
+    # Set here, not only by `raise ... from`, because a drop's error may be
+    # raised later (when the stream turns out not to be resumable).
+    error.__cause__ = exc
+    return error
+
+
+_TIMEOUT_PHASES: tuple[tuple[type[httpx.TimeoutException], _Phase], ...] = (
+    (httpx.ConnectTimeout, "connect"),
+    (httpx.ReadTimeout, "read"),
+    (httpx.WriteTimeout, "write"),
+    (httpx.PoolTimeout, "pool"),
+)
 
 
 def same_origin(url: httpx.URL, other: httpx.URL) -> bool:
@@ -231,13 +276,15 @@ class Session:
     def resumable(self) -> bool:
         return self.reconnect is not None and self.resume_url is not None
 
-    def dropped(self, error: Exception | None) -> float | None:
-        """After a drop (``error``) or an early end (``None``): seconds to wait, or ``None``.
+    def dropped(self, error: TransportError | None) -> float | None:
+        """After a drop or failed reconnect (``error``) or an early end (``None``):
+        seconds to wait, or ``None``.
 
         ``None`` means stop: the stream finished or cannot resume.
 
         Raises ``error`` when the stream cannot resume, and
-        :class:`~askstream.ReconnectError` when the attempts are used up.
+        :class:`~askstream.ReconnectError` (from the last ``error``) when the
+        attempts are used up.
         """
         if self.finished:
             return None

@@ -14,11 +14,19 @@ from typing import Any
 
 import httpx
 
+from .._exceptions import TransportError
 from ..sse import Event
 from ..sse._decoder import DEFAULT_MAX_EVENT_SIZE
 from ._auth import AuthTypes, build_auth
 from ._reconnect import DEFAULT_RECONNECT, Reconnect
-from ._session import DEFAULT_TIMEOUT, ERROR_BODY_LIMIT, Session, Verdict, response_error
+from ._session import (
+    DEFAULT_TIMEOUT,
+    ERROR_BODY_LIMIT,
+    Session,
+    Verdict,
+    response_error,
+    transport_error,
+)
 
 __all__ = ["EventSource", "connect"]
 
@@ -113,8 +121,8 @@ class EventSource:
             except StopIteration:
                 self._reconnect(None)
                 continue
-            except httpx.TransportError as exc:
-                self._reconnect(exc)
+            except httpx.RequestError as exc:
+                self._reconnect(transport_error(exc, self._url()))
                 continue
             self._pending.extend(self._session.feed(chunk))
             if self._session.finished:
@@ -123,7 +131,14 @@ class EventSource:
         return self._pending.popleft()
 
     def _connect(self) -> Verdict:
+        """One request; a streaming response is kept, anything else read and closed."""
         request = self._session.build_request(self._client, self._timeout)
+        try:
+            return self._exchange(request)
+        except httpx.RequestError as exc:
+            raise transport_error(exc, request.url) from exc
+
+    def _exchange(self, request: httpx.Request) -> Verdict:
         auth = self._session.auth_for(request)
         response = self._client.send(
             request, stream=True, auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth
@@ -150,7 +165,11 @@ class EventSource:
             raise response_error(response.status_code, bytes(body))
         return verdict
 
-    def _reconnect(self, error: Exception | None) -> None:
+    def _url(self) -> httpx.URL:
+        """The URL of the request being read, for an error's message."""
+        return self._response.request.url if self._response is not None else self._session.url
+
+    def _reconnect(self, error: TransportError | None) -> None:
         self._close_response()
         session = self._session
         delay = session.dropped(error)
@@ -158,7 +177,7 @@ class EventSource:
             self._sleep(delay)
             try:
                 verdict = self._connect()
-            except httpx.TransportError as exc:
+            except TransportError as exc:
                 delay = session.dropped(exc)
                 continue
             if verdict is Verdict.RETRY:

@@ -12,7 +12,7 @@ appends to the log. Responses only follow the log, so any reader can resume.
 from ._app import create_app
 from ._backend import Backend, ChatMessage, Chunk
 from ._demo import DemoBackend
-from ._errors import ServiceError, Unavailable, UpstreamError
+from ._errors import SchemaError, ServiceError, Unavailable, UpstreamError
 from ._openai import OpenAIBackend
 from ._protocol import HttpProtocol
 from ._settings import Settings
@@ -24,6 +24,7 @@ __all__ = [
     "DemoBackend",
     "HttpProtocol",
     "OpenAIBackend",
+    "SchemaError",
     "ServiceError",
     "Settings",
     "Unavailable",

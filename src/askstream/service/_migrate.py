@@ -39,7 +39,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .._exceptions import AskstreamError
+from .._exceptions import SchemaError
 
 __all__ = ["VERSION_TABLE", "SchemaError", "Upgrade", "check", "head", "upgrade"]
 
@@ -54,11 +54,6 @@ _LOCK_KEY = int.from_bytes(b"askstrea", "big")
 # The revisions a database without a version table can be: the schema as
 # create_all made it before chats had owners, and after.
 _OWNERLESS, _OWNED = "0001", "0002"
-
-
-class SchemaError(AskstreamError):
-    """The database's schema is not the one this askstream works with, and is not
-    upgraded here (``db_upgrade`` off, or a revision this askstream does not know)."""
 
 
 @dataclass(frozen=True, slots=True)

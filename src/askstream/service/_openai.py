@@ -9,7 +9,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .._exceptions import ContentTypeError, ResponseError, StreamError
+from .._exceptions import (
+    ConnectError,
+    ContentTypeError,
+    EventSourceError,
+    ResponseError,
+    TransportTimeout,
+)
 from ..http import aconnect
 from ..sse import Event
 from ._backend import ChatMessage, Chunk
@@ -131,18 +137,22 @@ class OpenAIBackend:
             ) from exc
         except ContentTypeError as exc:
             raise UpstreamError(f"the LLM back end did not stream: {exc}") from exc
-        except httpx.ConnectTimeout as exc:
+        except TransportTimeout as exc:
+            if exc.phase == "connect":
+                message = (
+                    f"the LLM back end at {self.url} did not accept a connection "
+                    f"within {self._connect_timeout:g} s"
+                )
+            elif exc.phase == "read":
+                message = f"the LLM back end sent nothing for {self._read_timeout:g} s"
+            else:
+                message = f"the LLM back end timed out: {exc}"
+            raise UpstreamError(message) from exc
+        except ConnectError as exc:
             raise UpstreamError(
-                f"the LLM back end at {self.url} did not accept a connection "
-                f"within {self._connect_timeout:g} s"
+                f"cannot reach the LLM back end at {self.url}: {exc.__cause__ or exc}"
             ) from exc
-        except httpx.ReadTimeout as exc:
-            raise UpstreamError(
-                f"the LLM back end sent nothing for {self._read_timeout:g} s"
-            ) from exc
-        except httpx.ConnectError as exc:
-            raise UpstreamError(f"cannot reach the LLM back end at {self.url}: {exc}") from exc
-        except (httpx.HTTPError, StreamError) as exc:
+        except EventSourceError as exc:
             raise UpstreamError(f"the LLM back end's stream broke: {exc}") from exc
         if not finished:
             raise UpstreamError("the LLM back end ended the answer without finishing it")

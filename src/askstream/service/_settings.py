@@ -1,107 +1,73 @@
-"""The service's one settings object, read once from flags and ``ASKSTREAM_*`` variables."""
+"""The service's one settings object, read once from flags, variables and a ``.env`` file.
+
+``Settings`` is a pydantic-settings model: each field is one declaration, its
+type says how its text is checked, :func:`setting` gives its help line and its
+row in ``docs/configuration.md`` (written by ``python -m
+askstream.service._settings_doc``; a test fails when the two drift apart).
+Where the values come from, in order, is ``_settings_sources.py``'s docstring.
+
+To add a setting: declare it below in its group, e.g.
+``log_format: Literal["text", "json"] = setting("text", "text, or json: an object a line")``
+(a type from ``_settings_types.py`` when it needs a check of its own), then run
+``python -m askstream.service._settings_doc`` to update the docs' table. The
+flag, the variable, the ``--help`` line and the error messages follow from the
+declaration.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
-import re
 import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
 from ._identity import parse_tokens, read_tokens_file
+from ._settings_sources import WHOLE, describe, gather, setting, variable
+from ._settings_types import (
+    ApiKey,
+    Count,
+    Delay,
+    HttpUrl,
+    LogFormat,
+    LogLevel,
+    Names,
+    Origins,
+    Port,
+    RedisUrl,
+    Seconds,
+    Size,
+)
 
 __all__ = ["Settings"]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 (compared with, never bound)
 
-_DATA_DIR = Path("data")
-_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-_LOG_FORMATS = ("text", "json")
+
+def _whole(message: str) -> PydanticCustomError:
+    """A check across settings, whose message names them itself."""
+    return PydanticCustomError(WHOLE, "{message}", {"message": message})
 
 
-def _positive(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    def check(text: str) -> Any:
-        value = parse(text)
-        if value <= 0:
-            raise ValueError(f"must be above 0, not {text!r}")
-        return value
-
-    return check
+def _label(info: ValidationInfo, name: str) -> str:
+    labels = info.context if isinstance(info.context, Mapping) else {}
+    return str(labels.get(name, variable(name)))
 
 
-def _not_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError(f"must not be negative, not {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"must not be negative, not {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"is not a TCP port: {text!r}")
-    return value
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def _origins(text: str) -> tuple[str, ...]:
-    origins = _names(text)
-    for origin in origins:
-        if origin != "*" and not re.fullmatch(r"https?://[^/?#\s]+", origin):
-            raise ValueError(f"{origin!r} is not an origin such as https://app.example.com")
-    return origins
-
-
-def _flag(text: str) -> bool:
-    if text.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if text.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"must be true or false, not {text!r}")
-
-
-def _log_level(text: str) -> str:
-    if text.lower() not in _LOG_LEVELS:
-        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}, not {text!r}")
-    return text.lower()
-
-
-def _log_format(text: str) -> str:
-    if text.lower() not in _LOG_FORMATS:
-        raise ValueError(f"must be one of {', '.join(_LOG_FORMATS)}, not {text!r}")
-    return text.lower()
-
-
-def _setting(default: Any, meaning: str, *, flag: bool = True, secret: bool = False) -> Any:
-    # The help text is the one description of a setting: --help and
-    # docs/configuration.md (checked by a test) both show it.
-    return dataclasses.field(
-        default=default, repr=not secret, metadata={"help": meaning, "flag": flag}
-    )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Settings:
+class Settings(BaseSettings):
     """Everything the service can be told, with the embedded defaults.
 
     Build it with :meth:`from_env` (what ``askstream serve`` and
     ``create_app()`` do): flags passed as ``overrides`` win over ``ASKSTREAM_*``
-    variables, which win over the defaults. ``docs/configuration.md`` has the
-    table of flags, variables and defaults.
+    variables, which win over the ``.env`` file, which wins over the defaults.
+    ``Settings(...)`` itself takes only what it is given: code and tests that
+    build one never pick up the environment or a ``.env`` lying around.
+    ``docs/configuration.md`` has the table of flags, variables and defaults.
 
     >>> settings = Settings.from_env({"ASKSTREAM_PORT": "9000"}, demo_delay=0.0)
     >>> settings.port, settings.demo_delay, settings.backend
@@ -110,159 +76,361 @@ class Settings:
     'sqlite+aiosqlite:///data/askstream.db'
     """
 
-    host: str = _setting("127.0.0.1", "interface to listen on (0.0.0.0: every one)")
-    port: int = _setting(8000, "TCP port to listen on")
-    data_dir: Path = dataclasses.field(  # spelled out: ruff's RUF009 cannot see a Path is final
-        default=_DATA_DIR,
-        metadata={"help": "folder for the SQLite file (made if missing)", "flag": True},
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,  # "nan" seconds is a typo, not a timeout
+        hide_input_in_errors=True,  # a ValidationError's text never shows a secret
     )
-    database_url: str | None = _setting(
+
+    env_file: Path | None = setting(
+        None,
+        "file of NAME=value lines read under the environment (unset: ./.env if there is one)",
+        doc="a file of `NAME=value` lines (the names of this table; `#` comments, quotes as "
+        "in a shell; no `${VAR}` expansion), read under the environment: a variable set in "
+        "both wins, and a flag over both. `/dev/null` reads none. The file's own "
+        "`ASKSTREAM_ENV_FILE` is ignored",
+        unset="unset: `.env` in the working directory, when there is one",
+    )
+    host: str = setting(
+        "127.0.0.1",
+        "interface to listen on (0.0.0.0: every one)",
+        doc="interface to listen on; `0.0.0.0` for every one",
+    )
+    port: Port = setting(8000, "TCP port to listen on")
+    data_dir: Path = setting(
+        Path("data"),
+        "folder for the SQLite file (made if missing)",
+        doc="folder for the SQLite file, made if missing (relative to the working directory)",
+    )
+    database_url: str | None = setting(
         None,
         "SQLAlchemy URL of the chat history: sqlite+aiosqlite:///... or "
         "postgresql+asyncpg://...; unset: data_dir/askstream.db",
+        doc="SQLAlchemy URL of the chat history: `sqlite+aiosqlite:///path.db` or "
+        "`postgresql+asyncpg://user:password@host:5432/db`; its schema is upgraded on start "
+        "(see `--db-upgrade`)",
+        unset="unset: `sqlite+aiosqlite:///<data-dir>/askstream.db`",
     )
-    db_upgrade: bool = _setting(
+    db_upgrade: bool = setting(
         True,
         "upgrade the database's schema at start (as `askstream db upgrade`); "
         "false: refuse to start unless it is at the newest",
+        doc="bring the database's schema to the newest revision at start, as `askstream db "
+        "upgrade` does (an empty database gets every table); `false`: refuse to start unless "
+        "the schema is already the newest, for deployments that run `askstream db upgrade` as "
+        "a step of their own. See [deploy.md](deploy.md#upgrading-the-database)",
     )
-    llm_url: str | None = _setting(
+    llm_url: HttpUrl | None = setting(
         None,
         "OpenAI-compatible API, base URL (https://api.openai.com/v1) or full "
         "/chat/completions URL; unset: the offline demo model",
+        doc="an OpenAI-compatible API: its base URL (`https://api.openai.com/v1`, "
+        "`http://localhost:11434/v1` for Ollama, `http://localhost:8000/v1` for vLLM or "
+        "llama.cpp's server, `http://localhost:1234/v1` for LM Studio) or the full "
+        "`.../chat/completions` URL; a bare `http://host:port` gets `/v1/chat/completions`. "
+        "`OPENAI_BASE_URL` is read only once a model is set, so that one exported for other "
+        "tools does not stop the demo",
+        unset="unset: the offline demo model",
+        fallback="OPENAI_BASE_URL",
+        fallback_with="llm_model",
     )
-    llm_model: str | None = _setting(None, "model name sent to the API; required with llm_url")
-    llm_api_key: str | None = _setting(
+    llm_model: str | None = setting(
+        None,
+        "model name sent to the API; required with llm_url",
+        doc="the model name sent to the API (`gpt-4o-mini`, `llama3.2`, ...); required with "
+        "an LLM URL",
+    )
+    llm_api_key: ApiKey | None = setting(
         None,
         "sent as Authorization: Bearer; no flag, so it stays out of `ps`",
+        doc="sent as `Authorization: Bearer <key>`; a variable only, so the key stays out of "
+        "`ps` and shell history. Prefer `ASKSTREAM_LLM_API_KEY_FILE`, a file holding the key "
+        "(a container's secret), so it is not in the environment either",
         flag=False,
         secret=True,
+        fallback="OPENAI_API_KEY",
     )
-    llm_connect_timeout: float = _setting(10.0, "seconds to connect to the API")
-    llm_read_timeout: float = _setting(
-        60.0, "seconds the API may stay silent, before its first byte and between chunks"
+    llm_connect_timeout: Seconds = setting(
+        10.0,
+        "seconds to connect to the API",
+        doc="seconds to connect to the API; past it the ask is 502",
     )
-    demo_delay: float = _setting(0.03, "seconds between the demo model's words")
-    max_body_size: int = _setting(64 * 1024, "largest request body in bytes; larger is 413")
-    context_messages: int = _setting(
-        50, "earlier messages of a chat sent to the model with a question"
+    llm_read_timeout: Seconds = setting(
+        60.0,
+        "seconds the API may stay silent, before its first byte and between chunks",
+        doc="seconds the API may stay silent, before its first byte and between chunks; past "
+        "it the ask is 502 (before the first piece) or ends with `event: error` (after)",
     )
-    save_interval: float = _setting(1.0, "seconds between saves of answers still streaming")
-    heartbeat: float = _setting(15.0, "seconds between keep-alive comments on a quiet stream")
-    stream_retention: float = _setting(3600.0, "seconds a finished answer's stream stays resumable")
-    redis_url: str | None = _setting(
+    demo_delay: Delay = setting(
+        0.03,
+        "seconds between the demo model's words",
+        doc="seconds between the demo model's words; `0` streams at once",
+    )
+    max_body_size: Size = setting(
+        64 * 1024,
+        "largest request body in bytes; larger is 413",
+        doc="largest request body in bytes (64 KiB); a larger one is 413",
+    )
+    context_messages: Count = setting(
+        50,
+        "earlier messages of a chat sent to the model with a question",
+        doc="how many earlier messages of a chat go to the model with a question (questions, "
+        "and answers that completed)",
+    )
+    save_interval: Seconds = setting(
+        1.0,
+        "seconds between saves of answers still streaming",
+        doc="seconds between saves of answers still streaming (all of them in one "
+        "transaction); an answer is also saved when it ends",
+    )
+    heartbeat: Seconds = setting(
+        15.0,
+        "seconds between keep-alive comments on a quiet stream",
+        doc="seconds between keep-alive comments on a stream with nothing to say, so proxies "
+        "keep it open",
+    )
+    stream_retention: Delay = setting(
+        3600.0,
+        "seconds a finished answer's stream stays resumable",
+        doc="seconds a finished answer's stream stays resumable at `GET "
+        "/api/streams/{messageId}`; after that it is `410 Gone` (for a week, then `404`); the "
+        "history keeps the answer for ever",
+    )
+    # -- the stream log in Redis (docs/deploy.md) --
+    redis_url: RedisUrl | None = setting(
         None,
         "Redis for the stream log, shared by several instances: redis://host:6379/0; "
         "unset: in this process's memory",
+        doc="Redis (7 or newer) holding the stream log, so that several instances serve every "
+        "answer: `redis://host:6379/0`, `rediss://user:password@host:6380/0`, "
+        "`unix:///run/redis.sock`. See [deploy.md](deploy.md)",
+        unset="unset: the stream log lives in this process's memory",
     )
-    redis_prefix: str = _setting("askstream:", "prefix of every Redis key askstream writes")
-    stream_max_events: int = _setting(
-        10_000, "events kept per stream in Redis (XADD MAXLEN ~); older ones cannot be resumed"
+    redis_prefix: str = setting(
+        "askstream:",
+        "prefix of every Redis key askstream writes",
+        doc="prefix of every Redis key askstream writes, so that several deployments can "
+        "share one Redis",
     )
-    lease_ttl: float = _setting(
-        5.0, "seconds after an instance dies before readers of its answers get error 503 (Redis)"
+    stream_max_events: Size = setting(
+        10_000,
+        "events kept per stream in Redis (XADD MAXLEN ~); older ones cannot be resumed",
+        doc="events kept per answer in Redis (`XADD MAXLEN ~`, so a few more may stay); a "
+        "resume from before the oldest kept one is `410`",
     )
-    lease_renew: float = _setting(
-        2.0, "seconds between an instance's lease renewals; at most half of lease_ttl (Redis)"
+    lease_ttl: Seconds = setting(
+        5.0,
+        "seconds after an instance dies before readers of its answers get error 503 (Redis)",
+        doc="Redis: seconds an instance's lease on its answers outlives its last renewal. When "
+        "an instance dies, its answers' readers get `event: error` with code `503` within "
+        "about `lease-ttl` + `lease-renew` / 2 seconds, and the messages are stored as "
+        "`failed`. Also how long a reader waits on an unreachable Redis, or on a stream that "
+        "vanished from it, before it gets `error` 503",
     )
-    shutdown_timeout: float = _setting(
+    lease_renew: Seconds = setting(
+        2.0,
+        "seconds between an instance's lease renewals; at most half of lease_ttl (Redis)",
+        doc="Redis: seconds between an instance's renewals of its leases (one round trip for "
+        "all of them); at most half of `lease-ttl`. Every instance also looks for lapsed "
+        "leases every `lease-renew` / 2 seconds",
+    )
+    shutdown_timeout: Delay = setting(
         10.0,
         "on SIGTERM or Ctrl+C, seconds answers in flight get to finish; then they are "
         "stored `cancelled` and open streams end with error 503 (resume elsewhere)",
+        doc="on SIGTERM or Ctrl+C, seconds answers in flight get to finish (under `serve` and "
+        "plain uvicorn alike); then they are stored `cancelled` and open streams end with "
+        "`error` 503 that says to resume; the process exits about a second later",
     )
-    log_level: str = _setting("info", "critical, error, warning, info or debug")
-    # -- the log's form (docs/deploy.md, "Logs") --
-    log_format: str = _setting(
-        "text", "text (readable lines) or json (one JSON object a line, for log collectors)"
+    log_level: LogLevel = setting(
+        "info",
+        "critical, error, warning, info or debug",
+        doc="`critical`, `error`, `warning`, `info` or `debug`; `info` logs one line per "
+        "request and per answer, `warning` only what needs a look",
+    )
+    # -- the log's form (docs/deploy.md, "Logs"; _logs.py) --
+    log_format: LogFormat = setting(
+        "text",
+        "text (readable lines) or json (one JSON object a line, for log collectors)",
+        doc="`text`: readable lines, `LEVEL logger: message [request=... chat=... "
+        "message=...]`; `json`: one JSON object a line (`time`, `level`, `logger`, "
+        "`message`, `request_id`, `chat_id`, `message_id`, `exc`, ...) for a log collector. "
+        "Under plain `uvicorn --factory`, `json` takes over the process's logging; `text` "
+        "leaves uvicorn's as it is. See [deploy.md](deploy.md#logs)",
     )
     # -- who may ask (docs/security.md) --
-    tokens: str | None = _setting(
+    tokens: str | None = setting(
         None,
         "comma-separated user:token pairs; with tokens every API call needs one",
+        doc="bearer tokens for programs and people: `alice:TOKEN,bob:TOKEN` (user names of "
+        "letters, digits and `._@-`; tokens of 16 or more characters without spaces or "
+        "commas). With any token configured, every API call needs `Authorization: Bearer "
+        "<token>` and anonymous browser sessions are off. A variable only: tokens stay out of "
+        "`ps`. See [security.md](security.md)",
         flag=False,
         secret=True,
+        secret_file=False,  # ASKSTREAM_TOKENS_FILE is a setting of its own, in its own form
     )
-    tokens_file: Path | None = dataclasses.field(  # spelled out, as data_dir (RUF009)
-        default=None,
-        metadata={"help": "file of 'user token' lines (the form to prefer)", "flag": True},
+    tokens_file: Path | None = setting(
+        None,
+        "file of 'user token' lines (the form to prefer)",
+        doc="a file of `user token` lines (`#` comments allowed): the form to prefer, readable "
+        "by the service's user only. Combined with `ASKSTREAM_TOKENS`; a user or token in "
+        "both stops the start",
     )
-    secret_key: str | None = _setting(
+    secret_key: str | None = setting(
         None,
         "signs the page's session cookies; unset: made once and kept in data_dir/secret_key",
+        doc="signs the anonymous session cookies of the page. Several instances behind one "
+        "balancer must share one value, or a browser's session is unknown on the other "
+        "instance",
+        unset="unset: made once and kept in `<data-dir>/secret_key` (mode 0600)",
         flag=False,
         secret=True,
     )
-    allowed_hosts: tuple[str, ...] = _setting(
-        (), "Host names the service answers to (* for any); unset: loopback names and --host"
+    allowed_hosts: Names = setting(
+        (),
+        "Host names the service answers to (* for any); unset: loopback names and --host",
+        doc="the `Host` names the service answers to, comma-separated; `.example.com` matches "
+        "a domain and its subdomains, `*` any. Any other `Host` is `400`: a page on a "
+        "rebinding DNS name cannot reach a service on localhost",
+        unset="unset: `localhost`, `127.0.0.1`, `[::1]` and `--host` (for `0.0.0.0`, also "
+        "this machine's host name)",
     )
-    cors_origins: tuple[str, ...] = _setting(
-        (), "origins whose pages may call the API from the browser (CORS); unset: none"
+    cors_origins: Origins = setting(
+        (),
+        "origins whose pages may call the API from the browser (CORS); unset: none",
+        doc="origins (`https://app.example.com`) whose pages may call the API from the "
+        "browser, comma-separated: CORS preflights are answered for them, with "
+        "`Authorization`, `Content-Type`, `Last-Event-ID` and `X-Request-ID` allowed and "
+        "`Content-Location` and `X-Request-ID` exposed. `*` allows any origin without "
+        "credentials (cookies)",
+        unset="unset: none",
     )
-    api_docs: bool = _setting(False, "serve the API's Swagger UI page at /docs")
-    insecure: bool = _setting(
-        False, "serve a non-loopback address with no tokens (anyone who reaches it can ask)"
+    api_docs: bool = setting(
+        False,
+        "serve the API's Swagger UI page at /docs",
+        doc="serve the API's Swagger UI at `/docs` (a pinned copy shipped in the package; no "
+        "third-party script). `/openapi.json` is always there",
     )
-    # Limits: what one client, one user and everyone together may hold (docs/deploy.md).
-    max_head_size: int = _setting(
-        16 * 1024, "largest request head (request line and headers) in bytes; larger is 431"
+    insecure: bool = setting(
+        False,
+        "serve a non-loopback address with no tokens (anyone who reaches it can ask)",
+        doc="let `askstream serve` listen on a non-loopback address with no tokens (it refuses "
+        "otherwise); a warning is logged at every start. For a service behind something that "
+        "already checks who asks",
     )
-    header_timeout: float = _setting(
-        10.0, "seconds a client may take to send a request head; then 408 and the end"
+    # -- limits: what one client, one user and everyone together may hold (docs/deploy.md) --
+    max_head_size: Size = setting(
+        16 * 1024,
+        "largest request head (request line and headers) in bytes; larger is 431",
+        doc="largest request head (request line and headers) in bytes (16 KiB); a larger one "
+        "is `431`, an unfinished one as soon as it passes the limit (see "
+        "[deploy.md](deploy.md#limits))",
     )
-    body_timeout: float = _setting(
-        10.0, "seconds a client may take to send a request body; then 408 and the end"
+    header_timeout: Seconds = setting(
+        10.0,
+        "seconds a client may take to send a request head; then 408 and the end",
+        doc="seconds a client may take to send a request head (from connecting, or from the "
+        "first byte of the next request on a kept-alive connection); then `408` and the "
+        "connection ends. Needs askstream's protocol (`askstream serve` has it; under plain "
+        "uvicorn pass `--http askstream.service:HttpProtocol`)",
     )
-    max_connections: int = _setting(
-        2048, "open connections per process (streams included); more are answered 503"
+    body_timeout: Seconds = setting(
+        10.0,
+        "seconds a client may take to send a request body; then 408 and the end",
+        doc="seconds a client may take to send a whole request body; then `408` and the "
+        "connection ends",
     )
-    max_generations: int = _setting(
-        256, "answers generating at once in this process; more asks are answered 503"
+    max_connections: Size = setting(
+        2048,
+        "open connections per process (streams included); more are answered 503",
+        doc="open connections per process, idle and streaming ones included; more are "
+        "answered `503` with `Retry-After` and closed (without askstream's protocol: requests "
+        "in progress)",
     )
-    max_user_generations: int = _setting(
-        32, "answers one user may have generating at once in this process; more are 429"
+    max_generations: Size = setting(
+        256,
+        "answers generating at once in this process; more asks are answered 503",
+        doc="answers generating at once in this process (each one a model call); another ask "
+        "is `503` with `Retry-After`",
     )
-    memory_store_max_bytes: int = _setting(
+    max_user_generations: Size = setting(
+        32,
+        "answers one user may have generating at once in this process; more are 429",
+        doc="answers one user may have generating at once in this process; another ask of "
+        "theirs is `429` with `Retry-After`",
+    )
+    memory_store_max_bytes: Size = setting(
         256 * 1024 * 1024,
         "bytes the memory store may hold; oldest finished streams go first, "
         "a new ask is 503 while live ones fill it",
+        doc="bytes the in-memory stream log may hold (256 MiB; each event counts its data and "
+        "about 120 bytes of bookkeeping). Past it the oldest finished streams are dropped "
+        "first (`410` for a late reader; the answer stays in the history); a new ask is `503` "
+        "only while open streams fill it. With Redis, Redis's own `maxmemory` is the cap",
     )
 
-    def __post_init__(self) -> None:
-        if self.llm_url is not None and not self.llm_model:
-            raise ValueError(
-                "ASKSTREAM_LLM_URL is set but ASKSTREAM_LLM_MODEL is not: "
-                "an OpenAI-compatible back end needs a model name"
+    # -- checks across settings: each on the later field, so that pydantic reports it
+    # -- together with every other wrong setting (info.data holds the earlier valid ones)
+
+    @field_validator("llm_model")
+    @classmethod
+    def _model_with_url(cls, model: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("llm_url") is not None and not model:
+            raise _whole(
+                f"{_label(info, 'llm_url')} is set but ASKSTREAM_LLM_MODEL is not: an "
+                "OpenAI-compatible back end needs a model name (--llm-model)"
             )
-        if self.llm_url is not None and not self.llm_url.startswith(("http://", "https://")):
-            raise ValueError(f"ASKSTREAM_LLM_URL must be an http(s) URL, not {self.llm_url!r}")
-        if self.redis_url is not None and not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ValueError(
-                f"ASKSTREAM_REDIS_URL must be a redis://, rediss:// or unix:// URL, "
-                f"not {self.redis_url!r}"
+        return model
+
+    @field_validator("lease_renew")
+    @classmethod
+    def _renew_within_ttl(cls, renew: float, info: ValidationInfo) -> float:
+        ttl = info.data.get("lease_ttl")
+        if ttl is not None and renew > ttl / 2:
+            raise _whole(
+                f"{_label(info, 'lease_renew')} ({renew}) must be at most half of "
+                f"{_label(info, 'lease_ttl')} ({ttl}), so that one slow renewal does not lose "
+                "a live instance's answers"
             )
-        self.user_tokens()  # a malformed token list or file stops the start, with its reason
-        if self.lease_renew > self.lease_ttl / 2:
-            raise ValueError(
-                "ASKSTREAM_LEASE_RENEW must be at most half of ASKSTREAM_LEASE_TTL, so that "
-                "one slow renewal does not lose a live instance's answers"
-            )
+        return renew
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_parse(cls, tokens: str | None, info: ValidationInfo) -> str | None:
+        if tokens:
+            try:
+                parse_tokens(tokens, _label(info, "tokens"))  # names users, never tokens
+            except ValueError as exc:
+                raise _whole(str(exc)) from None
+        return tokens
+
+    @field_validator("tokens_file")
+    @classmethod
+    def _tokens_file_reads(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        try:
+            _user_tokens(info.data.get("tokens"), path)
+        except ValueError as exc:
+            raise _whole(str(exc)) from None
+        return path
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what ``Settings(...)`` is given: :meth:`from_env` reads the rest."""
+        return (init_settings,)
 
     def user_tokens(self) -> dict[str, str]:
         """User name to token, from ``tokens`` and ``tokens_file`` together."""
-        tokens = parse_tokens(self.tokens) if self.tokens else {}
-        if self.tokens_file is not None:
-            for user, token in read_tokens_file(self.tokens_file).items():
-                if user in tokens:
-                    raise ValueError(
-                        f"user {user!r} has a token in both ASKSTREAM_TOKENS and "
-                        "ASKSTREAM_TOKENS_FILE: keep one"
-                    )
-                if token in tokens.values():
-                    raise ValueError("ASKSTREAM_TOKENS and ASKSTREAM_TOKENS_FILE share a token")
-                tokens[user] = token
-        return tokens
+        return _user_tokens(self.tokens, self.tokens_file)
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -306,63 +474,47 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
-        """Defaults, then ``ASKSTREAM_*`` variables from ``environ`` (``os.environ``),
-        then ``overrides`` (the command line's flags; ``None`` values are skipped).
+        """Defaults, then the ``.env`` file, then ``ASKSTREAM_*`` variables from
+        ``environ`` (``os.environ``), then ``overrides`` (the command line's flags;
+        ``None`` values are skipped). ``overrides`` take the flags' text or typed values.
 
-        Raises ``ValueError`` naming the variable for a value that does not parse.
+        Raises ``ValueError`` listing every wrong setting, one a line, each naming
+        where its value came from (flag, variable, file) and, unless it is a secret,
+        the value.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            name = "ASKSTREAM_" + field.name.upper()
-            text = env.get(name)
-            if text is None or text == "":
-                continue
-            try:
-                values[field.name] = _PARSERS[field.name](text)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**values)
+        fields = cls.model_fields
+        found = gather(fields, os.environ if environ is None else environ, overrides)
+        problems = list(found.problems)
+        try:
+            settings = cls.model_validate(found.values, context=found.labels)
+        except ValidationError as exc:
+            problems += [
+                (_where(e["loc"]), describe(e, fields, found.labels)) for e in exc.errors()
+            ]
+        if problems:
+            order = list(fields)
+            problems.sort(key=lambda p: order.index(p[0]) if p[0] in order else len(order))
+            lines = [text for _, text in problems]
+            if len(lines) == 1:
+                raise ValueError(lines[0])
+            raise ValueError(f"{len(lines)} settings are wrong:\n  " + "\n  ".join(lines))
+        return settings
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "host": str,
-    "port": _port,
-    "data_dir": Path,
-    "database_url": str,
-    "db_upgrade": _flag,
-    "llm_url": str,
-    "llm_model": str,
-    "llm_api_key": str,
-    "llm_connect_timeout": _positive(float),
-    "llm_read_timeout": _positive(float),
-    "demo_delay": _not_negative,
-    "max_body_size": _positive(int),
-    "context_messages": _count,
-    "save_interval": _positive(float),
-    "heartbeat": _positive(float),
-    "stream_retention": _not_negative,
-    "redis_url": str,
-    "redis_prefix": str,
-    "stream_max_events": _positive(int),
-    "lease_ttl": _positive(float),
-    "lease_renew": _positive(float),
-    "shutdown_timeout": _not_negative,
-    "log_level": _log_level,
-    "log_format": _log_format,
-    "tokens": str,
-    "tokens_file": Path,
-    "secret_key": str,
-    "allowed_hosts": _names,
-    "cors_origins": _origins,
-    "api_docs": _flag,
-    "insecure": _flag,
-    "max_head_size": _positive(int),
-    "header_timeout": _positive(float),
-    "body_timeout": _positive(float),
-    "max_connections": _positive(int),
-    "max_generations": _positive(int),
-    "max_user_generations": _positive(int),
-    "memory_store_max_bytes": _positive(int),
-}
+def _where(loc: tuple[int | str, ...]) -> str:
+    return str(loc[0]) if loc else ""
+
+
+def _user_tokens(tokens: str | None, tokens_file: Path | None) -> dict[str, str]:
+    found = parse_tokens(tokens) if tokens else {}
+    if tokens_file is not None:
+        for user, token in read_tokens_file(tokens_file).items():
+            if user in found:
+                raise ValueError(
+                    f"user {user!r} has a token in both ASKSTREAM_TOKENS and "
+                    "ASKSTREAM_TOKENS_FILE: keep one"
+                )
+            if token in found.values():
+                raise ValueError("ASKSTREAM_TOKENS and ASKSTREAM_TOKENS_FILE share a token")
+            found[user] = token
+    return found

@@ -34,18 +34,26 @@ def _size_bound(text: str) -> int:
     return len(text) if text.isascii() else 4 * len(text)
 
 
-def _digits_to_int(digits: str) -> int:
-    """int() of ASCII digits of any length (int() refuses over 4300 digits).
+MAX_RETRY = 2**31 - 1
+"""The largest reconnection time (ms) a ``retry`` field sets: 24.8 days.
 
-    The spec sets no upper bound on ``retry``, so neither do we.
+The spec takes any run of ASCII digits as an integer, with no upper bound; a
+longer one is clamped to this rather than ignored, so that a server asking for
+a very long wait gets the longest one we can do, not the 1 s default. It is the
+longest wait a browser timer can do (``setTimeout`` fires at once past it) and
+askstream.js clamps the same way. docs/protocol.md, "retry".
+"""
+
+
+def _retry_value(digits: str) -> int:
+    """A ``retry`` field's ASCII digits (any number of them) as ms, at most ``MAX_RETRY``.
+
+    >>> _retry_value("02000"), _retry_value("9" * 5000)
+    (2000, 2147483647)
     """
-    if len(digits) <= 4000:
-        return int(digits)
-    value = 0
-    for start in range(0, len(digits), 4000):
-        part = digits[start : start + 4000]
-        value = value * 10 ** len(part) + int(part)
-    return value
+    digits = digits.lstrip("0")
+    # Past 10 significant digits it is past the cap, and int() refuses over 4300.
+    return MAX_RETRY if len(digits) > 10 else min(int(digits or "0"), MAX_RETRY)
 
 
 def _normalise(text: str) -> str:
@@ -461,7 +469,7 @@ class Decoder:
                     if "\0" not in value:
                         id_buffer = value
                 elif name == "retry" and value.isascii() and value.isdigit():
-                    event_retry = self._retry = _digits_to_int(value)
+                    event_retry = self._retry = _retry_value(value)
                 # Any other field name is ignored.
         self._data = data
         self._data_size = data_size

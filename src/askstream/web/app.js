@@ -1,10 +1,11 @@
 // The chat page: a list of chats, the open chat's messages, and an input whose
 // answers stream in through askstream.js. No framework and no build step.
 //
-// Reloading mid-answer: while an answer streams, the page keeps its messageId,
-// the last event id and the text so far in sessionStorage. After a reload it
-// shows that text and resumes GET /api/streams/{messageId} after that id, so no
-// piece arrives twice. An answer still streaming that this tab did not start
+// Reloading mid-answer: when the page is left (a reload fires pagehide) or
+// hidden while an answer streams, it keeps the answer's messageId, the last
+// event id and the text so far in sessionStorage. After a reload it shows that
+// text and resumes GET /api/streams/{messageId} after that id, so no piece
+// arrives twice. An answer still streaming that this tab did not start
 // (another tab, a new session) is followed from the start of its stream, which
 // replaces the partial text the server stored.
 //
@@ -33,6 +34,7 @@ const ui = {
   title: $("chat-title"),
   messages: $("messages"),
   welcome: $("welcome"),
+  suggestions: document.querySelectorAll("#welcome .suggestion"),
   composer: $("composer"),
   question: $("question"),
   send: $("send"),
@@ -201,6 +203,10 @@ function formatTime(value) {
   return Number.isNaN(date.getTime()) ? "" : date.toLocaleString();
 }
 
+// Who wrote a message, shown above it and naming it for screen readers.
+const SENDER = { user: "You", assistant: "Assistant" };
+let senderIds = 0;
+
 const STATUS_LABEL = {
   streaming: "",
   complete: "",
@@ -218,6 +224,11 @@ class MessageView {
     this.renders = 0;
     this.root = document.createElement("article");
     this.root.className = `message ${role}`;
+    this.sender = document.createElement("div");
+    this.sender.className = "sender";
+    this.sender.id = `sender-${++senderIds}`;
+    this.sender.textContent = SENDER[role] ?? role;
+    this.root.setAttribute("aria-labelledby", this.sender.id);
     this.body = document.createElement("div");
     this.body.className = "content";
     this.foot = document.createElement("div");
@@ -226,7 +237,7 @@ class MessageView {
     this.error.className = "error";
     this.error.setAttribute("role", "alert");
     this.error.hidden = true;
-    this.root.append(this.body, this.error, this.foot);
+    this.root.append(this.sender, this.body, this.error, this.foot);
     if (messageId) this.root.dataset.messageId = messageId;
     if (createdAt) this.root.title = formatTime(createdAt);
     this._frame = 0;
@@ -362,11 +373,17 @@ function updateComposer() {
   const streamingHere = active !== null && active.chatId === state.chatId && state.chatId !== null;
   const startingHere = active !== null && active.chatId === null && state.chatId === null;
   const busy = active !== null;
-  ui.stop.hidden = !(streamingHere || startingHere);
+  const showStop = streamingHere || startingHere;
+  // The button that goes away hands its focus to the one that takes its place,
+  // so a keyboard user's next Enter or Space stops (or sends) as they expect.
+  const focused = document.activeElement;
+  ui.stop.hidden = !showStop;
   ui.stop.disabled = Boolean(active?.stopping);
-  ui.send.hidden = !ui.stop.hidden;
+  ui.send.hidden = showStop;
   ui.send.disabled = busy;
-  ui.send.title = busy ? "An answer is still streaming" : "";
+  ui.send.title = busy ? "An answer is still being written" : "";
+  if (showStop && focused === ui.send) ui.stop.focus();
+  else if (!showStop && focused === ui.stop) ui.send.focus();
 }
 
 function closeSidebar() {
@@ -490,6 +507,24 @@ async function deleteChat(chatId, title) {
 
 // ---------------------------------------------------------------- answers
 
+// The text so far is saved when the page is hidden or left, not as it grows:
+// writing the whole answer on every piece cost its length each time, quadratic
+// over an answer. pagehide comes with every reload, close and navigation;
+// visibilitychange to "hidden" comes first where a browser may then discard the
+// tab unannounced (a phone's background tab). Whatever is saved pairs the text
+// with the id of its last event, so a resume after it repeats nothing even if
+// the answer went on after the save; a tab that dies without either event
+// saved nothing and replays the stream from its start after a reload.
+function saveOnLeave() {
+  const answer = state.active;
+  if (answer && !answer.finished) saveActive(answer);
+}
+
+window.addEventListener("pagehide", saveOnLeave);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") saveOnLeave();
+});
+
 function saveActive(answer) {
   try {
     sessionStorage.setItem(
@@ -586,7 +621,6 @@ class Answer {
         if (typeof payload.delta === "string") {
           this.content += payload.delta;
           this.view.appendContent(payload.delta, this.content);
-          saveActive(this);
         }
       }
       if (!outcome) outcome = { status: "failed", error: "The answer ended without finishing." };
@@ -718,6 +752,15 @@ function autosize() {
 ui.question.addEventListener("input", autosize);
 
 ui.stop.addEventListener("click", () => state.active?.stop());
+
+for (const suggestion of ui.suggestions) {
+  // An example question goes into the box, to send as it is or change first.
+  suggestion.addEventListener("click", () => {
+    ui.question.value = suggestion.textContent.trim();
+    autosize();
+    ui.question.focus();
+  });
+}
 
 ui.newChat.addEventListener("click", () => {
   if (location.hash) history.pushState(null, "", location.pathname);

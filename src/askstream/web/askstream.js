@@ -12,8 +12,10 @@
 // (tests/sse/vectors.json, run by tests/web/decoder.test.mjs).
 
 const DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024;
-// A retry value past 64 bits is ignored, as Chromium does and the Python decoder does.
-const MAX_RETRY = 2n ** 64n;
+// A `retry` of any number of digits is kept, clamped to 2^31 - 1 ms (24.8 days),
+// as the Python decoder does (docs/protocol.md, "retry"): the longest wait a
+// browser timer can do (setTimeout fires at once past it) and exact everywhere.
+export const MAX_RETRY = 2 ** 31 - 1;
 const DIGITS = /^[0-9]+$/;
 const LINE_END = /\r\n|\r|\n/g;
 
@@ -134,8 +136,11 @@ export class Decoder {
         if (!value.includes("\0")) this._idBuffer = value;
         break;
       case "retry":
-        if (DIGITS.test(value) && value.length <= 20 && BigInt(value) < MAX_RETRY) {
-          this._eventRetry = this._retry = Number(value);
+        if (DIGITS.test(value)) {
+          // Leading zeros are decimal, not octal; over 10 significant digits is past the cap.
+          const digits = value.replace(/^0+(?=.)/, "");
+          this._eventRetry = this._retry =
+            digits.length > 10 ? MAX_RETRY : Math.min(Number(digits), MAX_RETRY);
         }
         break;
       default: // any other field is ignored
@@ -184,6 +189,32 @@ export async function responseError(response) {
   return new ResponseError(message, { status: response.status, code, body, headers });
 }
 
+// The reconnect policy's defaults: askstream.Reconnect()'s, in ms.
+const DEFAULT_RECONNECT = Object.freeze({
+  maxAttempts: 5,
+  delay: 1000,
+  maxDelay: 30000,
+  multiplier: 2,
+  jitter: 0.2,
+});
+// Options that were renamed to match the Python client; passing one is an error.
+const RENAMED_OPTIONS = [
+  ["terminal", "`until`"],
+  ["retries", "`reconnect: { maxAttempts }`"],
+  ["retryDelay", "`reconnect: { delay }` (ms)"],
+];
+
+/** Ms to wait before reconnect attempt `attempt` (1-based), as Reconnect.backoff in
+ * Python: `retryMs` is the server's `retry` (or null), `rand` uniform in [0, 1).
+ *
+ *   backoff({ ...DEFAULT_RECONNECT, jitter: 0 }, 3, null, 0);  // 4000
+ */
+export function backoff(policy, attempt, retryMs, rand) {
+  const base = retryMs ?? policy.delay;
+  const grown = Math.min(policy.maxDelay, base * policy.multiplier ** Math.min(attempt - 1, 64));
+  return Math.max(base, grown) * (1 + policy.jitter * rand);
+}
+
 function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
@@ -191,10 +222,13 @@ function sleep(ms, signal) {
       clearTimeout(timer);
       reject(signal.reason);
     };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
+    const timer = setTimeout(
+      () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      },
+      Math.min(ms, MAX_RETRY), // a longer delay would wrap round and fire at once
+    );
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
@@ -226,14 +260,19 @@ function isPlainObject(value) {
  *   and no cookies (`credentials: "omit"`), as fetch does on a cross-origin
  *   redirect: a token is for the origin it was given to. Other headers travel.
  * - `lastEventId`: resume a stream after this id (sent as `Last-Event-ID`).
- * - `terminal`: event types after which the stream is complete and the loop
+ * - `until`: event types after which the stream is complete and the loop
  *   ends (default `["done", "error"]`). A body that ends before one of them is a
- *   dropped connection and is resumed. With `terminal: []` the end of the body
- *   ends the loop and nothing is resumed.
- * - `retries`: reconnect attempts in a row before giving up (default 5).
- * - `retryDelay`: ms before a reconnect (default 1000; a `retry` field from the
- *   server overrides it); the first reconnect after a drop that followed events is
- *   immediate.
+ *   dropped connection and is resumed. With `until: []` the end of the body
+ *   ends the loop and nothing is resumed. (Python: `until=`.)
+ * - `reconnect`: the reconnect policy, the Python client's `Reconnect` with the
+ *   same names in camelCase and times in ms: `{ maxAttempts: 5, delay: 1000,
+ *   maxDelay: 30000, multiplier: 2, jitter: 0.2 }`; give only what you change.
+ *   Attempt n (counted from the last event) waits `base * multiplier ** (n - 1)`
+ *   ms, at most `maxDelay` but never less than `base`, plus up to `jitter` of
+ *   it at random; `base` is the server's `retry` once it sent one, else `delay`.
+ *   After `maxAttempts` failed attempts in a row the loop throws the last error.
+ *   The first reconnect after a drop that followed events is immediate and not
+ *   counted. `reconnect: null` never reconnects: a drop throws.
  * - `onResponse`: called with each successful `Response` (the first and every
  *   resume) before its events, e.g. to read `Content-Location` early.
  * - `fetch`: the fetch function to use (default `globalThis.fetch`).
@@ -251,16 +290,20 @@ export async function* stream(url, options = {}) {
     body = undefined,
     signal = undefined,
     lastEventId = null,
-    terminal = ["done", "error"],
-    retries = 5,
-    retryDelay = 1000,
+    until = ["done", "error"],
+    reconnect = {},
     onResponse = null,
     fetch: fetchImpl = globalThis.fetch,
     ...init
   } = options;
+  for (const [old, now] of RENAMED_OPTIONS) {
+    // Anything unknown goes to fetch, which would ignore it without a word.
+    if (old in init) throw new TypeError(`stream(): the option \`${old}\` is now ${now}`);
+  }
+  const policy = reconnect === null ? null : { ...DEFAULT_RECONNECT, ...reconnect };
   // The origin the caller's credentials are for; a relative URL is the page's own.
   const origin = new URL(String(url), globalThis.location?.href).origin;
-  const terminalTypes = new Set(terminal ?? []);
+  const untilTypes = new Set(until ?? []);
   const baseHeaders = new Headers(headers);
   if (!baseHeaders.has("Accept")) baseHeaders.set("Accept", "text/event-stream");
   let requestBody = body;
@@ -279,8 +322,8 @@ export async function* stream(url, options = {}) {
 
   const giveUpOrWait = async (error) => {
     failures += 1;
-    if (failures > retries) throw error;
-    await sleep(serverRetry ?? retryDelay, signal);
+    if (policy === null || failures > policy.maxAttempts) throw error;
+    await sleep(backoff(policy, failures, serverRetry, Math.random()), signal);
   };
 
   for (;;) {
@@ -347,8 +390,8 @@ export async function* stream(url, options = {}) {
           break; // the connection dropped: resume below
         }
         if (chunk.done) {
-          // A complete stream ends only after a terminal event; without one, it dropped.
-          if (terminalTypes.size === 0) return;
+          // A complete stream ends only after an `until` event; without one, it dropped.
+          if (untilTypes.size === 0) return;
           break;
         }
         const events = decoder.feed(chunk.value);
@@ -357,7 +400,7 @@ export async function* stream(url, options = {}) {
           progressed = true;
           failures = 0;
           yield event;
-          if (terminalTypes.has(event.event)) return;
+          if (untilTypes.has(event.event)) return;
         }
       }
     } finally {
@@ -369,7 +412,8 @@ export async function* stream(url, options = {}) {
       status: response.status,
       code: "stream_dropped",
     });
-    if (resumeUrl === null) throw dropped; // a POST whose answer named no stream URL
+    // A POST whose answer named no stream URL, or a caller who wants no reconnects.
+    if (resumeUrl === null || policy === null) throw dropped;
     // The half-read event, if any, is discarded (the spec's end-of-stream rule); the
     // server replays everything after Last-Event-ID, so nothing is seen twice.
     decoder = new Decoder({ lastEventId: decoder.lastEventId });
