@@ -331,6 +331,21 @@ async def test_an_error_answer_has_the_request_id_too(
     assert access["status"] == status
 
 
+async def test_the_connection_caps_503_has_the_request_id_too(
+    spawn: Spawn, client: httpx.AsyncClient
+) -> None:
+    # OpenLimit, the middleware just inside RequestId, refuses before any route.
+    service = spawn(ASKSTREAM_MAX_CONNECTIONS="1", ASKSTREAM_DEMO_DELAY="0.05")
+    async with client.stream("POST", service.url + "/api/ask", json={"question": "Hi?"}) as held:
+        assert held.status_code == 200
+        refused = await client.get(service.url + "/api/chats", headers={"X-Request-ID": "over"})
+    assert refused.status_code == 503
+    assert refused.json()["code"] == 503
+    assert refused.headers["x-request-id"] == "over"
+    access = await service.wait_for(lambda e: _access(e, "over"))
+    assert access["status"] == 503
+
+
 async def test_the_access_line_has_the_path_as_sent_so_a_line_break_cannot_forge_one(
     service: Logged, client: httpx.AsyncClient
 ) -> None:
