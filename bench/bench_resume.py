@@ -16,6 +16,10 @@ fan-out beside sse-starlette serving the same events with a queue per reader.
    the *last* of the 1,000 readers: p50 and p99 over events. The readers are
    raw asyncio connections in this process (uvloop), so the client adds little.
    Redis: the answer is generated on instance A, the readers follow on B.
+4. Memory per reader: 5,000 readers following one open answer through the
+   service (router and middleware included), (RSS holding them - RSS of the
+   warmed-up service) / readers; beside it, in the same run, the bare
+   ``EventStreamResponse`` of ``bench_http.py`` holding as many idle streams.
 
 Needs Redis on 127.0.0.1:6379 (``--redis-url``); keys go under a prefix of the
 run's own, deleted after.
@@ -45,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psutil
 
 from _common import ROOT, lifespan, percentile, versions, write_section
 from askstream.sse import Decoder
@@ -55,6 +60,7 @@ LIBRARIES = ("askstream", "starlette", "uvicorn", "httpx", "redis", "sse-starlet
 
 RESUME_TARGET_MS = 10.0
 FANOUT_TARGET_MS = 20.0
+MEMORY_TARGET_KIB = 13.0
 SERVICE_ARGS = ["--timeout-graceful-shutdown", "1"]
 RAW = "raw sockets, no HTTP server (the machine's floor)"
 RIVALS = {
@@ -617,6 +623,113 @@ def floor_app() -> Any:
     return app
 
 
+# -- 4. memory per reader -------------------------------------------------------------------
+
+
+class _Held(asyncio.Protocol):
+    """A reader that sends its request and keeps the connection, reading and dropping."""
+
+    def __init__(self, request: bytes) -> None:
+        self._request = request
+        self.ready = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(self._request)  # type: ignore[attr-defined]  # a uvloop TCPTransport
+
+    def data_received(self, data: bytes) -> None:
+        if not self.ready.done():
+            self.ready.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("the reader's connection closed"))
+
+
+@dataclass
+class Memory:
+    kind: str
+    readers: int
+    held: int  # readers still connected when RSS was read
+    kib: float  # RSS per reader
+
+
+async def _hold(host: str, port: int, request: bytes, pid: int, readers: int) -> Memory:
+    loop = asyncio.get_running_loop()
+    server = psutil.Process(pid)
+
+    async def open_(count: int) -> list[tuple[asyncio.BaseTransport, _Held]]:
+        opened: list[tuple[asyncio.BaseTransport, _Held]] = []
+        for start in range(0, count, 200):
+            opened += await asyncio.gather(
+                *(
+                    loop.create_connection(lambda: _Held(request), host, port)
+                    for _ in range(start, min(count, start + 200))
+                )
+            )
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(protocol.ready for _, protocol in opened))
+        return opened
+
+    # Warm up: the first readers' paths (imports, caches, the hub) are not per reader.
+    for transport, _ in await open_(200):
+        transport.close()
+    await asyncio.sleep(1.5)
+    before = server.memory_info().rss
+    opened = await open_(readers)
+    await asyncio.sleep(1.5)
+    after = server.memory_info().rss
+    held = sum(1 for transport, _ in opened if not transport.is_closing())
+    for transport, _ in opened:
+        transport.close()
+    return Memory("", readers, held, (after - before) / readers / 1024)
+
+
+async def _service_readers(deployed: Deployment, readers: int) -> Memory:
+    async with httpx.AsyncClient(timeout=60.0) as client:
+        body = {"chatId": None, "question": "hold"}
+        async with client.stream("POST", deployed.a.url + "/api/ask", json=body) as response:
+            path = response.headers["content-location"]
+            cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+            request = (
+                f"GET {path} HTTP/1.1\r\nHost: {deployed.a.host}\r\n"
+                f"Accept: text/event-stream\r\nCookie: {cookie}\r\n\r\n"
+            ).encode()
+            server = deployed.a
+            return await _hold(server.host, server.port, request, server.pid, readers)
+
+
+def memory(readers: int, redis_url: str) -> list[Memory]:
+    """RSS per reader: through the service, and the bare response beside it."""
+    upstream = ServerProcess(
+        "askstream.testing:FakeUpstream.from_env",
+        factory=True,
+        # An answer that lasts the measurement: a piece every half second.
+        env={"ASKSTREAM_FAKE_TOKENS": "1000", "ASKSTREAM_FAKE_DELAY": "0.5"},
+    )
+    upstream.start()
+    try:
+        env = {
+            "ASKSTREAM_LLM_URL": upstream.url + "/v1",
+            "ASKSTREAM_LLM_MODEL": "fake",
+            # Above the default bound on connections (2,048), which would refuse most.
+            "ASKSTREAM_MAX_CONNECTIONS": str(readers + 1000),
+        }
+        with deployment("memory", env, redis_url) as deployed:
+            service = _run(_service_readers(deployed, readers))
+    finally:
+        upstream.stop()
+    service.kind = "a reader of an answer, through the service (memory store)"
+    import bench_http  # the bare response's app, as bench_http.py serves it
+
+    with bench_http.serving("askstream") as server:
+        request = f"GET /idle HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode()
+        bare = _run(_hold(server.host, server.port, request, server.pid, readers))
+    bare.kind = "an idle stream of a bare `EventStreamResponse` (bench_http.py)"
+    for row in (service, bare):
+        print(f"memory: {row}", file=sys.stderr)
+    return [service, bare]
+
+
 # -- the report ----------------------------------------------------------------------------
 
 
@@ -642,6 +755,7 @@ def report(
     resumes: list[Resume],
     throughputs: list[Throughput],
     fanouts: list[Fanout],
+    memories: list[Memory],
     command: str,
     redis_url: str,
 ) -> str:
@@ -710,6 +824,21 @@ def report(
         )
     lines += [
         "",
+        f"Memory per reader: {memories[0].readers:,} readers at once, each a raw "
+        "connection that sent its request and reads what comes; (server RSS holding "
+        "them - RSS of the warmed-up server) / readers. Through the service: every "
+        "reader follows one open answer (`GET /api/streams/{id}` as its asker, the "
+        "router, the middleware, the fan-out's hub); beside it, the bare response "
+        "holding as many idle streams. Target (issue 14): ≤ 13 KiB through the service.",
+        "",
+        "| readers of | readers held | RSS per reader | ≤ 13 KiB |",
+        "|---|--:|--:|:-:|",
+    ]
+    for row in memories:
+        ok = "✓" if row.kib <= MEMORY_TARGET_KIB else "✗"
+        lines.append(f"| {row.kind} | {row.held:,} | {row.kib:.1f} KiB | {ok} |")
+    lines += [
+        "",
         "Notes:",
         "",
         "- The resume time includes the client's own request and parse (about half "
@@ -747,8 +876,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50, help="events per stream")
     parser.add_argument("--readers", type=int, default=1000)
     parser.add_argument(
-        "--only", choices=["resume", "throughput", "fanout"], help="run one part only"
+        "--only", choices=["resume", "throughput", "fanout", "memory"], help="run one part only"
     )
+    parser.add_argument("--memory-readers", type=int, default=5000)
     args = parser.parse_args()
     kinds = ["memory", "redis"]
     resumes = (
@@ -766,10 +896,13 @@ def main() -> None:
         if args.only not in (None, "fanout")
         else [fanout(kind, args.readers, args.redis_url) for kind in [*kinds, *RIVALS]]
     )
+    memories = (
+        [] if args.only not in (None, "memory") else memory(args.memory_readers, args.redis_url)
+    )
     if args.only:
         return
     command = ".venv/bin/python bench/bench_resume.py --write"
-    section = report(resumes, throughputs, fanouts, command, args.redis_url)
+    section = report(resumes, throughputs, fanouts, memories, command, args.redis_url)
     print(section)
     if args.write:
         write_section("bench_resume", section)

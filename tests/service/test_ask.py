@@ -70,8 +70,13 @@ async def test_events_have_ids_and_the_documented_shapes(
     assert all((d["chatId"], d["messageId"]) == (chat_id, message_id) for d in deltas)
     assert [e.id for e in answer.events] == [str(n) for n in range(1, len(answer.events) + 1)]
     assert answer.last.event == "done"
-    assert answer.done.keys() == {"chatId", "messageId", "answer", "finishReason"}
+    # Both back ends count tokens (the demo its pieces, the fake upstream reports them).
+    assert answer.done.keys() == {"chatId", "messageId", "answer", "finishReason", "usage"}
     assert answer.done["finishReason"] == "stop"
+    usage = answer.done["usage"]
+    assert usage.keys() == {"promptTokens", "completionTokens", "totalTokens"}
+    assert usage["totalTokens"] == usage["promptTokens"] + usage["completionTokens"]
+    assert usage["completionTokens"] == len(deltas)  # a piece a token, in both
     assert (answer.done["chatId"], answer.done["messageId"]) == (chat_id, message_id)
     assert answer.headers["content-location"] == f"/api/streams/{message_id}"
 

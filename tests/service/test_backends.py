@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 
 import httpx
 import pytest
 
-from askstream.service import ChatMessage, Chunk, DemoBackend, OpenAIBackend, UpstreamError
+from askstream.service import (
+    ChatMessage,
+    Chunk,
+    DemoBackend,
+    ModelOptions,
+    OpenAIBackend,
+    UpstreamError,
+    Usage,
+)
 from askstream.service._demo import demo_answer
 from askstream.service._openai import completions_url
 from askstream.sse import Event
@@ -44,7 +53,39 @@ async def test_it_streams_the_content_and_the_finish_reason(backend: OpenAIBacke
     chunks = await collect(backend, HI)
     assert "".join(c.delta for c in chunks) == "Echo: Hi there"
     assert all(c.delta for c in chunks[:-1])  # the empty role-only chunk is skipped
-    assert chunks[-1] == Chunk("", "stop")
+    # The usage the upstream sends after the finish reason rides on the last chunk:
+    # the fake counts the prompt's words and the pieces it sent.
+    assert chunks[-1] == Chunk("", "stop", Usage(prompt_tokens=2, completion_tokens=5))
+
+
+async def test_temperature_and_max_tokens_reach_the_upstream(
+    backend: OpenAIBackend, upstream: ServerProcess
+) -> None:
+    question = f"Count to ten {uuid.uuid4().hex}"
+    messages: list[ChatMessage] = [{"role": "user", "content": question}]
+    async with aclosing(
+        backend.stream(messages, ModelOptions(temperature=0.25, max_tokens=2))
+    ) as stream:
+        chunks = [chunk async for chunk in stream]
+    assert "".join(c.delta for c in chunks) == "Echo:"  # two pieces: "Echo", ":"
+    assert chunks[-1].finish_reason == "length"
+    async with httpx.AsyncClient() as client:
+        seen = (await client.get(upstream.url + "/requests")).json()
+    sent = next(r for r in seen if r["messages"][-1]["content"] == question)
+    assert sent["temperature"] == 0.25
+    assert sent["maxTokens"] == 2
+    assert sent["streamOptions"] == {"include_usage": True}
+
+
+async def test_without_options_nothing_is_sent_for_them(
+    backend: OpenAIBackend, upstream: ServerProcess
+) -> None:
+    question = f"Plain {uuid.uuid4().hex}"
+    await collect(backend, [{"role": "user", "content": question}])
+    async with httpx.AsyncClient() as client:
+        seen = (await client.get(upstream.url + "/requests")).json()
+    sent = next(r for r in seen if r["messages"][-1]["content"] == question)
+    assert (sent["temperature"], sent["maxTokens"]) == (None, None)
 
 
 async def test_chinese_pieces_survive_the_round_trip(backend: OpenAIBackend) -> None:
@@ -258,9 +299,19 @@ async def test_the_demo_streams_its_answer_word_by_word_with_the_delay() -> None
     chunks = await collect(DemoBackend(delay=0.03, sleep=sleep), HI)
     text = "".join(c.delta for c in chunks)
     assert text == demo_answer(HI)
-    assert chunks[-1] == Chunk("", "stop")
+    pieces = len(chunks) - 1
+    # Its usage counts pieces: the prompt's two words, the answer's pieces.
+    assert chunks[-1] == Chunk("", "stop", Usage(prompt_tokens=2, completion_tokens=pieces))
     assert len(chunks) > 20
     assert sleep.calls == [0.03] * (len(chunks) - 2)  # between pieces, not before the first
+
+
+async def test_the_demo_stops_at_max_tokens_with_finish_reason_length() -> None:
+    backend = DemoBackend(delay=0)
+    async with aclosing(backend.stream(HI, ModelOptions(max_tokens=3))) as stream:
+        chunks = [chunk async for chunk in stream]
+    assert [c.delta for c in chunks[:-1]] == ["You", " asked:", " “Hi"]
+    assert chunks[-1] == Chunk("", "length", Usage(prompt_tokens=2, completion_tokens=3))
 
 
 async def test_the_demo_is_deterministic() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from askstream.service import ChatMessage, Chunk, ServiceError, UpstreamError
+from askstream.service import ChatMessage, Chunk, ModelOptions, ServiceError, UpstreamError
 from askstream.service._generation import Generations
 from askstream.service._history import ChatHistory, create_engine
 from askstream.streams import MemoryStore
@@ -26,7 +26,9 @@ class ScriptedBackend:
         self.closed = 0
         self.seen: list[list[ChatMessage]] = []
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Chunk, None]:
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: ModelOptions | None = None
+    ) -> AsyncGenerator[Chunk, None]:
         self.seen.append(list(messages))
         try:
             for step in self.script:

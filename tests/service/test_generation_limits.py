@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from askstream.service import ChatMessage, Chunk, ServiceError, UpstreamError
+from askstream.service import ChatMessage, Chunk, ModelOptions, ServiceError, UpstreamError
 from askstream.service._generation import Generations
 from askstream.service._history import ChatHistory, create_engine
 from askstream.service._limits import GenerationLimits
@@ -79,7 +79,9 @@ class GatedBackend:
         self.error = error
         self.gate = asyncio.Event()
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Chunk, None]:
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: ModelOptions | None = None
+    ) -> AsyncGenerator[Chunk, None]:
         if self.error is not None:
             raise self.error
         for piece in self.pieces:

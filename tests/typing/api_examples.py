@@ -23,6 +23,7 @@ from askstream.service import (
     ChatMessage,
     Chunk,
     DemoBackend,
+    ModelOptions,
     Settings,
     UpstreamError,
     create_app,
@@ -181,7 +182,9 @@ async def both_stores() -> None:
 class EchoBackend:
     """A back end of one's own: any class with ``stream`` and ``aclose``."""
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Chunk, None]:
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: ModelOptions | None = None
+    ) -> AsyncGenerator[Chunk, None]:
         if not messages:
             raise UpstreamError("nothing to answer")
         yield Chunk(messages[-1]["content"])

@@ -10,7 +10,7 @@ appends to the log. Responses only follow the log, so any reader can resume.
 """
 
 from ._app import create_app
-from ._backend import Backend, ChatMessage, Chunk
+from ._backend import Backend, ChatMessage, Chunk, ModelOptions, Usage
 from ._demo import DemoBackend
 from ._errors import SchemaError, ServiceError, Unavailable, UpstreamError
 from ._openai import OpenAIBackend
@@ -23,11 +23,13 @@ __all__ = [
     "Chunk",
     "DemoBackend",
     "HttpProtocol",
+    "ModelOptions",
     "OpenAIBackend",
     "SchemaError",
     "ServiceError",
     "Settings",
     "Unavailable",
     "UpstreamError",
+    "Usage",
     "create_app",
 ]

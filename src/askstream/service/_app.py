@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..http import ShutdownMiddleware
 from ..streams import MemoryStore, Store
+from . import _aisdk
 from ._backend import Backend
 from ._demo import DemoBackend
 from ._edge import HeadAsGet, HeadCheck, OpenLimit, allowed_methods
@@ -40,6 +41,8 @@ from ._identity import Identities, load_secret_key
 from ._limits import GenerationLimits
 from ._logs import RequestId, logging_config
 from ._middleware import BodyLimit, InternalErrors
+from ._openai_api import RESUME_HEADER, OpenAIErrors
+from ._openai_api import router as openai_router
 from ._protocol import SETTINGS_STATE
 from ._reaper import fail_lost, reap_forever, sweep_forever
 from ._routes import Services, router
@@ -263,7 +266,7 @@ def create_app(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "HEAD", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
-            expose_headers=["Content-Location", "X-Request-ID"],
+            expose_headers=["Content-Location", RESUME_HEADER, "X-Request-ID"],
             # Credentials (cookies) only for origins named one by one, never for "*".
             allow_credentials="*" not in settings.cors_origins,
             max_age=600,
@@ -271,11 +274,14 @@ def create_app(
     app.add_middleware(SiteGuard, allowed_hosts=settings.hosts, cors_origins=settings.cors_origins)
     app.add_middleware(HeadCheck, max_size=settings.max_head_size)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(OpenAIErrors)  # every error under /v1/ in OpenAI's shape too
     app.add_middleware(OpenLimit, limit=settings.max_connections)
     # The outermost: every response, a refusal of the cap included, gets its
     # X-Request-ID, and every line logged for a request names it (_logs.py).
     app.add_middleware(RequestId)
     app.include_router(router)
+    app.include_router(openai_router)  # the OpenAI-compatible door, /v1/
+    app.include_router(_aisdk.router)  # the AI SDK's door (docs/api.md)
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).
         app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)

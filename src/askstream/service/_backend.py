@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypedDict
 
-__all__ = ["Backend", "ChatMessage", "Chunk"]
+__all__ = ["Backend", "ChatMessage", "Chunk", "ModelOptions", "Usage"]
 
 
 class ChatMessage(TypedDict):
@@ -19,16 +19,51 @@ class ChatMessage(TypedDict):
     content: str
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The tokens an answer cost, as the model counted them (OpenAI's ``usage``).
+
+    >>> Usage(prompt_tokens=12, completion_tokens=30).total_tokens
+    42
+    """
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt and completion together."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOptions:
+    """What a request asks of the model beyond the messages; ``None`` leaves the
+    back end's default. Forwarded upstream as OpenAI's ``temperature`` and
+    ``max_tokens``.
+
+    >>> ModelOptions(temperature=0.2, max_tokens=256)
+    ModelOptions(temperature=0.2, max_tokens=256)
+    """
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
 @dataclass(slots=True)
 class Chunk:
-    """A piece of an answer: some text, and on the last one why the model stopped.
+    """A piece of an answer: some text, and on the last one why the model stopped
+    and, if the back end counted it, the :class:`Usage`.
 
-    >>> Chunk("Hel"), Chunk("", finish_reason="stop")
-    (Chunk(delta='Hel', finish_reason=None), Chunk(delta='', finish_reason='stop'))
+    >>> Chunk("Hel")
+    Chunk(delta='Hel', finish_reason=None, usage=None)
+    >>> Chunk("", finish_reason="stop", usage=Usage(5, 7)).usage.total_tokens
+    12
     """
 
     delta: str = ""
     finish_reason: str | None = None
+    usage: Usage | None = None
 
 
 class Backend(Protocol):
@@ -40,13 +75,19 @@ class Backend(Protocol):
     at once. It raises :class:`~askstream.service.UpstreamError` for every
     failure of the model's side.
 
+    ``options`` carries the request's settings (:class:`ModelOptions`; ``None``:
+    the back end's defaults); a back end that cannot honour one ignores it. The
+    last chunk carries the :class:`Usage` when the back end knows it.
+
     >>> from contextlib import aclosing
     >>> async def answer(backend: Backend) -> str:
     ...     async with aclosing(backend.stream([{"role": "user", "content": "Hi"}])) as chunks:
     ...         return "".join([chunk.delta async for chunk in chunks])
     """
 
-    def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Chunk, None]:
+    def stream(
+        self, messages: Sequence[ChatMessage], options: ModelOptions | None = None
+    ) -> AsyncGenerator[Chunk, None]:
         """Answer the conversation ``messages`` (oldest first), piece by piece."""
         ...
 

@@ -6,9 +6,12 @@ import asyncio
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
-from ._backend import ChatMessage, Chunk
+from ._backend import ChatMessage, Chunk, ModelOptions, Usage
 
-__all__ = ["DemoBackend"]
+__all__ = ["DEMO_MODEL", "DemoBackend"]
+
+#: The name the demo answers to where a model is named (``GET /v1/models``).
+DEMO_MODEL = "askstream-demo"
 
 # A word with the space before it, as tokenizers cut English; a run of CJK or
 # other unspaced text is cut every few characters so it streams too.
@@ -35,6 +38,9 @@ class DemoBackend:
     :func:`demo_answer` word by word, ``delay`` seconds apart.
 
     ``sleep`` is the pause between pieces (``asyncio.sleep``); tests pass a fake.
+    It honours ``max_tokens`` (a piece is a token: the answer stops there with
+    ``finish_reason`` ``"length"``), ignores ``temperature``, and reports
+    :class:`Usage` in pieces, the prompt's cut the same way.
 
     >>> import asyncio
     >>> async def first_words() -> str:
@@ -53,12 +59,20 @@ class DemoBackend:
         self.delay = delay
         self._sleep = sleep
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Chunk, None]:
-        for number, piece in enumerate(_PIECE.findall(demo_answer(messages))):
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: ModelOptions | None = None
+    ) -> AsyncGenerator[Chunk, None]:
+        pieces = _PIECE.findall(demo_answer(messages))
+        finish_reason = "stop"
+        limit = options.max_tokens if options is not None else None
+        if limit is not None and len(pieces) > limit:
+            pieces, finish_reason = pieces[:limit], "length"
+        for number, piece in enumerate(pieces):
             if number and self.delay:
                 await self._sleep(self.delay)
             yield Chunk(piece)
-        yield Chunk(finish_reason="stop")
+        prompt = sum(len(_PIECE.findall(message["content"])) for message in messages)
+        yield Chunk(finish_reason=finish_reason, usage=Usage(prompt, len(pieces)))
 
     async def aclose(self) -> None:
         return None

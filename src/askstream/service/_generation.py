@@ -29,7 +29,7 @@ from functools import partial
 from types import TracebackType
 
 from ..streams import FinishStatus, Store, StoreFull, StreamExpired, StreamNotFound
-from ._backend import Backend, ChatMessage
+from ._backend import Backend, ChatMessage, ModelOptions, Usage
 from ._errors import ServiceError, Unavailable, UpstreamError
 from ._health import UPSTREAM, Dependencies, unavailable
 from ._history import ChatHistory
@@ -67,6 +67,8 @@ class Answer:
     context: list[ChatMessage]
     new_chat: bool
     owner: str = ""  # the user who asked: the chat's and the stream's owner
+    options: ModelOptions | None = None  # the request's temperature, max tokens
+    usage: Usage | None = None  # what the back end counted, once it said
     question_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parts: list[str] = field(default_factory=list)
     ended: bool = False  # its last event (done or error) is in the store
@@ -176,10 +178,15 @@ class Generations:
         context: Sequence[ChatMessage],
         *,
         owner: str = "",
+        options: ModelOptions | None = None,
+        new_chat: bool | None = None,
     ) -> Answer:
         """Start answering ``question`` after ``context`` in chat ``chat_id`` (a new
         chat for ``None``) for ``owner`` (``""``: anonymous); return once the first
-        piece is in the store.
+        piece is in the store. ``options`` go to the back end with the messages.
+        ``new_chat=True`` creates chat ``chat_id`` under the id given (a client that
+        names its chats itself, as the AI SDK's does); the id must then be
+        JSON-safe, as every id this module writes unescaped.
 
         Raises :class:`UpstreamError` if the back end failed before its first piece,
         and :class:`ServiceError` 429 or 503 if ``owner`` or everyone has too many
@@ -197,8 +204,9 @@ class Generations:
             message_id=uuid.uuid4().hex,
             question=question,
             context=[*context, ChatMessage(role="user", content=question)],
-            new_chat=chat_id is None,
+            new_chat=chat_id is None if new_chat is None else new_chat,
             owner=owner,
+            options=options,
         )
         # Named in the asker's context (the rest of its request logs them) and so
         # in the task's, which copies it: every line about this answer carries
@@ -304,7 +312,7 @@ class Generations:
                 owner=answer.owner,
             )
             stored = True
-            async with aclosing(self._backend.stream(answer.context)) as chunks:
+            async with aclosing(self._backend.stream(answer.context, answer.options)) as chunks:
                 async for chunk in chunks:
                     if not began:
                         await self._store.create(
@@ -322,6 +330,8 @@ class Generations:
                             self._dependencies.answered(UPSTREAM)
                     if chunk.finish_reason:
                         finish_reason = chunk.finish_reason
+                    if chunk.usage is not None:
+                        answer.usage = chunk.usage
             if not began:  # the back end ended without a single chunk: an empty answer
                 await self._store.create(
                     mid, owner=answer.owner, on_cancel=partial(self._cancel_requested, mid)
@@ -385,12 +395,18 @@ class Generations:
         # Stored before `done` goes out: a reader that got `done` finds it saved.
         self._dirty.pop(mid, None)
         await self._history.finish_answer(mid, text, status, finish_reason)
-        done = {
+        done: dict[str, object] = {
             "chatId": answer.chat_id,
             "messageId": mid,
             "answer": text,
             "finishReason": finish_reason,
         }
+        if answer.usage is not None:
+            done["usage"] = {
+                "promptTokens": answer.usage.prompt_tokens,
+                "completionTokens": answer.usage.completion_tokens,
+                "totalTokens": answer.usage.total_tokens,
+            }
         answer.ended = True
         await self._store.append(mid, _json(done), event="done")
         await self._store.finish(mid, status)

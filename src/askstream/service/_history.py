@@ -23,6 +23,7 @@ from sqlalchemy.pool import StaticPool
 
 from . import _migrate
 from ._backend import ChatMessage
+from ._errors import ServiceError
 
 __all__ = ["ChatHistory", "ChatRecord", "MessageRecord", "MessageStatus"]
 
@@ -211,6 +212,31 @@ class ChatHistory:
             row = (await conn.execute(query)).first()
         return None if row is None else _chat(row)
 
+    async def owner(self, chat_id: str) -> str | None:
+        """Whose chat ``chat_id`` is; ``None`` if there is no such chat. For a door
+        whose clients name new chats themselves (the AI SDK's ``POST /api/chat``):
+        a new id, the caller's chat, or another user's."""
+        query = sa.select(_chats.c.owner).where(_chats.c.id == chat_id)
+        async with self.engine.connect() as conn:
+            owner: str | None = await conn.scalar(query)
+        return owner
+
+    async def streaming_answer(self, chat_id: str) -> str | None:
+        """The id of the chat's newest answer still ``streaming``, if any."""
+        query = (
+            sa.select(_messages.c.id)
+            .where(
+                _messages.c.chat_id == chat_id,
+                _messages.c.role == "assistant",
+                _messages.c.status == "streaming",
+            )
+            .order_by(_messages.c.seq.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            answer_id: str | None = await conn.scalar(query)
+        return answer_id
+
     async def messages(self, chat_id: str) -> list[MessageRecord]:
         """A chat's messages, oldest first."""
         query = sa.select(_messages).where(_messages.c.chat_id == chat_id).order_by(_messages.c.seq)
@@ -256,16 +282,24 @@ class ChatHistory:
         first: str = "",
     ) -> None:
         """Store a question and its answer-to-be (``streaming``, holding ``first``), in one
-        transaction that also creates the chat, ``owner``'s, when ``new_chat``."""
+        transaction that also creates the chat, ``owner``'s, when ``new_chat``.
+
+        A new chat whose id is taken (a client names its chats, and two requests
+        made the same one at once) is :class:`ServiceError` 409, and nothing is stored.
+        """
         now = _now()
         async with self.engine.begin() as conn:
             if new_chat:
                 title = _title(question)
-                await conn.execute(
-                    _chats.insert().values(
-                        id=chat_id, owner=owner, title=title, created_at=now, updated_at=now
-                    )
+                insert = _chats.insert().values(
+                    id=chat_id, owner=owner, title=title, created_at=now, updated_at=now
                 )
+                try:
+                    await conn.execute(insert)
+                except sa.exc.IntegrityError:
+                    raise ServiceError(
+                        409, f"chat {chat_id!r} was just made by another request; send again"
+                    ) from None
             else:
                 await conn.execute(
                     _chats.update().where(_chats.c.id == chat_id).values(updated_at=now)

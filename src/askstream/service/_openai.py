@@ -18,7 +18,7 @@ from .._exceptions import (
 )
 from ..http import aconnect
 from ..sse import Event
-from ._backend import ChatMessage, Chunk
+from ._backend import ChatMessage, Chunk, ModelOptions, Usage
 from ._errors import UpstreamError
 from ._text import valid_text
 
@@ -61,6 +61,17 @@ def _error_field(payload: Any) -> str | None:
     if payload.get("object") == "error":
         return str(payload.get("message") or payload)
     return None
+
+
+def _usage(payload: dict[str, Any]) -> Usage | None:
+    # OpenAI's last chunk with stream_options.include_usage; absent or null elsewhere.
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if type(prompt) is not int or type(completion) is not int:
+        return None  # a server that counts otherwise: no usage rather than a wrong one
+    return Usage(prompt, completion)
 
 
 def _response_message(exc: ResponseError) -> str:
@@ -110,9 +121,27 @@ class OpenAIBackend:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
         )
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Chunk, None]:
-        body = {"model": self.model, "messages": list(messages), "stream": True}
-        finished = False
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: ModelOptions | None = None
+    ) -> AsyncGenerator[Chunk, None]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "stream": True,
+            # OpenAI, vLLM, Ollama and llama.cpp send the usage in a last chunk
+            # (choices empty) only when asked.
+            "stream_options": {"include_usage": True},
+        }
+        if options is not None:
+            if options.temperature is not None:
+                body["temperature"] = options.temperature
+            if options.max_tokens is not None:
+                body["max_tokens"] = options.max_tokens
+        # The finish reason is held back until the stream ends, so that the last
+        # chunk carries it with the usage that follows it on the wire.
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        done = False  # data: [DONE] came: an end even without a finish reason
         try:
             async with aconnect(
                 "POST",
@@ -126,11 +155,14 @@ class OpenAIBackend:
                 async for event in events:
                     chunk = self._chunk(event)
                     if chunk is None:  # data: [DONE]
-                        return
+                        done = True
+                        break
                     if chunk.finish_reason:
-                        finished = True
-                    if chunk.delta or chunk.finish_reason:
-                        yield chunk
+                        finish_reason = chunk.finish_reason
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    if chunk.delta:
+                        yield Chunk(chunk.delta)
         except ResponseError as exc:
             raise UpstreamError(
                 f"the LLM back end answered HTTP {exc.status}: {_response_message(exc)}"
@@ -154,8 +186,9 @@ class OpenAIBackend:
             ) from exc
         except EventSourceError as exc:
             raise UpstreamError(f"the LLM back end's stream broke: {exc}") from exc
-        if not finished:
+        if finish_reason is None and not done:
             raise UpstreamError("the LLM back end ended the answer without finishing it")
+        yield Chunk(finish_reason=finish_reason or "stop", usage=usage)
 
     def _chunk(self, event: Event) -> Chunk | None:
         if event.data == "[DONE]":
@@ -172,7 +205,7 @@ class OpenAIBackend:
         try:
             choice = payload["choices"][0] if payload["choices"] else {}
             delta = choice.get("delta") or {}
-            return Chunk(delta.get("content") or "", choice.get("finish_reason"))
+            return Chunk(delta.get("content") or "", choice.get("finish_reason"), _usage(payload))
         except (KeyError, TypeError, AttributeError):
             raise UpstreamError(
                 f"the LLM back end sent a chunk of unknown shape: {event.data[:200]!r}"

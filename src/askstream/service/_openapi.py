@@ -11,7 +11,7 @@ schemathesis checks every event of every stream it reads against it.
 
 from __future__ import annotations
 
-from typing import Any, get_type_hints
+from typing import Any, get_type_hints, is_typeddict
 
 from ._schemas import DeltaData, DoneData, ErrorData
 
@@ -31,8 +31,11 @@ def _object(shape: type) -> dict[str, Any]:
     return {
         "title": shape.__name__,
         "type": "object",
-        "properties": {name: {"type": _JSON_TYPES[hint]} for name, hint in hints.items()},
-        "required": list(hints),
+        "properties": {
+            name: _object(hint) if is_typeddict(hint) else {"type": _JSON_TYPES[hint]}
+            for name, hint in hints.items()
+        },
+        "required": [name for name in hints if name in shape.__required_keys__],  # type: ignore[attr-defined]
     }
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "ErrorBody",
     "ErrorData",
     "MessageOut",
+    "UsageData",
     "decode_cursor",
     "encode_cursor",
     "parse_ask",
@@ -102,13 +103,28 @@ class DeltaData(TypedDict):
     delta: str
 
 
-class DoneData(TypedDict):
-    """The data of the ``done`` event that ends an answer."""
+class UsageData(TypedDict):
+    """The tokens an answer cost, as the back end counted them."""
 
+    promptTokens: int
+    completionTokens: int
+    totalTokens: int
+
+
+class _DoneFields(TypedDict):
     chatId: str
     messageId: str
     answer: str
     finishReason: str
+
+
+# total=False rather than NotRequired: with postponed annotations, Python 3.11's
+# TypedDict cannot see a NotRequired, and would count usage as required.
+class DoneData(_DoneFields, total=False):
+    """The data of the ``done`` event that ends an answer; ``usage`` when the back
+    end counted it."""
+
+    usage: UsageData
 
 
 class ErrorData(TypedDict):

@@ -304,7 +304,8 @@ class Settings(BaseSettings):
         doc="origins (`https://app.example.com`) whose pages may call the API from the "
         "browser, comma-separated: CORS preflights are answered for them, with "
         "`Authorization`, `Content-Type`, `Last-Event-ID` and `X-Request-ID` allowed and "
-        "`Content-Location` and `X-Request-ID` exposed. `*` allows any origin without "
+        "`Content-Location`, `X-Askstream-Resume` and `X-Request-ID` exposed. `*` allows any "
+        "origin without "
         "credentials (cookies)",
         unset="unset: none",
     )

@@ -32,6 +32,7 @@ from ..sse import Event
 from ._fanout import Fanout
 from ._generation import SHUTDOWN, Generations
 from ._health import Dependencies
+from ._openai_api import openai_error
 
 __all__ = ["RESUME", "RESUME_EVENT", "Stopping"]
 
@@ -39,9 +40,10 @@ logger = logging.getLogger("askstream.service")
 
 #: What a reader whose stream this instance ends on shutdown is told.
 RESUME = "the server is shutting down; resume this stream with Last-Event-ID"
-RESUME_EVENT = Event(
-    json.dumps({"code": 503, "message": RESUME}, separators=(",", ":")), event="error"
-)
+# The same bytes end every stream, /v1/'s too: with OpenAI's error object beside
+# our code and message, the openai SDKs raise it instead of taking it for a chunk
+# (and then for a complete answer, as no [DONE] follows).
+RESUME_EVENT = Event(json.dumps(openai_error(503, RESUME), separators=(",", ":")), event="error")
 
 
 class Stopping:

@@ -25,6 +25,22 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+def _usage(prompt: int, completion: int) -> bytes:
+    payload = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
 def _chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
     payload = {
         "id": "chatcmpl-fake",
@@ -63,7 +79,12 @@ class FakeUpstream:
     ``time.monotonic_ns()`` followed by a space (one clock for every process on
     a Linux machine), for measuring latency.
 
-    ``GET /requests`` lists what came in (``model``, ``messages``, ``outcome``:
+    A request's ``max_tokens`` cuts the answer to that many pieces (finish reason
+    ``"length"``); with ``stream_options.include_usage`` a last chunk carries the
+    usage (the prompt's words, the pieces sent), as OpenAI's does.
+
+    ``GET /requests`` lists what came in (``model``, ``messages``, ``temperature``,
+    ``maxTokens``, ``streamOptions``, ``outcome``:
     ``done``, ``failed``, ``refused`` or ``disconnected``, and ``disconnectedAfter``,
     the seconds from the request to the client's disconnect). ``from_env`` builds
     one from ``ASKSTREAM_FAKE_*`` variables for ``uvicorn --factory``.
@@ -151,6 +172,8 @@ class FakeUpstream:
         mode = cast("Mode", model[5:]) if model[5:] in _MODES else self.mode
         record: dict[str, Any] = {
             "model": model, "messages": messages, "stream": request.get("stream"),
+            "temperature": request.get("temperature"), "maxTokens": request.get("max_tokens"),
+            "streamOptions": request.get("stream_options"),
             "outcome": "open", "sent": 0, "disconnectedAfter": None,
         }  # fmt: skip
         self.requests.append(record)
@@ -182,7 +205,7 @@ class FakeUpstream:
             watcher = tasks.create_task(watch())
             # OSError: the client went away while we wrote; the watcher has noted it.
             with contextlib.suppress(OSError):
-                await self._stream(send, record, mode, messages, disconnected)
+                await self._stream(send, record, mode, request, disconnected)
             watcher.cancel()
 
     def _pieces(self, messages: list[dict[str, Any]]) -> list[str]:
@@ -200,9 +223,10 @@ class FakeUpstream:
         send: Send,
         record: dict[str, Any],
         mode: Mode,
-        messages: list[dict[str, Any]],
+        request: dict[str, Any],
         disconnected: asyncio.Event,
     ) -> None:
+        messages: list[dict[str, Any]] = request["messages"]
         await send({
             "type": "http.response.start", "status": 200,
             "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
@@ -220,6 +244,10 @@ class FakeUpstream:
             pieces = pieces[: self.fail_after]
         elif mode == "surrogate":
             pieces[1:1] = ["\ud83d", "\ude42"]
+        finish_reason = "stop"
+        max_tokens = request.get("max_tokens")
+        if type(max_tokens) is int and len(pieces) > max_tokens:
+            pieces, finish_reason = pieces[:max_tokens], "length"
         for number, piece in enumerate(pieces):
             if mode == "stall" and number == self.fail_after:
                 await asyncio.sleep(self.slow_delay)
@@ -242,7 +270,14 @@ class FakeUpstream:
             tail = b""
             record["outcome"] = "failed"
         else:
-            tail = _chunk({}, "stop") + b"data: [DONE]\n\n"
+            tail = _chunk({}, finish_reason)
+            options = request.get("stream_options")
+            if isinstance(options, dict) and options.get("include_usage"):
+                prompt = sum(
+                    len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict)
+                )
+                tail += _usage(prompt, record["sent"])
+            tail += b"data: [DONE]\n\n"
             record["outcome"] = "done"
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
