@@ -235,7 +235,7 @@ def measure(
     )
 
 
-def start(data_dir: Path, tokens: int, delay: float) -> tuple[ServerProcess, ServerProcess]:
+def start_upstream(tokens: int, delay: float) -> ServerProcess:
     upstream = ServerProcess(
         "askstream.testing:FakeUpstream.from_env",
         factory=True,
@@ -246,6 +246,12 @@ def start(data_dir: Path, tokens: int, delay: float) -> tuple[ServerProcess, Ser
         },
     )
     upstream.start()
+    return upstream
+
+
+def start_service(
+    upstream: ServerProcess, data_dir: Path, env: dict[str, str] | None = None
+) -> ServerProcess:
     service = ServerProcess(
         "askstream.service:create_app",
         factory=True,
@@ -254,11 +260,18 @@ def start(data_dir: Path, tokens: int, delay: float) -> tuple[ServerProcess, Ser
             "ASKSTREAM_LLM_URL": upstream.url + "/v1",
             "ASKSTREAM_LLM_MODEL": "fake",
             "ASKSTREAM_LOG_LEVEL": "warning",
+            **(env or {}),
         },
         args=["--timeout-graceful-shutdown", "2"],
     )
+    service.start()
+    return service
+
+
+def start(data_dir: Path, tokens: int, delay: float) -> tuple[ServerProcess, ServerProcess]:
+    upstream = start_upstream(tokens, delay)
     try:
-        service.start()
+        service = start_service(upstream, data_dir)
     except BaseException:
         upstream.stop()
         raise
@@ -308,6 +321,303 @@ def latency(levels: list[int]) -> list[tuple[Run, Run]]:
             service.stop()
             upstream.stop()
     return rows
+
+
+# -- what the metrics cost: the same service before and after, in one run -------------
+
+
+def metrics_cost(levels: list[int], before_src: Path) -> list[tuple[Run, Run, Run]]:
+    """Latency runs against two services side by side on one upstream: this tree's
+    and ``before_src``'s (a checkout without the metrics), alternating per level."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        upstream = start_upstream(LATENCY_TOKENS, 1 / RATE)
+        services: list[ServerProcess] = []
+        try:
+            after = start_service(upstream, Path(tmp) / "after")
+            services.append(after)
+            before = start_service(upstream, Path(tmp) / "before", {"PYTHONPATH": str(before_src)})
+            services.append(before)
+            for service in services:
+                measure(upstream, service, "askstream", 10, 1.0)  # warm up
+            for level in levels:
+                direct = measure(upstream, after, "direct", level, 1.0)
+                # before, after, after, before: a load that rises or falls during
+                # the level weighs on both alike.
+                old = measure(upstream, before, "askstream", level, 1.0)
+                new = measure(upstream, after, "askstream", level, 1.0)
+                new = _merge(new, measure(upstream, after, "askstream", level, 1.0))
+                old = _merge(old, measure(upstream, before, "askstream", level, 1.0))
+                rows.append((old, new, direct))
+                print(
+                    f"metrics c={level}: before {old.cpu_per_token_us:.0f}us"
+                    f" after {new.cpu_per_token_us:.0f}us"
+                    f" (upstream {direct.cpu_per_token_us:.0f}us)",
+                    file=sys.stderr,
+                )
+        finally:
+            for service in services:
+                service.stop()
+            upstream.stop()
+    return rows
+
+
+def _merge(one: Run, two: Run) -> Run:
+    """Two runs of one level as one: CPU per token over both, the worse percentiles."""
+    tokens = one.tokens + two.tokens
+    cpu = sum((r.cpu_per_token_us or 0) * r.tokens for r in (one, two))
+    return Run(
+        target=one.target,
+        concurrency=one.concurrency,
+        tokens=tokens,
+        failed=one.failed + two.failed,
+        wall=one.wall + two.wall,
+        p50=max(one.p50, two.p50),
+        p99=max(one.p99, two.p99),
+        max=max(one.max, two.max),
+        p99_rest=max(one.p99_rest, two.p99_rest),
+        p99_first=max(one.p99_first, two.p99_first),
+        cpu_per_token_us=cpu / tokens if tokens else None,
+    )
+
+
+def _metrics_per_ask_us() -> float:
+    """What the metrics cost one ask in this process: its counts, gauges, histograms."""
+    import timeit
+
+    from askstream.service._metrics import Metrics
+
+    metrics = Metrics()
+
+    def one_ask() -> None:
+        metrics.open_streams.inc()
+        metrics.readers.inc()
+        metrics.readers.dec()
+        metrics.open_streams.dec()
+        metrics.ask_ended("complete", LATENCY_TOKENS, 0.05, 10.0)
+
+    number = 20_000
+    return min(timeit.repeat(one_ask, number=number, repeat=5)) / number * 1e6
+
+
+def report_metrics_cost(rows: list[tuple[Run, Run, Run]], before_src: Path) -> str:
+    lines = [
+        "### What the metrics cost (`bench/bench_service.py --metrics-cost`)",
+        "",
+        f"{datetime.date.today().isoformat()}; the same latency runs ({LATENCY_TOKENS} "
+        f"tokens at {RATE} tokens/s per ask) against two services side by side on one "
+        "upstream, in one run: `before` is askstream without metrics (the commit this "
+        "branch started from, its `src/` on `PYTHONPATH`), `after` counts every ask, "
+        "reader and refusal (`GET /metrics`). CPU per delivered token of the service "
+        "process; the ratio is after / before. Each level runs before, after, after, "
+        "before (CPU per token over both runs of each; the worse p99 of the two).",
+        "",
+        "```sh",
+        "mkdir /tmp/askstream-before && git archive 9f8fdb6 src | tar -x -C /tmp/askstream-before",
+        ".venv/bin/python bench/bench_service.py --metrics-cost /tmp/askstream-before/src",
+        "```",
+        "",
+        "| concurrent asks | before CPU per token | after CPU per token | after / before "
+        "| before p99 | after p99 | upstream CPU per token |",
+        "|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for old, new, direct in rows:
+        ratio = (
+            f"{new.cpu_per_token_us / old.cpu_per_token_us:.2f}"
+            if old.cpu_per_token_us and new.cpu_per_token_us
+            else "n/a"
+        )
+        lines.append(
+            f"| {new.concurrency} | {old.cpu_per_token_us or 0:.0f} µs "
+            f"| {new.cpu_per_token_us or 0:.0f} µs | {ratio} | {old.p99:.2f} ms "
+            f"| {new.p99:.2f} ms | {direct.cpu_per_token_us or 0:.0f} µs |"
+        )
+    per_ask = _metrics_per_ask_us()
+    lines += [
+        "",
+        "Per token the metrics do nothing: an answer's tokens are added to "
+        "`askstream_tokens_total` once, when it ends (the length of its list of "
+        "deltas); each ask adds one count, one gauge step up and down and two "
+        "histogram observations; each reader one gauge step up and down. Timed "
+        f"alone in this process (`timeit`), that is {per_ask:.1f} µs per ask, "
+        f"{per_ask / LATENCY_TOKENS * 1000:.0f} ns per token of a "
+        f"{LATENCY_TOKENS}-token answer. What differs between the columns beyond "
+        "that is the noise of the shared machine.",
+    ]
+    return "\n".join(lines)
+
+
+# -- all the cores: askstream serve --workers N -----------------------------------------
+
+
+class Serve(ServerProcess):
+    """``askstream serve --workers N`` as a server process (its workers are its children)."""
+
+    def __init__(self, workers: int, **kwargs: Any) -> None:
+        super().__init__("askstream serve", **kwargs)
+        self.workers = workers
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "askstream.cli", "serve", "--host", self.host,
+            "--port", str(self.port), "--workers", str(self.workers),
+        ]  # fmt: skip
+
+
+def _wait_ready(server: ServerProcess) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(server.url + "/api/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("askstream serve did not answer within 60 s")
+
+
+def _client_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the client runs are waited for
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class WorkersRow:
+    workers: int
+    runs: list[tuple[Run, float, float]]  # the run, client CPU s, upstream CPU s
+
+
+def workers_rows(levels: list[int], counts: list[int]) -> list[WorkersRow]:
+    """For 1 and 2 workers on Redis and PostgreSQL: latency runs at rising concurrency."""
+    import asyncio as _asyncio
+    import uuid
+
+    import asyncpg
+    import redis
+
+    name = f"askstream_bench_{uuid.uuid4().hex[:8]}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+    async def sql(statement: str) -> None:
+        connection = await asyncpg.connect(admin)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    _asyncio.run(sql(f'CREATE DATABASE "{name}"'))
+    rows = []
+    upstream = start_upstream(LATENCY_TOKENS, 1 / RATE)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for count in counts:
+                prefix = f"askstream-bench-{uuid.uuid4().hex[:8]}:"
+                service = Serve(
+                    count,
+                    env={
+                        "ASKSTREAM_DATA_DIR": str(Path(tmp) / f"w{count}"),
+                        "ASKSTREAM_LLM_URL": upstream.url + "/v1",
+                        "ASKSTREAM_LLM_MODEL": "fake",
+                        "ASKSTREAM_LOG_LEVEL": "warning",
+                        "ASKSTREAM_REDIS_URL": "redis://127.0.0.1:6379/0",
+                        "ASKSTREAM_REDIS_PREFIX": prefix,
+                        "ASKSTREAM_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
+                        "ASKSTREAM_MAX_USER_GENERATIONS": "10000",
+                        "ASKSTREAM_MAX_GENERATIONS": "10000",
+                        "ASKSTREAM_SHUTDOWN_TIMEOUT": "1",
+                    },
+                )
+                service.start()
+                runs = []
+                try:
+                    _wait_ready(service)
+                    measure(upstream, service, "askstream", 10, 1.0)  # warm up
+                    for level in levels:
+                        client_before = _client_cpu()
+                        upstream_before = _cpu(upstream.pid)
+                        run = measure(upstream, service, "askstream", level, 1.0)
+                        runs.append(
+                            (
+                                run,
+                                _client_cpu() - client_before,
+                                _cpu(upstream.pid) - upstream_before,
+                            )
+                        )
+                        print(
+                            f"workers={count} c={level}: {run.rate:,.0f} tokens/s"
+                            f" p99 {run.p99:.1f} ms cpu {run.cpu_per_token_us:.0f}us",
+                            file=sys.stderr,
+                        )
+                finally:
+                    service.stop()
+                    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+                    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+                    if keys:
+                        client.delete(*keys)
+                    client.close()
+                rows.append(WorkersRow(count, runs))
+    finally:
+        upstream.stop()
+        _asyncio.run(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return rows
+
+
+def report_workers(rows: list[WorkersRow], target: float) -> str:
+    lines = [
+        "### All the cores: `askstream serve --workers N` (`bench/bench_service.py --workers`)",
+        "",
+        f"{datetime.date.today().isoformat()}; {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[1]:.1f} over the last 5 minutes at the end of the run (other "
+        "jobs share the machine; a load above the cores means every process waits for "
+        "one, whatever the number of workers). `askstream serve "
+        "--workers N` on Redis (streams) and PostgreSQL (history), in front of the "
+        f"same FakeUpstream; asks of {LATENCY_TOKENS} tokens at {RATE} tokens/s each, "
+        "started over one second, at rising concurrency. The client (httpx + "
+        "askstream's Decoder, one process with uvloop) and the upstream run on the "
+        "same cores: their CPU is in the table, since what they take the workers "
+        "cannot have.",
+        "",
+        "```sh",
+        ".venv/bin/python bench/bench_service.py --workers",
+        "```",
+        "",
+        "| workers | concurrent asks | tokens/s | p50 | p99 | service CPU per token "
+        "| service CPU | client CPU | upstream CPU |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    best: dict[int, float] = {}
+    for row in rows:
+        for run, client_cpu, upstream_cpu in row.runs:
+            service_cpu = (run.cpu_per_token_us or 0) * run.tokens / 1e6
+            lines.append(
+                f"| {row.workers} | {run.concurrency} | {run.rate:,.0f} | {run.p50:.2f} ms "
+                f"| {run.p99:.2f} ms | {run.cpu_per_token_us or 0:.0f} µs "
+                f"| {service_cpu / run.wall:.2f} cores | {client_cpu / run.wall:.2f} cores "
+                f"| {upstream_cpu / run.wall:.2f} cores |"
+            )
+            if run.p99 <= target and not run.failed:
+                best[row.workers] = max(best.get(row.workers, 0.0), run.rate)
+    lines += ["", f"Tokens/s delivered with p99 at most {target:g} ms:", ""]
+    for row in rows:
+        rate = best.get(row.workers)
+        shown = f"{rate:,.0f} tokens/s" if rate else "no level held it"
+        lines.append(f"- {row.workers} worker{'s' if row.workers > 1 else ''}: {shown}")
+    if len(best) == len(rows) and len(rows) > 1:
+        first, last = best[rows[0].workers], best[rows[-1].workers]
+        lines.append(f"- ratio {rows[-1].workers} / {rows[0].workers} workers: {last / first:.2f}")
+    lines += [
+        "",
+        "A core's worth of CPU is what one worker can use; with two cores shared by "
+        "two workers, the upstream and the client, two workers gain what the client "
+        "and the upstream leave over (their columns), not a whole second core. On a "
+        "machine loaded past its cores (the load average above), the service's CPU "
+        "column stays far below one core while the delays grow: every process waits "
+        "for a core, and a second worker is one more process waiting, so it gains "
+        "nothing there; the gain is measured on a quiet machine.",
+    ]
+    return "\n".join(lines)
 
 
 # -- the report -------------------------------------------------------------------------
@@ -414,7 +724,32 @@ def main() -> None:
         help="concurrencies of the latency runs (comma-separated)",
     )
     parser.add_argument("--throughput-levels", default="1,10,50")
+    parser.add_argument(
+        "--metrics-cost",
+        type=Path,
+        metavar="BEFORE_SRC",
+        help="only compare CPU per token with the src/ of a checkout before the metrics",
+    )
+    parser.add_argument(
+        "--workers", action="store_true", help="only the rows of serve --workers 1 and 2"
+    )
+    parser.add_argument("--workers-levels", default="50,100,200,300,400")
+    parser.add_argument("--p99", type=float, default=25.0, help="ms, for --workers")
     args = parser.parse_args()
+    if args.metrics_cost is not None:
+        levels = [int(n) for n in args.levels.split(",")]
+        section = report_metrics_cost(metrics_cost(levels, args.metrics_cost), args.metrics_cost)
+        print(section)
+        if args.write:
+            write_section("bench_service_metrics", section)
+        return
+    if args.workers:
+        levels = [int(n) for n in args.workers_levels.split(",")]
+        section = report_workers(workers_rows(levels, [1, 2]), args.p99)
+        print(section)
+        if args.write:
+            write_section("bench_service_workers", section)
+        return
     thr = throughput([int(n) for n in args.throughput_levels.split(",")])
     lat = latency([int(n) for n in args.levels.split(",")])
     section = report(thr, lat)

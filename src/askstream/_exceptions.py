@@ -367,12 +367,20 @@ class UpstreamError(ServiceError):
     Before the first token it answers the ask with 502; after it, it ends the
     stream with ``event: error`` and code 502.
 
-    >>> UpstreamError("connection refused").status
-    502
+    ``kind`` says what failed, in a word the metrics count it by
+    (``askstream_upstream_errors_total``): ``connect``, ``connect_timeout``,
+    ``read_timeout``, ``status`` (an HTTP error), ``not_streaming``,
+    ``broken`` (the stream broke off), ``incomplete`` (it ended unfinished),
+    ``bad_chunk``, ``error_payload`` (the API streamed an error), ``other``.
+
+    >>> err = UpstreamError("connection refused", kind="connect")
+    >>> err.status, err.kind
+    (502, 'connect')
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, kind: str = "other") -> None:
         super().__init__(502, message)
+        self.kind = kind
 
 
 class Unavailable(ServiceError):

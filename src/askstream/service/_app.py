@@ -34,21 +34,23 @@ from ._edge import HeadAsGet, HeadCheck, OpenLimit, allowed_methods
 from ._errors import ServiceError
 from ._fanout import Fanout
 from ._generation import Generations
-from ._guards import Identify, SecurityHeaders, SiteGuard
+from ._guards import METRICS_PATH, Identify, SecurityHeaders, SiteGuard
 from ._health import DATABASE, STORE, Dependencies, database_probe, outage_handlers, store_probe
 from ._history import ChatHistory, create_engine
 from ._identity import Identities, load_secret_key
 from ._limits import GenerationLimits
 from ._logs import RequestId, logging_config
+from ._metrics import Metrics
 from ._middleware import BodyLimit, InternalErrors
 from ._openai_api import RESUME_HEADER, OpenAIErrors
 from ._openai_api import router as openai_router
-from ._protocol import SETTINGS_STATE
+from ._protocol import REFUSED_STATE, SETTINGS_STATE
 from ._reaper import fail_lost, reap_forever, sweep_forever
 from ._routes import Services, router
 from ._settings import Settings
 from ._stopping import RESUME_EVENT, Stopping
 from ._text import shown
+from ._workers import memory_store_refusal, workers_seen
 
 __all__ = ["create_app", "make_backend", "make_identities", "make_store"]
 
@@ -73,12 +75,17 @@ def make_backend(settings: Settings) -> Backend:
     )
 
 
-def make_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
-    """The stream log the settings name: Redis with a Redis URL, else this process's memory."""
+def make_store(
+    settings: Settings, metrics: Metrics | None = None
+) -> AbstractAsyncContextManager[Store]:
+    """The stream log the settings name: Redis with a Redis URL, else this process's memory
+    (whose evictions ``metrics`` counts)."""
     if settings.redis_url is None:
         return nullcontext(
             MemoryStore(
-                retention=settings.stream_retention, max_bytes=settings.memory_store_max_bytes
+                retention=settings.stream_retention,
+                max_bytes=settings.memory_store_max_bytes,
+                on_evict=None if metrics is None else metrics.evictions.inc,
             )
         )
     from ..streams import RedisStore
@@ -158,22 +165,43 @@ def create_app(
     ``backend`` replace the ones the settings would make (a test's fake, a
     shared store); the app closes only what it made itself.
 
+    Its startup fails (``ValueError``) for the memory store in one of several
+    worker processes (``workers`` > 1; with no ``settings``, also
+    ``WEB_CONCURRENCY`` or a uvicorn or gunicorn ``--workers`` seen in the
+    command line), and with it the server.
+
     >>> from askstream.service import Settings, create_app
     >>> app = create_app(Settings(demo_delay=0.0, data_dir=Path("/tmp/askstream")))
     >>> app.title
     'askstream'
     """
+    # Called with no settings, as `uvicorn --factory` and gunicorn do, the
+    # process may be one of several workers: a memory store is refused then
+    # (what can be seen of the workers: _workers.py). Given settings, their `workers`.
+    workers = settings.workers if settings is not None else None
     settings = settings or Settings.from_env()
     if settings.log_format == "json":
         # Asked for by name: under `uvicorn --factory` too (uvicorn set up its
         # own logging before it called us). Readable text leaves the host's
         # logging as it is (`askstream serve` sets up both, see cli.py).
         logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
+    refusal = None
+    if store is None and settings.redis_url is None:
+        workers = workers or workers_seen(settings.workers)
+        refusal = memory_store_refusal(workers) if workers > 1 else None
     logging.getLogger("askstream").setLevel(settings.log_level.upper())
     stopping = Stopping(timeout=settings.shutdown_timeout)
+    # The app's own metrics (GET /metrics), in every worker's files under
+    # PROMETHEUS_MULTIPROC_DIR when it is set (askstream serve --workers).
+    metrics = Metrics.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        if refusal is not None:
+            # Refused at start, not when the app is made: uvicorn stops every
+            # worker and itself when one fails its startup, while a factory
+            # that raises is only started again, and again.
+            raise ValueError(refusal)
         async with AsyncExitStack() as stack:
             history = ChatHistory(create_engine(settings.database))
             stack.push_async_callback(history.aclose)
@@ -182,11 +210,15 @@ def create_app(
             if llm is None:
                 llm = make_backend(settings)
                 stack.push_async_callback(llm.aclose)
+            stack.callback(metrics.close)
             log = store
             if log is None:
-                log = await stack.enter_async_context(make_store(settings))
+                log = await stack.enter_async_context(make_store(settings, metrics))
             dependencies = await stack.enter_async_context(
-                Dependencies({DATABASE: database_probe(history.engine), STORE: store_probe(log)})
+                Dependencies(
+                    {DATABASE: database_probe(history.engine), STORE: store_probe(log)},
+                    on_store_error=partial(metrics.store_error, "unreachable"),
+                )
             )
             generations = await stack.enter_async_context(
                 Generations(
@@ -198,6 +230,7 @@ def create_app(
                         total=settings.max_generations, per_user=settings.max_user_generations
                     ),
                     dependencies=dependencies,
+                    metrics=metrics,
                 )
             )
             # Every instance ends the answers of instances that died (leases in the store).
@@ -209,7 +242,7 @@ def create_app(
             idle = settings.llm_connect_timeout + settings.llm_read_timeout + settings.lease_ttl
             sweeper = asyncio.create_task(sweep_forever(log, history, idle=idle))
             stack.push_async_callback(_stop, sweeper)
-            fanout = Fanout(log, on_lost=partial(fail_lost, log, history))
+            fanout = Fanout(log, on_lost=partial(fail_lost, log, history), metrics=metrics)
             stack.push_async_callback(fanout.aclose)
             watcher = asyncio.create_task(stopping.watch(generations, fanout, dependencies))
             stack.push_async_callback(_stop, watcher)
@@ -220,6 +253,7 @@ def create_app(
                 generations=generations,
                 fanout=fanout,
                 dependencies=dependencies,
+                metrics=metrics,
             )
             logger.info(
                 "askstream: %s model, %s store, database %s",
@@ -231,8 +265,9 @@ def create_app(
             # as the process: out of the collector's way, a full collection no
             # longer walks it, which took 60-80 ms with 1,000 readers connected.
             gc.freeze()
-            # The server's protocol reads the limits from here (_protocol.py).
-            yield {SETTINGS_STATE: settings}
+            # The server's protocol reads the limits from here, and counts its
+            # refusals (_protocol.py).
+            yield {SETTINGS_STATE: settings, REFUSED_STATE: metrics.refused}
 
     app = FastAPI(
         title="askstream",
@@ -258,7 +293,12 @@ def create_app(
     # asking, the body limit, HEAD as GET, and the last word on errors.
     app.add_middleware(InternalErrors)
     app.add_middleware(HeadAsGet)
-    app.add_middleware(BodyLimit, max_size=settings.max_body_size, timeout=settings.body_timeout)
+    app.add_middleware(
+        BodyLimit,
+        max_size=settings.max_body_size,
+        timeout=settings.body_timeout,
+        refused=metrics.refused,
+    )
     app.add_middleware(Identify, identities=make_identities(settings))
     if settings.cors_origins:
         app.add_middleware(
@@ -272,16 +312,21 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(SiteGuard, allowed_hosts=settings.hosts, cors_origins=settings.cors_origins)
-    app.add_middleware(HeadCheck, max_size=settings.max_head_size)
+    app.add_middleware(HeadCheck, max_size=settings.max_head_size, refused=metrics.refused)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(OpenAIErrors)  # every error under /v1/ in OpenAI's shape too
-    app.add_middleware(OpenLimit, limit=settings.max_connections)
-    # The outermost: every response, a refusal of the cap included, gets its
-    # X-Request-ID, and every line logged for a request names it (_logs.py).
+    # The outermost: first word.
+    app.add_middleware(OpenLimit, limit=settings.max_connections, refused=metrics.refused)
+    # Outside it, the outermost: every response, a refusal of the cap included,
+    # gets its X-Request-ID, and every line logged for a request names it (_logs.py).
     app.add_middleware(RequestId)
     app.include_router(router)
     app.include_router(openai_router)  # the OpenAI-compatible door, /v1/
     app.include_router(_aisdk.router)  # the AI SDK's door (docs/api.md)
+    # Prometheus's scrape: behind the tokens when there are tokens (_guards.py).
+    app.add_api_route(
+        METRICS_PATH, partial(_metrics, metrics), methods=["GET"], include_in_schema=False
+    )
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).
         app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)
@@ -291,6 +336,13 @@ def create_app(
 
         install_docs(app)
     return app
+
+
+def _metrics(metrics: Metrics, request: Request) -> Response:
+    # A plain def: FastAPI runs it in a thread, so that reading every worker's
+    # files (multiprocess mode) keeps off the event loop.
+    body, content_type = metrics.exposition(request.headers.get("accept"))
+    return Response(body, media_type=content_type)
 
 
 def _dependencies(request: Request) -> Dependencies | None:

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.requests import Request
 from starlette.routing import Match, Mount
 
@@ -50,18 +52,24 @@ def head_size(scope: Scope) -> int:
 
 class OpenLimit:
     """Answer 503 ``{"code": 503, ...}`` (with ``Retry-After``) to a request while
-    ``limit`` others are in progress in this process."""
+    ``limit`` others are in progress in this process; ``refused("connections")``
+    is told of each (the metrics)."""
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limit: int, refused: Callable[[str], object] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
         self.open = 0
+        self._refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if self.open >= self.limit:
+            if self._refused is not None:
+                self._refused("connections")
             await reject(
                 send,
                 503,
@@ -78,17 +86,23 @@ class OpenLimit:
 
 class HeadCheck:
     """431 for a head over ``max_size`` bytes; 422 for a NUL in the path, query or
-    a header (every id and ``Last-Event-ID`` come from there)."""
+    a header (every id and ``Last-Event-ID`` come from there); ``refused("head_size")``
+    is told of each 431."""
 
-    def __init__(self, app: ASGIApp, *, max_size: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_size: int, refused: Callable[[str], object] | None = None
+    ) -> None:
         self.app = app
         self.max_size = max_size
+        self._refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if head_size(scope) > self.max_size:
+            if self._refused is not None:
+                self._refused("head_size")
             await reject(send, 431, f"the request head is over {self.max_size} bytes")
             return
         # The path is percent-decoded; the query string is not (%00 is its NUL).

@@ -31,6 +31,7 @@ from ..sse import Event
 from ..streams import Store, StoreUnavailable, StreamNotFound
 from ._health import unavailable
 from ._logs import detached
+from ._metrics import Metrics
 
 __all__ = ["Fanout"]
 
@@ -52,9 +53,14 @@ class Fanout:
     """Where the service's responses get their events: :meth:`follow`."""
 
     def __init__(
-        self, store: Store, *, on_lost: Callable[[str], Awaitable[object]] | None = None
+        self,
+        store: Store,
+        *,
+        on_lost: Callable[[str], Awaitable[object]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()
         self._on_lost = on_lost
         self._lost: set[str] = set()  # reported to on_lost already
         self._hubs: dict[str, _Hub] = {}
@@ -75,6 +81,7 @@ class Fanout:
         hub: _Hub | None = None
         open_: bool | None = None  # whether the answer was open, once asked: it never reopens
         self._readers[stream_id] = self._readers.get(stream_id, 0) + 1
+        self._metrics.readers.inc()
         try:
             while True:
                 joinable: _Hub | None = None
@@ -112,6 +119,7 @@ class Fanout:
                 raise
             yield await self._gave_up(stream_id, False, exc)
         finally:
+            self._metrics.readers.dec()
             count = self._readers.get(stream_id, 1) - 1
             if count:
                 self._readers[stream_id] = count
@@ -122,6 +130,7 @@ class Fanout:
 
     async def _gave_up(self, stream_id: str, vanished: bool, exc: Exception) -> Event:
         """The last event of a reader whose stream cannot go on: error 503."""
+        self._metrics.store_error("lost" if vanished else "unreachable")
         if vanished:
             message = "the answer's stream was lost; its text so far is in the chat's history"
             if self._on_lost is not None and stream_id not in self._lost:

@@ -35,6 +35,7 @@ from ._health import UPSTREAM, Dependencies, unavailable
 from ._history import ChatHistory
 from ._limits import RETRY_AFTER, GenerationLimits
 from ._logs import bind_answer
+from ._metrics import Metrics, Outcome
 from ._text import valid_text
 
 __all__ = ["Answer", "Generations"]
@@ -72,6 +73,11 @@ class Answer:
     question_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parts: list[str] = field(default_factory=list)
     ended: bool = False  # its last event (done or error) is in the store
+    # For the metrics: when it was asked, when its first piece was in the store
+    # (time.perf_counter), how it ended (set once, by whatever ended it).
+    asked_at: float = field(default_factory=time.perf_counter)
+    first_at: float | None = None
+    outcome: Outcome | None = None
 
     @property
     def text(self) -> str:
@@ -97,7 +103,9 @@ class Generations:
         save_interval: float = 1.0,
         limits: GenerationLimits | None = None,
         dependencies: Dependencies | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._limits = limits or GenerationLimits(total=256, per_user=32)
         self._store = store
         self._history = history
@@ -194,11 +202,19 @@ class Generations:
         """
         if not self._running:
             raise RuntimeError("Generations is not running: use it as `async with`")
-        if self._draining:
-            raise Unavailable("the server is shutting down; ask again")
-        if self._dependencies is not None:
-            self._dependencies.check_up()  # a known outage: 503 before anything is written
-        self._limits.acquire(owner)
+        try:
+            if self._draining:
+                raise Unavailable("the server is shutting down; ask again")
+            if self._dependencies is not None:
+                self._dependencies.check_up()  # a known outage: 503 before anything is written
+            try:
+                self._limits.acquire(owner)
+            except ServiceError as exc:
+                self._metrics.refused("user_generations" if exc.status == 429 else "generations")
+                raise
+        except ServiceError:
+            self._metrics.asks.labels("refused").inc()
+            raise
         answer = Answer(
             chat_id=chat_id or uuid.uuid4().hex,
             message_id=uuid.uuid4().hex,
@@ -219,6 +235,7 @@ class Generations:
             self._limits.release(owner)
             raise
         self._tasks[answer.message_id] = (answer, task)
+        self._metrics.open_streams.inc()
         task.add_done_callback(partial(self._watch, answer.message_id))
         task.add_done_callback(lambda _: self._limits.release(owner))
         await started
@@ -228,6 +245,7 @@ class Generations:
         # The supervisor: a finished task is forgotten; one that failed (which
         # _guarded does not let happen) is counted and logged, and that is all.
         self._tasks.pop(message_id, None)
+        self._metrics.open_streams.dec()
         if not task.cancelled() and task.exception() is not None:
             self.failures += 1
             logger.error("answer %s failed", message_id, exc_info=task.exception())
@@ -262,6 +280,7 @@ class Generations:
         try:
             await self._run(answer, started)
         except Exception as exc:  # the last line of defence: logged, never raised on
+            answer.outcome = answer.outcome or "failed"
             outage = _unavailable(exc)
             _fail(started, outage or ServiceError(500, "generating the answer failed"))
             self._outage(exc)
@@ -278,6 +297,18 @@ class Generations:
         finally:
             # Whatever happened, the ask waiting for the first piece is answered.
             _fail(started, ServiceError(500, "generating the answer failed"))
+            self._count(answer)
+
+    def _count(self, answer: Answer) -> None:
+        # Once per answer, never per token: the tokens are the deltas it holds.
+        now = time.perf_counter()
+        first = None if answer.first_at is None else answer.first_at - answer.asked_at
+        self._metrics.ask_ended(
+            answer.outcome or "failed",
+            len(answer.parts),
+            first,
+            now - answer.asked_at if answer.first_at is not None else None,
+        )
 
     async def _close_stream(self, message_id: str) -> None:
         # Its readers must not wait for ever: end the stream if it is still open.
@@ -289,6 +320,8 @@ class Generations:
     def _outage(self, exc: BaseException) -> Unavailable | None:
         """The 503 for ``exc`` if it says a dependency is unreachable (and note that)."""
         error = _unavailable(exc)
+        if isinstance(exc, StreamNotFound | StreamExpired):
+            self._metrics.store_error("lost")
         if error is not None and error.dependency and self._dependencies is not None:
             self._dependencies.down(error.dependency, exc)
         return error
@@ -321,10 +354,14 @@ class Generations:
                         began = True
                     if chunk.delta:
                         delta = valid_text(chunk.delta)  # no lone surrogate gets stored
+                        # Before the append: one cancelled midway may have reached the
+                        # log (Redis), and its readers. The parts are also the tokens
+                        # the metrics count, once, when the answer ends.
                         answer.parts.append(delta)
                         await self._store.append(mid, head + _json(delta) + "}")
                         self._dirty[mid] = answer
                     if not started.done():
+                        answer.first_at = time.perf_counter()
                         started.set_result(None)
                         if self._dependencies is not None:
                             self._dependencies.answered(UPSTREAM)
@@ -339,10 +376,12 @@ class Generations:
                 began = True
             await self._end(answer, "complete", finish_reason or "stop")
             if not started.done():
+                answer.first_at = time.perf_counter()
                 started.set_result(None)
         except asyncio.CancelledError as exc:
             reason = exc.args[0] if exc.args and exc.args[0] in _CANCEL_CODES else SHUTDOWN
             if not began:
+                answer.outcome = "cancelled"
                 await self._discard(answer, stored)
                 _fail(started, ServiceError(_CANCEL_CODES[reason], reason))
             elif not answer.ended and reason == CANCELLED:
@@ -357,20 +396,25 @@ class Generations:
                     503, "the stream store is full; try again soon", retry_after=RETRY_AFTER
                 )
                 logger.warning("answer %s refused: %s", mid, exc)
-            elif isinstance(exc, UpstreamError) and self._dependencies is not None:
-                error = exc
-                # The model's API failing is one line while it lasts (the
-                # tracker's), not one per ask; each ask's own is for debugging.
-                self._dependencies.failed(UPSTREAM, exc)
-                logger.debug("answer %s failed: %s", mid, exc.message)
+                answer.outcome = "refused"
+                self._metrics.refused("store_bytes")
             elif isinstance(exc, ServiceError):
                 error = exc
-                logger.warning("answer %s failed: %s", mid, exc.message)
+                if isinstance(exc, UpstreamError):
+                    self._metrics.upstream_errors.labels(exc.kind).inc()
+                if isinstance(exc, UpstreamError) and self._dependencies is not None:
+                    # The model's API failing is one line while it lasts (the
+                    # tracker's), not one per ask; each ask's own is for debugging.
+                    self._dependencies.failed(UPSTREAM, exc)
+                    logger.debug("answer %s failed: %s", mid, exc.message)
+                else:
+                    logger.warning("answer %s failed: %s", mid, exc.message)
             elif outage is not None:
                 error = outage  # logged once by the dependency tracker
             else:
                 error = ServiceError(500, "generating the answer failed")
                 logger.exception("answer %s failed", mid)
+            answer.outcome = answer.outcome or "failed"
             if not began:
                 await self._discard(answer, stored)  # before the 502 goes out
                 _fail(started, error)
@@ -408,6 +452,7 @@ class Generations:
                 "totalTokens": answer.usage.total_tokens,
             }
         answer.ended = True
+        answer.outcome = status
         await self._store.append(mid, _json(done), event="done")
         await self._store.finish(mid, status)
         logger.info(
@@ -435,6 +480,7 @@ class Generations:
             else:
                 self._unsaved[mid] = (answer.text, status, message)
         answer.ended = True
+        answer.outcome = status
         await self._store.append(mid, _json({"code": code, "message": message}), event="error")
         await self._store.finish(mid, status)
         logger.info(

@@ -25,6 +25,7 @@ from ._middleware import reject
 
 __all__ = [
     "CSP",
+    "METRICS_PATH",
     "PUBLIC_PATHS",
     "USER_KEY",
     "Identify",
@@ -37,6 +38,9 @@ __all__ = [
 USER_KEY = "askstream.user"
 #: API paths that anyone may call: probes must not need a token.
 PUBLIC_PATHS = frozenset({"/api/health", "/api/ready"})
+#: Prometheus's scrape: it needs a token like the API when there are tokens, and
+#: without tokens it gets no session (a scraper is nobody's browser).
+METRICS_PATH = "/metrics"
 _API_PREFIXES = ("/api/", "/v1/")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ECHO = 100  # characters of a refused value quoted back
@@ -148,7 +152,7 @@ class SiteGuard:
 
 
 def _is_api(path: str) -> bool:
-    return path.startswith(_API_PREFIXES) and path not in PUBLIC_PATHS
+    return (path.startswith(_API_PREFIXES) and path not in PUBLIC_PATHS) or path == METRICS_PATH
 
 
 class Identify:
@@ -183,8 +187,9 @@ class Identify:
                 scope[USER_KEY] = user
             await self.app(scope, receive, send)
             return
-        if not identities.anonymous:
-            if api:
+        # With tokens, nobody without one is anybody; /metrics makes no session.
+        if not identities.anonymous or scope["path"] == METRICS_PATH:
+            if api and not identities.anonymous:
                 await self._unauthorized(
                     send, headers, "this service needs a token: Authorization: Bearer <token>"
                 )

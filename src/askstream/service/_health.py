@@ -133,8 +133,12 @@ class Dependencies:
         timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        on_store_error: Callable[[], object] | None = None,
     ) -> None:
         self._probes = dict(probes)
+        # Told of every failure of the stream store reported here (the metrics
+        # count them), not only of the first of an outage.
+        self._on_store_error = on_store_error
         self._interval = interval
         self._timeout = timeout
         self._clock = clock
@@ -166,6 +170,8 @@ class Dependencies:
 
     def down(self, name: str, exc: BaseException | None = None) -> None:
         """``name`` failed with ``exc``: logged if it was up, then probed until it is back."""
+        if name == STORE and self._on_store_error is not None:
+            self._on_store_error()
         if name in self._down:
             return
         self._down[name] = self._clock()

@@ -165,29 +165,38 @@ class OpenAIBackend:
                         yield Chunk(chunk.delta)
         except ResponseError as exc:
             raise UpstreamError(
-                f"the LLM back end answered HTTP {exc.status}: {_response_message(exc)}"
+                f"the LLM back end answered HTTP {exc.status}: {_response_message(exc)}",
+                kind="status",
             ) from exc
         except ContentTypeError as exc:
-            raise UpstreamError(f"the LLM back end did not stream: {exc}") from exc
+            raise UpstreamError(
+                f"the LLM back end did not stream: {exc}", kind="not_streaming"
+            ) from exc
         except TransportTimeout as exc:
             if exc.phase == "connect":
                 message = (
                     f"the LLM back end at {self.url} did not accept a connection "
                     f"within {self._connect_timeout:g} s"
                 )
+                kind = "connect_timeout"
             elif exc.phase == "read":
                 message = f"the LLM back end sent nothing for {self._read_timeout:g} s"
+                kind = "read_timeout"
             else:
                 message = f"the LLM back end timed out: {exc}"
-            raise UpstreamError(message) from exc
+                kind = "other"
+            raise UpstreamError(message, kind=kind) from exc
         except ConnectError as exc:
             raise UpstreamError(
-                f"cannot reach the LLM back end at {self.url}: {exc.__cause__ or exc}"
+                f"cannot reach the LLM back end at {self.url}: {exc.__cause__ or exc}",
+                kind="connect",
             ) from exc
         except EventSourceError as exc:
-            raise UpstreamError(f"the LLM back end's stream broke: {exc}") from exc
+            raise UpstreamError(f"the LLM back end's stream broke: {exc}", kind="broken") from exc
         if finish_reason is None and not done:
-            raise UpstreamError("the LLM back end ended the answer without finishing it")
+            raise UpstreamError(
+                "the LLM back end ended the answer without finishing it", kind="incomplete"
+            )
         yield Chunk(finish_reason=finish_reason or "stop", usage=usage)
 
     def _chunk(self, event: Event) -> Chunk | None:
@@ -197,18 +206,20 @@ class OpenAIBackend:
             payload = json.loads(event.data)
         except ValueError:
             raise UpstreamError(
-                f"the LLM back end sent a chunk that is not JSON: {event.data[:200]!r}"
+                f"the LLM back end sent a chunk that is not JSON: {event.data[:200]!r}",
+                kind="bad_chunk",
             ) from None
         error = _error_text(payload)
         if error is not None:
-            raise UpstreamError(f"the LLM back end failed: {error}")
+            raise UpstreamError(f"the LLM back end failed: {error}", kind="error_payload")
         try:
             choice = payload["choices"][0] if payload["choices"] else {}
             delta = choice.get("delta") or {}
             return Chunk(delta.get("content") or "", choice.get("finish_reason"), _usage(payload))
         except (KeyError, TypeError, AttributeError):
             raise UpstreamError(
-                f"the LLM back end sent a chunk of unknown shape: {event.data[:200]!r}"
+                f"the LLM back end sent a chunk of unknown shape: {event.data[:200]!r}",
+                kind="bad_chunk",
             ) from None
 
     async def aclose(self) -> None:

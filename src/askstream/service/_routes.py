@@ -18,6 +18,7 @@ from ._guards import USER_KEY
 from ._health import Dependencies
 from ._history import ChatHistory
 from ._logs import bind_answer
+from ._metrics import Metrics
 from ._openapi import EVENT_STREAM, LAST_EVENT_ID
 from ._schemas import (
     AskRequest,
@@ -46,6 +47,7 @@ class Services:
     generations: Generations
     fanout: Fanout
     dependencies: Dependencies | None = None
+    metrics: Metrics | None = None
 
 
 def services(request: Request) -> Services:
@@ -142,6 +144,8 @@ async def follow_stream(
         raise ServiceError(
             400, f"stream {shown(message_id)} has no event id {shown(after or '')}"
         ) from None
+    if after is not None and deps.metrics is not None:
+        deps.metrics.resumes.inc()
     return EventStreamResponse(
         deps.fanout.follow(message_id, after),
         ping=deps.settings.heartbeat,
@@ -160,6 +164,14 @@ async def follow_stream(
     },
 )
 async def cancel_stream(message_id: str, deps: Deps, user: User) -> Response:
+    response = await _cancel(message_id, deps, user)
+    if deps.metrics is not None:
+        result = "cancelled" if response.status_code == 204 else "passed_on"
+        deps.metrics.cancels.labels(result).inc()  # a 409 is counted where it is raised
+    return response
+
+
+async def _cancel(message_id: str, deps: Deps, user: str) -> Response:
     await _own_stream(deps, message_id, user)
     if await deps.generations.cancel(message_id):  # generated here: stopped and saved
         return Response(status_code=204)
@@ -184,6 +196,8 @@ async def cancel_stream(message_id: str, deps: Deps, user: User) -> Response:
         status = final or status
     if status == "cancelled":
         return Response(status_code=204)
+    if deps.metrics is not None:
+        deps.metrics.cancels.labels("already_ended").inc()
     raise ServiceError(409, f"the answer has already ended ({status})")
 
 

@@ -372,6 +372,16 @@ class Settings(BaseSettings):
         "first (`410` for a late reader; the answer stays in the history); a new ask is `503` "
         "only while open streams fill it. With Redis, Redis's own `maxmemory` is the cap",
     )
+    # -- processes (issue 14: all the cores); docs/deploy.md, "Several workers" --
+    workers: Size = setting(
+        1,
+        "worker processes serving the port (askstream serve); more than 1 needs "
+        "ASKSTREAM_REDIS_URL, and /metrics adds up every worker",
+        doc="worker processes `askstream serve` runs on one port (uvicorn's supervisor; one "
+        "per core is the usual choice). More than 1 needs `ASKSTREAM_REDIS_URL` (with the "
+        "memory store `serve` exits with status 2), and `GET /metrics` adds up every "
+        "worker's counts. See [deploy.md](deploy.md#several-workers-on-one-machine)",
+    )
 
     # -- checks across settings: each on the later field, so that pydantic reports it
     # -- together with every other wrong setting (info.data holds the earlier valid ones)

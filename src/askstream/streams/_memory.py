@@ -73,6 +73,8 @@ class MemoryStore:
     dropped first, as if their retention had run out; when the open streams
     alone fill it, :meth:`create` raises :class:`StoreFull` (the service answers
     the ask 503), while streams already open go on to their end.
+    ``on_evict`` is called once for each finished stream dropped that way,
+    before its retention ran out (the service counts them).
     Use it from one event loop; for several processes use
     :class:`~askstream.streams.RedisStore`.
 
@@ -95,7 +97,9 @@ class MemoryStore:
         tombstone: float = TOMBSTONE,
         clock: Callable[[], float] = time.monotonic,
         max_bytes: int | None = None,
+        on_evict: Callable[[], object] | None = None,
     ) -> None:
+        self._on_evict = on_evict
         self._logs: dict[str, _Log] = {}
         self._size = 0  # bytes held by every log
         self._max_bytes = max_bytes
@@ -163,6 +167,8 @@ class MemoryStore:
         now = self._clock()
         while self._size > self._max_bytes - room and self._finished:
             self._drop_oldest(now)
+            if self._on_evict is not None:
+                self._on_evict()
 
     def _expire(self) -> None:
         now = self._clock()

@@ -62,7 +62,8 @@ class FakeUpstream:
     The answer is ``answer`` if given, else ``"Echo: "`` and the last user message,
     cut into pieces of a few characters (or ``tokens`` pieces ``" tok<n>"``),
     ``delay`` seconds apart. ``mode`` picks the behaviour; a request whose model
-    is ``fake-<mode>`` picks its own:
+    is ``fake-<mode>``, or whose last user message begins with ``fake-<mode>:``,
+    picks its own (so one service in front of it can meet several):
 
     - ``normal``: every piece, a ``finish_reason: "stop"`` chunk, ``data: [DONE]``.
     - ``fail``: ``fail_after`` pieces, then an OpenAI error payload, then the end.
@@ -170,6 +171,9 @@ class FakeUpstream:
             return
         model = str(request.get("model", ""))
         mode = cast("Mode", model[5:]) if model[5:] in _MODES else self.mode
+        asked = _question(messages).partition(":")[0]
+        if asked.startswith("fake-") and asked[5:] in _MODES:
+            mode = cast("Mode", asked[5:])
         record: dict[str, Any] = {
             "model": model, "messages": messages, "stream": request.get("stream"),
             "temperature": request.get("temperature"), "maxTokens": request.get("max_tokens"),
@@ -213,10 +217,7 @@ class FakeUpstream:
             return [f" tok{n}" for n in range(self.tokens)]
         if self.answer is not None:
             return _PIECE.findall(self.answer)
-        question = next(
-            (m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), ""
-        )
-        return _PIECE.findall(f"Echo: {question}")
+        return _PIECE.findall(f"Echo: {_question(messages)}")
 
     async def _stream(
         self,
@@ -280,6 +281,17 @@ class FakeUpstream:
             tail += b"data: [DONE]\n\n"
             record["outcome"] = "done"
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _question(messages: Any) -> str:
+    # The last user message (the question), or "" for anything else.
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content", "")
+            return content if isinstance(content, str) else ""
+    return ""
 
 
 async def _respond(send: Send, status: int, payload: Any) -> None:
