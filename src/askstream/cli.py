@@ -452,7 +452,8 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
                     print(flush=True)
                     print(f"askstream: error {data['code']}: {data['message']}", file=sys.stderr)
                     return 1
-                print(data["delta"], end="", flush=True)
+                if event.event == "message":  # not a thinking model's `reasoning`
+                    print(data["delta"], end="", flush=True)
         print(flush=True)
         print("askstream: the answer ended without finishing", file=sys.stderr)
     except AskstreamError as exc:  # whatever failed, the client raises one of ours

@@ -44,8 +44,10 @@ from ._metrics import Metrics
 from ._middleware import BodyLimit, InternalErrors
 from ._openai_api import RESUME_HEADER, OpenAIErrors
 from ._openai_api import router as openai_router
+from ._openapi import restrict_overrides
 from ._protocol import REFUSED_STATE, SETTINGS_STATE
 from ._reaper import fail_lost, reap_forever, sweep_forever
+from ._retry import RetryPolicy
 from ._routes import Services, router
 from ._settings import Settings
 from ._stopping import RESUME_EVENT, Stopping
@@ -72,7 +74,34 @@ def make_backend(settings: Settings) -> Backend:
         api_key=settings.llm_api_key,
         connect_timeout=settings.llm_connect_timeout,
         read_timeout=settings.llm_read_timeout,
+        retry=RetryPolicy(
+            attempts=settings.llm_attempts,
+            base=settings.llm_retry_delay,
+            cap=settings.llm_retry_max_delay,
+        ),
     )
+
+
+def _first_piece_within(settings: Settings) -> float:
+    """The longest an answer may wait for its first piece: every attempt's timeouts
+    and the waits between them."""
+    attempts = settings.llm_attempts
+    waits = (attempts - 1) * settings.llm_retry_max_delay
+    return attempts * (settings.llm_connect_timeout + settings.llm_read_timeout) + waits
+
+
+def _document_overrides(app: FastAPI, allowed: tuple[str, ...]) -> None:
+    # The document tells what this server takes: a field that is 400 here is
+    # described as null only, so that a client built from it (or schemathesis)
+    # never sends a value the server refuses.
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            restrict_overrides(build(), allowed)
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def make_store(
@@ -239,7 +268,7 @@ def create_app(
             )
             stack.push_async_callback(_stop, reaper)
             # And the answers no lease covers any more (the store lost them).
-            idle = settings.llm_connect_timeout + settings.llm_read_timeout + settings.lease_ttl
+            idle = _first_piece_within(settings) + settings.lease_ttl
             sweeper = asyncio.create_task(sweep_forever(log, history, idle=idle))
             stack.push_async_callback(_stop, sweeper)
             fanout = Fanout(log, on_lost=partial(fail_lost, log, history), metrics=metrics)
@@ -288,9 +317,10 @@ def create_app(
     app.add_middleware(
         ShutdownMiddleware, should_exit=stopping.streams_must_end, final_event=RESUME_EVENT
     )
-    # Outermost last: the request id, the connection cap, headers on every
-    # answer, the head's size, the gate (Host, cross-site writes), CORS, who is
-    # asking, the body limit, HEAD as GET, and the last word on errors.
+    # Outermost last: the request id, OpenAI's error shape, the connection cap,
+    # headers on every answer, the head's size, the gate (Host, cross-site
+    # writes), CORS, who is asking, the body limit, HEAD as GET, and the last
+    # word on errors.
     app.add_middleware(InternalErrors)
     app.add_middleware(HeadAsGet)
     app.add_middleware(
@@ -314,11 +344,13 @@ def create_app(
     app.add_middleware(SiteGuard, allowed_hosts=settings.hosts, cors_origins=settings.cors_origins)
     app.add_middleware(HeadCheck, max_size=settings.max_head_size, refused=metrics.refused)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(OpenAIErrors)  # every error under /v1/ in OpenAI's shape too
-    # The outermost: first word.
+    # The first word: no work before the count (the next one only wraps `send`).
     app.add_middleware(OpenLimit, limit=settings.max_connections, refused=metrics.refused)
-    # Outside it, the outermost: every response, a refusal of the cap included,
-    # gets its X-Request-ID, and every line logged for a request names it (_logs.py).
+    # The outermost: every error under /v1/ in OpenAI's shape too, the cap's included.
+    app.add_middleware(OpenAIErrors)
+    # Outside it, the outermost: every response, an OpenAI-shaped error and a
+    # refusal of the cap included, gets its X-Request-ID, and every line logged
+    # for a request names it (_logs.py).
     app.add_middleware(RequestId)
     app.include_router(router)
     app.include_router(openai_router)  # the OpenAI-compatible door, /v1/
@@ -327,6 +359,7 @@ def create_app(
     app.add_api_route(
         METRICS_PATH, partial(_metrics, metrics), methods=["GET"], include_in_schema=False
     )
+    _document_overrides(app, settings.request_overrides)
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).
         app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 
+from ..http import Clock, SystemClock
 from ..streams import FinishStatus, Store, StoreFull, StreamExpired, StreamNotFound
 from ._backend import Backend, ChatMessage, ModelOptions, Usage
 from ._errors import ServiceError, Unavailable, UpstreamError
@@ -72,6 +73,7 @@ class Answer:
     usage: Usage | None = None  # what the back end counted, once it said
     question_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parts: list[str] = field(default_factory=list)
+    thoughts: list[str] = field(default_factory=list)  # a thinking model's reasoning
     ended: bool = False  # its last event (done or error) is in the store
     # For the metrics: when it was asked, when its first piece was in the store
     # (time.perf_counter), how it ended (set once, by whatever ended it).
@@ -83,6 +85,11 @@ class Answer:
     def text(self) -> str:
         return "".join(self.parts)
 
+    @property
+    def reasoning(self) -> str | None:
+        """The model's reasoning, ``None`` when it sent none."""
+        return "".join(self.thoughts) if self.thoughts else None
+
 
 class Generations:
     """Owns every generation task and the periodic saver; an async context manager.
@@ -92,6 +99,10 @@ class Generations:
     failure of one answer reaches another, the saver, or the instance.
     Leaving it cancels what still runs: each answer is stored ``cancelled``
     with its text so far, and its readers get an error event (503).
+
+    The saver writes what every answer has so far each ``save_interval``
+    seconds on ``clock`` (a test passes ``askstream.testing.FakeClock`` and
+    advances it, or calls :meth:`save_now`).
     """
 
     def __init__(
@@ -104,8 +115,10 @@ class Generations:
         limits: GenerationLimits | None = None,
         dependencies: Dependencies | None = None,
         metrics: Metrics | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._clock = clock or SystemClock()
         self._limits = limits or GenerationLimits(total=256, per_user=32)
         self._store = store
         self._history = history
@@ -352,6 +365,15 @@ class Generations:
                             mid, owner=answer.owner, on_cancel=partial(self._cancel_requested, mid)
                         )
                         began = True
+                    if chunk.reasoning:
+                        # Its own event type, so that a reader that knows only
+                        # `message` never takes thoughts for the answer; sent as
+                        # they come, so the first byte does not wait for the answer.
+                        thought = valid_text(chunk.reasoning)
+                        answer.thoughts.append(thought)
+                        await self._store.append(
+                            mid, head + _json(thought) + "}", event="reasoning"
+                        )
                     if chunk.delta:
                         delta = valid_text(chunk.delta)  # no lone surrogate gets stored
                         # Before the append: one cancelled midway may have reached the
@@ -438,7 +460,9 @@ class Generations:
         text = answer.text
         # Stored before `done` goes out: a reader that got `done` finds it saved.
         self._dirty.pop(mid, None)
-        await self._history.finish_answer(mid, text, status, finish_reason)
+        await self._history.finish_answer(
+            mid, text, status, finish_reason, usage=answer.usage, reasoning=answer.reasoning
+        )
         done: dict[str, object] = {
             "chatId": answer.chat_id,
             "messageId": mid,
@@ -471,7 +495,9 @@ class Generations:
         message = valid_text(message)  # it may quote the model (_text.py)
         self._dirty.pop(mid, None)
         try:
-            await self._history.finish_answer(mid, answer.text, status, error=message)
+            await self._history.finish_answer(
+                mid, answer.text, status, error=message, reasoning=answer.reasoning
+            )
         except Exception as exc:
             # The readers must still hear how it ended. The row stays
             # "streaming" until the saver writes its end, once the database is back.
@@ -498,7 +524,7 @@ class Generations:
         # One transaction a tick for every answer in flight, instead of one per
         # answer: with hundreds of answers streaming, the database sees one write.
         while True:
-            await asyncio.sleep(self._save_interval)
+            await self._clock.sleep(self._save_interval)
             try:
                 await self.save_now()
             except Exception:  # a bug in saving must not end the saving

@@ -19,6 +19,7 @@ from ._health import Dependencies
 from ._history import ChatHistory
 from ._logs import bind_answer
 from ._metrics import Metrics
+from ._model import ModelPolicy
 from ._openapi import EVENT_STREAM, LAST_EVENT_ID
 from ._schemas import (
     AskRequest,
@@ -94,14 +95,22 @@ router = APIRouter(prefix="/api", responses=_errors(422))
 )
 async def ask(request: Request, deps: Deps, user: User) -> Response:
     body = parse_ask(await request.body())
+    policy = ModelPolicy.of(deps.settings)
+    policy.refuse(temperature=body.temperature, maxTokens=body.max_tokens, system=body.system)
     if body.chat_id is None:
-        context = []
+        history = []
     else:
         found = await deps.history.context(body.chat_id, user, deps.settings.context_messages)
         if found is None:  # also another user's chat: 404, never a 403 that confirms it
             raise ServiceError(404, f"no chat {shown(body.chat_id)}")
-        context = found
-    answer = await deps.generations.start(body.chat_id, body.question, context, owner=user)
+        history = found
+    answer = await deps.generations.start(
+        body.chat_id,
+        body.question,
+        policy.context(history, body.question, system=body.system),
+        owner=user,
+        options=policy.options(temperature=body.temperature, max_tokens=body.max_tokens),
+    )
     return EventStreamResponse(
         deps.fanout.follow(answer.message_id),
         ping=deps.settings.heartbeat,

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BeforeValidator
 __all__ = [
     "LOG_FORMATS",
     "LOG_LEVELS",
+    "OVERRIDES",
     "ApiKey",
     "Count",
     "Delay",
@@ -23,14 +24,18 @@ __all__ = [
     "LogLevel",
     "Names",
     "Origins",
+    "Overrides",
     "Port",
     "RedisUrl",
     "Seconds",
     "Size",
+    "Temperature",
 ]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 LOG_FORMATS = ("text", "json")  # the log's form (_logs.py)
+#: What a request may be allowed to set for itself (``request_overrides``).
+OVERRIDES = ("temperature", "max_tokens", "system")
 _Number = TypeVar("_Number", int, float)
 
 
@@ -64,6 +69,23 @@ def _origins(origins: tuple[str, ...]) -> tuple[str, ...]:
         if origin != "*" and not re.fullmatch(r"https?://[^/?#\s]+", origin):
             raise ValueError(f"{origin!r} is not an origin such as https://app.example.com")
     return origins
+
+
+def _overrides(names: tuple[str, ...]) -> tuple[str, ...]:
+    # "none", since an empty variable counts as unset (the default).
+    if names == ("none",):
+        return ()
+    for name in names:
+        if name not in OVERRIDES:
+            raise ValueError(f"{name!r} is none of {', '.join(OVERRIDES)} (or none alone)")
+    return tuple(dict.fromkeys(names))
+
+
+def _temperature(value: float) -> float:
+    # OpenAI's range; other servers' are narrower, never wider.
+    if not 0 <= value <= 2:
+        raise ValueError(f"must be from 0 to 2, not {value!r}")
+    return value
 
 
 def _log_level(text: str) -> str:
@@ -105,6 +127,8 @@ Count = Annotated[int, AfterValidator(_not_negative)]  # may be 0: none
 Port = Annotated[int, AfterValidator(_port)]
 Names = Annotated[tuple[str, ...], BeforeValidator(_names)]  # "a,b" as ("a", "b")
 Origins = Annotated[tuple[str, ...], BeforeValidator(_names), AfterValidator(_origins)]
+Overrides = Annotated[tuple[str, ...], BeforeValidator(_names), AfterValidator(_overrides)]
+Temperature = Annotated[float, AfterValidator(_temperature)]
 LogLevel = Annotated[str, AfterValidator(_log_level)]
 LogFormat = Annotated[str, AfterValidator(_log_format)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
