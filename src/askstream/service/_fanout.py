@@ -32,6 +32,7 @@ from ..http import Broadcast, Join
 from ..sse import Event
 from ..streams import Store, StoreUnavailable, StreamNotFound
 from ._health import unavailable
+from ._logs import detached
 from ._metrics import Metrics
 
 __all__ = ["Fanout"]
@@ -151,8 +152,12 @@ class Fanout:
     def _start(self, stream_id: str, position: int) -> _Hub:
         """A hub for ``stream_id``, publishing what comes after ``position``."""
         broadcast = Broadcast(position)
+        # Detached: the hub serves every reader of the stream, not just the
+        # request that happened to start it (its lines name the answer only).
         task = asyncio.get_running_loop().create_task(
-            self._publish(stream_id, broadcast), name="askstream hub"
+            self._publish(stream_id, broadcast),
+            name="askstream hub",
+            context=detached(message_id=stream_id),
         )
         hub = self._hubs[stream_id] = _Hub(broadcast, task)
         return hub

@@ -31,10 +31,11 @@ from ..http import Clock, SystemClock
 from ..streams import FinishStatus, Store, StoreFull, StreamExpired, StreamNotFound
 from ._backend import Backend, ChatMessage, ModelOptions, Usage
 from ._errors import ServiceError, Unavailable, UpstreamError
-from ._health import Dependencies, unavailable
+from ._health import UPSTREAM, Dependencies, unavailable
 from ._history import ChatHistory
 from ._json import dumps
 from ._limits import RETRY_AFTER, GenerationLimits
+from ._logs import bind_answer
 from ._metrics import Metrics, Outcome
 from ._schemas import DeltaData, DoneData, ErrorData
 from ._text import valid_text
@@ -236,6 +237,10 @@ class Generations:
             owner=owner,
             options=options,
         )
+        # Named in the asker's context (the rest of its request logs them) and so
+        # in the task's, which copies it: every line about this answer carries
+        # its ids and the ask's request id, also after that response ended.
+        bind_answer(chat_id=answer.chat_id, message_id=answer.message_id)
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             task = asyncio.get_running_loop().create_task(self._guarded(answer, started))
@@ -384,6 +389,8 @@ class Generations:
                     if not started.done():
                         answer.first_at = time.perf_counter()
                         started.set_result(None)
+                        if self._dependencies is not None:
+                            self._dependencies.answered(UPSTREAM)
                     if chunk.finish_reason:
                         finish_reason = chunk.finish_reason
                     if chunk.usage is not None:
@@ -421,7 +428,13 @@ class Generations:
                 error = exc
                 if isinstance(exc, UpstreamError):
                     self._metrics.upstream_errors.labels(exc.kind).inc()
-                logger.warning("answer %s failed: %s", mid, exc.message)
+                if isinstance(exc, UpstreamError) and self._dependencies is not None:
+                    # The model's API failing is one line while it lasts (the
+                    # tracker's), not one per ask; each ask's own is for debugging.
+                    self._dependencies.failed(UPSTREAM, exc)
+                    logger.debug("answer %s failed: %s", mid, exc.message)
+                else:
+                    logger.warning("answer %s failed: %s", mid, exc.message)
             elif outage is not None:
                 error = outage  # logged once by the dependency tracker
             else:
@@ -467,6 +480,14 @@ class Generations:
         answer.outcome = status
         await self._store.append(mid, _json(done), event="done")
         await self._store.finish(mid, status)
+        logger.info(
+            "answer %s ended %s (%s), %d characters",
+            mid,
+            status,
+            finish_reason,
+            len(text),
+            extra={"outcome": status, "finish_reason": finish_reason},
+        )
 
     async def _end_with_error(
         self, answer: Answer, status: FinishStatus, code: int, message: str
@@ -489,6 +510,14 @@ class Generations:
         answer.outcome = status
         await self._store.append(mid, _json(ErrorData(code=code, message=message)), event="error")
         await self._store.finish(mid, status)
+        logger.info(
+            "answer %s ended %s (error %d: %s)",
+            mid,
+            status,
+            code,
+            message,
+            extra={"outcome": status, "code": code},
+        )
 
     # -- saving while streaming ---------------------------------------------
 
@@ -510,7 +539,10 @@ class Generations:
                 await self._history.finish_answer(mid, text, status, error=message)
             except Exception as exc:
                 if self._outage(exc) is None:
-                    logger.exception("saving answer %s as %s failed", mid, status)
+                    # The saver is about no answer: this line names its own.
+                    logger.exception(
+                        "saving answer %s as %s failed", mid, status, extra={"message_id": mid}
+                    )
                     del self._unsaved[mid]  # a bug, not an outage: trying again will not help
                 break  # still away: the next tick tries again
             del self._unsaved[mid]
