@@ -48,7 +48,10 @@ stream) are not part of the tree; they raise ``RuntimeError``, as httpx does.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "AskstreamError",
@@ -166,18 +169,22 @@ class ResponseError(EventSourceError):
 
     ``code`` and ``message`` come from the server's JSON body ``{"code", "message"}``
     when it sent one (the founding guide's error shape); otherwise ``code`` is the
-    HTTP status and ``message`` the body's text, shortened.
+    HTTP status and ``message`` the body's text, shortened. ``headers`` are the
+    response's (``Retry-After`` says when to ask again); empty when not known.
 
     >>> err = ResponseError(status=404, code=404, message="unknown chat")
     >>> str(err)
     '404: unknown chat'
     """
 
-    def __init__(self, *, status: int, code: int, message: str) -> None:
+    def __init__(
+        self, *, status: int, code: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
 
 
 class ContentTypeError(EventSourceError):

@@ -27,13 +27,15 @@ from askstream.service import (
     Chunk,
     DemoBackend,
     ModelOptions,
+    OpenAIBackend,
+    RetryPolicy,
     Settings,
     UpstreamError,
     create_app,
 )
 from askstream.sse import Decoder, Event, comment, encode
 from askstream.streams import MemoryStore, RedisStore, Store, StreamExpired, StreamNotFound
-from askstream.testing import FakeUpstream, ServerProcess, free_port, require
+from askstream.testing import FakeClock, FakeUpstream, ServerProcess, free_port, require
 
 
 def the_protocol_core(chunks: Sequence[bytes]) -> list[str]:
@@ -282,6 +284,15 @@ async def the_service() -> FastAPI:
             assert_type(chunk.delta, str)
     app = create_app(Settings.from_env(), store=MemoryStore(), backend=backend)
     assert_type(app, FastAPI)
+    patient = OpenAIBackend(
+        "https://example.openai.azure.com/openai/deployments/d?api-version=2024-10-21",
+        "gpt-4o",
+        retry=RetryPolicy(attempts=5, base=1.0, cap=30.0),
+    )
+    async with aclosing(patient.stream([{"role": "user", "content": "Hi"}])) as pieces:
+        async for piece in pieces:
+            assert_type(piece.reasoning, str)
+    await patient.aclose()
     return app
 
 
@@ -291,3 +302,16 @@ def the_test_helpers() -> None:
     assert_type(free_port(), int)
     assert_type(FakeUpstream.from_env({"ASKSTREAM_FAKE_TOKENS": "3"}), FakeUpstream)
     upstream.stop()
+
+
+async def time_in_tests() -> None:
+    clock = FakeClock()
+    response = askstream.EventStreamResponse(["x"], ping=15.0, clock=clock)
+    assert_type(response.clock, askstream.Clock)
+    timer = clock.call_later(1.0, lambda: None)
+    timer.cancel()
+    await clock.advance(15.0)
+    await clock.wait_sleepers(1)
+    assert_type(clock.now(), float)
+    real: askstream.Clock = askstream.SystemClock()
+    assert_type(real.call_later(0.5, print), askstream.Timer)

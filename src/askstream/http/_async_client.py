@@ -171,7 +171,7 @@ class AsyncEventSource:
         finally:
             await response.aclose()
         if verdict is Verdict.FAIL:
-            raise response_error(response.status_code, bytes(body))
+            raise response_error(response.status_code, bytes(body), response.headers)
         return verdict
 
     def _url(self) -> httpx.URL:

@@ -81,8 +81,11 @@ class Verdict(Enum):
     FAIL = "fail"  # read the body and raise response_error()
 
 
-def response_error(status: int, body: bytes) -> ResponseError:
-    """The error for a non-2xx answer, with the server's ``{"code", "message"}`` if it sent one.
+def response_error(
+    status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> ResponseError:
+    """The error for a non-2xx answer, with the server's ``{"code", "message"}`` if it sent one,
+    and the response's ``headers``.
 
     >>> response_error(502, b'{"code": 502, "message": "LLM request failed"}').message
     'LLM request failed'
@@ -99,7 +102,10 @@ def response_error(status: int, body: bytes) -> ResponseError:
         if type(payload.get("code")) is int:
             code = payload["code"]
     return ResponseError(
-        status=status, code=code, message=message or httpx.codes.get_reason_phrase(status)
+        status=status,
+        code=code,
+        message=message or httpx.codes.get_reason_phrase(status),
+        headers=headers,
     )
 
 

@@ -172,7 +172,7 @@ class EventSource:
         finally:
             response.close()
         if verdict is Verdict.FAIL:
-            raise response_error(response.status_code, bytes(body))
+            raise response_error(response.status_code, bytes(body), response.headers)
         return verdict
 
     def _url(self) -> httpx.URL:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import logging.config
 from collections.abc import AsyncIterator, Mapping
 from contextlib import (
     AbstractAsyncContextManager,
@@ -38,12 +39,15 @@ from ._health import DATABASE, STORE, Dependencies, database_probe, outage_handl
 from ._history import ChatHistory, create_engine
 from ._identity import Identities, load_secret_key
 from ._limits import GenerationLimits
+from ._logs import RequestId, logging_config
 from ._metrics import Metrics
 from ._middleware import BodyLimit, InternalErrors
 from ._openai_api import RESUME_HEADER, OpenAIErrors
 from ._openai_api import router as openai_router
+from ._openapi import restrict_overrides
 from ._protocol import REFUSED_STATE, SETTINGS_STATE
 from ._reaper import fail_lost, reap_forever, sweep_forever
+from ._retry import RetryPolicy
 from ._routes import Services, router
 from ._settings import Settings
 from ._stopping import RESUME_EVENT, Stopping
@@ -70,7 +74,34 @@ def make_backend(settings: Settings) -> Backend:
         api_key=settings.llm_api_key,
         connect_timeout=settings.llm_connect_timeout,
         read_timeout=settings.llm_read_timeout,
+        retry=RetryPolicy(
+            attempts=settings.llm_attempts,
+            base=settings.llm_retry_delay,
+            cap=settings.llm_retry_max_delay,
+        ),
     )
+
+
+def _first_piece_within(settings: Settings) -> float:
+    """The longest an answer may wait for its first piece: every attempt's timeouts
+    and the waits between them."""
+    attempts = settings.llm_attempts
+    waits = (attempts - 1) * settings.llm_retry_max_delay
+    return attempts * (settings.llm_connect_timeout + settings.llm_read_timeout) + waits
+
+
+def _document_overrides(app: FastAPI, allowed: tuple[str, ...]) -> None:
+    # The document tells what this server takes: a field that is 400 here is
+    # described as null only, so that a client built from it (or schemathesis)
+    # never sends a value the server refuses.
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            restrict_overrides(build(), allowed)
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def make_store(
@@ -178,6 +209,11 @@ def create_app(
     # (what can be seen of the workers: _workers.py). Given settings, their `workers`.
     workers = settings.workers if settings is not None else None
     settings = settings or Settings.from_env()
+    if settings.log_format == "json":
+        # Asked for by name: under `uvicorn --factory` too (uvicorn set up its
+        # own logging before it called us). Readable text leaves the host's
+        # logging as it is (`askstream serve` sets up both, see cli.py).
+        logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     refusal = None
     if store is None and settings.redis_url is None:
         workers = workers or workers_seen(settings.workers)
@@ -232,7 +268,7 @@ def create_app(
             )
             stack.push_async_callback(_stop, reaper)
             # And the answers no lease covers any more (the store lost them).
-            idle = settings.llm_connect_timeout + settings.llm_read_timeout + settings.lease_ttl
+            idle = _first_piece_within(settings) + settings.lease_ttl
             sweeper = asyncio.create_task(sweep_forever(log, history, idle=idle))
             stack.push_async_callback(_stop, sweeper)
             fanout = Fanout(log, on_lost=partial(fail_lost, log, history), metrics=metrics)
@@ -281,9 +317,10 @@ def create_app(
     app.add_middleware(
         ShutdownMiddleware, should_exit=stopping.streams_must_end, final_event=RESUME_EVENT
     )
-    # Outermost last: the connection cap, headers on every answer, the head's
-    # size, the gate (Host, cross-site writes), CORS, who is asking, the body
-    # limit, HEAD as GET, and the last word on errors.
+    # Outermost last: the request id, OpenAI's error shape, the connection cap,
+    # headers on every answer, the head's size, the gate (Host, cross-site
+    # writes), CORS, who is asking, the body limit, HEAD as GET, and the last
+    # word on errors.
     app.add_middleware(InternalErrors)
     app.add_middleware(HeadAsGet)
     app.add_middleware(
@@ -298,8 +335,8 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "HEAD", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-            expose_headers=["Content-Location", RESUME_HEADER],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+            expose_headers=["Content-Location", RESUME_HEADER, "X-Request-ID"],
             # Credentials (cookies) only for origins named one by one, never for "*".
             allow_credentials="*" not in settings.cors_origins,
             max_age=600,
@@ -307,9 +344,14 @@ def create_app(
     app.add_middleware(SiteGuard, allowed_hosts=settings.hosts, cors_origins=settings.cors_origins)
     app.add_middleware(HeadCheck, max_size=settings.max_head_size, refused=metrics.refused)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(OpenAIErrors)  # every error under /v1/ in OpenAI's shape too
-    # The outermost: first word.
+    # The first word: no work before the count (the next one only wraps `send`).
     app.add_middleware(OpenLimit, limit=settings.max_connections, refused=metrics.refused)
+    # The outermost: every error under /v1/ in OpenAI's shape too, the cap's included.
+    app.add_middleware(OpenAIErrors)
+    # Outside it, the outermost: every response, an OpenAI-shaped error and a
+    # refusal of the cap included, gets its X-Request-ID, and every line logged
+    # for a request names it (_logs.py).
+    app.add_middleware(RequestId)
     app.include_router(router)
     app.include_router(openai_router)  # the OpenAI-compatible door, /v1/
     app.include_router(_aisdk.router)  # the AI SDK's door (docs/api.md)
@@ -317,6 +359,7 @@ def create_app(
     app.add_api_route(
         METRICS_PATH, partial(_metrics, metrics), methods=["GET"], include_in_schema=False
     )
+    _document_overrides(app, settings.request_overrides)
     if (_WEB / "index.html").is_file():
         # The chat page (issue 6) at "/", its files under /static (askstream/web/).
         app.add_api_route("/", _index, methods=["GET"], include_in_schema=False)

@@ -13,7 +13,7 @@ first, for the origins the operator allows.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -82,7 +82,8 @@ class SiteGuard:
     domain and its subdomains, or ``*`` for any. A request with an unsafe
     method (``POST``, ``DELETE``, ...) is refused when its ``Origin`` is neither
     our own (the ``Host`` it was sent to) nor one of ``cors_origins``, or, with
-    no ``Origin``, when ``Sec-Fetch-Site`` says another site made it. Programs
+    no ``Origin``, when ``Sec-Fetch-Site`` says another site made it. An origin
+    that only ``*`` allows may not write with the session cookie. Programs
     (curl, the Python client) send neither header and pass. So does the
     founding guide's page, which posts its JSON as ``text/event-stream`` from
     our own origin: the content type is not what we judge.
@@ -106,14 +107,22 @@ class SiteGuard:
             name.endswith(domain) or name == domain[1:] for domain in self._domains
         )
 
-    def origin_allowed(self, origin: str, host: str) -> bool:
+    def origin_allowed(self, origin: str, host: str, *, session: bool = False) -> bool:
+        """Whether a page on ``origin`` may write; ``session``: the request carries
+        the session cookie."""
         origin = origin.lower().rstrip("/")
-        if origin in self._origins or (self._any_origin and origin != "null"):
+        if origin in self._origins:
             return True
         # Our own origin: the page the service itself served. Compared without the
         # scheme, which a TLS-terminating proxy in front of us changes.
         parts = urlsplit(origin)
-        return parts.scheme in ("http", "https") and parts.netloc == host.lower()
+        if parts.scheme in ("http", "https") and parts.netloc == host.lower():
+            return True
+        # "*" is any origin without credentials (docs/security.md): CORS hides the
+        # answer from it, but a write would still be done. The session cookie
+        # rides on a same-site page's form or fetch (another port, a sibling
+        # subdomain: SameSite=Lax lets it), which would act as its visitor.
+        return self._any_origin and origin != "null" and not session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,7 +145,8 @@ class SiteGuard:
         preflight = method == "OPTIONS" and "access-control-request-method" in headers
         if method not in _SAFE_METHODS or preflight:
             if origin is not None:
-                refused = not self.origin_allowed(origin, host)
+                session = COOKIE in cookie_parser(headers.get("cookie", ""))
+                refused = not self.origin_allowed(origin, host, session=session)
             else:
                 refused = headers.get("sec-fetch-site") in ("cross-site", "same-site")
             if refused:
@@ -240,12 +250,14 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: Message) -> None:
+        # Not `async def`: it hands back the server's own awaitable, so a
+        # stream's every token does not pay one more coroutine frame here.
+        def send_with_headers(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
                 headers.extend(item for item in _SECURITY_HEADERS if item[0] not in present)
                 message["headers"] = headers
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_headers)
