@@ -413,7 +413,10 @@ function updateComposer() {
   if (focused === ui.stop) stopHadFocus = true;
   else if (focused !== document.body) stopHadFocus = false;
   ui.stop.hidden = !showStop;
-  ui.stop.disabled = Boolean(active?.stopping);
+  // aria-disabled, not disabled: a disabled button drops the focus (to <body>),
+  // and then the Send that comes back could not take it over. stop() ignores
+  // the presses that follow the first.
+  ui.stop.setAttribute("aria-disabled", String(Boolean(active?.stopping)));
   ui.send.hidden = showStop;
   ui.send.disabled = busy;
   ui.send.title = busy ? "An answer is still being written" : "";
