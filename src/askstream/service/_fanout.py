@@ -4,12 +4,14 @@ Every response follows the log (``Store.follow``), so that any reader can
 resume anywhere. Left at that, a thousand readers of one answer are a thousand
 followers: per event, a thousand task wake-ups (and, with Redis, a thousand
 deliveries). Here a reader follows the log by itself only until it has caught
-up; then it joins its answer's *hub*, one task per answer and process that
-follows the log once and writes each event, encoded once, to every joined
-reader (:class:`~askstream.http.Broadcast`). A reader the hub lets go (its
-socket was full, the answer ended, a heartbeat was due) follows the log by
-itself again from the last event it was given, and joins again once it has
-caught up. Ids are the log's positions: ``"1"``, ``"2"``, ...
+up and another reader follows the same answer; then it joins its answer's
+*hub*, one task per answer and process that follows the log once and writes
+each event, encoded once, to every joined reader
+(:class:`~askstream.http.Broadcast`). A lone reader (the usual case: the one
+who asked) gets no hub: a hub would cost it one more task wake-up per token.
+A reader the hub lets go (its socket was full, the answer ended, a heartbeat
+was due) follows the log by itself again from the last event it was given,
+and joins again once it has caught up. Ids are the log's positions: ``"1"``, ``"2"``, ...
 
 A reader is never left hanging: when the log stays unreachable, or the
 answer's stream vanishes from it, for longer than the store waits (the lease
@@ -39,6 +41,7 @@ from ..http import Broadcast, Join
 from ..sse import Event
 from ..streams import Store, StoreUnavailable, StreamNotFound
 from ._health import unavailable
+from ._logs import detached
 from ._metrics import Metrics
 
 __all__ = ["Fanout"]
@@ -111,10 +114,12 @@ class Fanout:
                 async with contextlib.aclosing(self._store.follow(stream_id, after)) as events:
                     async for event in events:
                         yield event
-                        position = int(event.id or 0)
                         joinable = self._hubs.get(stream_id)
+                        if joinable is None and self._readers[stream_id] < 2:
+                            continue  # a lone reader makes no hub (see the module's docstring)
+                        position = int(event.id or 0)
                         if joinable is None:
-                            # A replay of a finished answer makes no hub.
+                            # Nor does a replay of a finished answer.
                             if open_ is None:
                                 open_ = await self._store.status(stream_id) == "open"
                             if open_:
@@ -231,8 +236,12 @@ class Fanout:
     def _start(self, stream_id: str, position: int) -> _Hub:
         """A hub for ``stream_id``, publishing what comes after ``position``."""
         broadcast = Broadcast(position)
+        # Detached: the hub serves every reader of the stream, not just the
+        # request that happened to start it (its lines name the answer only).
         task = asyncio.get_running_loop().create_task(
-            self._publish(stream_id, broadcast), name="askstream hub"
+            self._publish(stream_id, broadcast),
+            name="askstream hub",
+            context=detached(message_id=stream_id),
         )
         hub = self._hubs[stream_id] = _Hub(broadcast, task)
         return hub
