@@ -231,3 +231,23 @@ async def test_the_tap_stops_following_once_every_door_reader_has_left(
     assert fanout._taps == {}
     assert fanout.readers() == 0
     await store.finish("m")
+
+
+async def test_a_door_reader_beside_a_lone_follower_makes_it_no_hub(make_store: MakeStore) -> None:
+    # The door's reader never joins a hub, so the follow() reader is still alone.
+    store = await make_store()
+    fanout = Fanout(store)
+    await answer(store)
+    door: list[str] = []
+    door_task = asyncio.create_task(read_all(fanout, door))
+    peer = Peer()
+    task = peer.run(EventStreamResponse(fanout.follow("m"), ping=None))
+    for n in range(2, 5):
+        await store.append("m", f"piece {n}")
+        await wait_until(lambda n=n: len(peer.events) == len(door) == n + 1, within=5)  # type: ignore[misc]
+        assert fanout._hubs == {}
+        assert fanout.readers({"m"}) == 2  # both, for the graceful stop
+    await store.finish("m")
+    await asyncio.wait_for(asyncio.gather(task, door_task), timeout=5)
+    assert door == [data for _, data in read(peer)] == [f"piece {n}" for n in range(5)]
+    await fanout.aclose()

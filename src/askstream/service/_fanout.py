@@ -115,7 +115,7 @@ class Fanout:
                     async for event in events:
                         yield event
                         joinable = self._hubs.get(stream_id)
-                        if joinable is None and self._readers[stream_id] < 2:
+                        if joinable is None and self._followers(stream_id) < 2:
                             continue  # a lone reader makes no hub (see the module's docstring)
                         position = int(event.id or 0)
                         if joinable is None:
@@ -156,6 +156,11 @@ class Fanout:
             if hub is not None:
                 self._leave(stream_id, hub)
 
+    def _followers(self, stream_id: str) -> int:
+        """The open follow()s of ``stream_id``: its readers but the taps' (who join no hub)."""
+        tap = self._taps.get(stream_id)
+        return self._readers.get(stream_id, 0) - (0 if tap is None else tap.readers)
+
     async def events(self, stream_id: str) -> AsyncGenerator[Event, None]:
         """What ``Store.follow(stream_id)`` yields, from the start, for a door that
         translates each event itself; counted in :meth:`readers` while it reads.
@@ -168,8 +173,11 @@ class Fanout:
         tap = self._taps.get(stream_id)
         if tap is None:
             tap = self._taps[stream_id] = _Tap()
+            # Detached, as a hub: it serves every reader of the answer.
             tap.task = asyncio.get_running_loop().create_task(
-                self._tap(stream_id, tap), name="askstream tap"
+                self._tap(stream_id, tap),
+                name="askstream tap",
+                context=detached(message_id=stream_id),
             )
         tap.readers += 1
         try:
