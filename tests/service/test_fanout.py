@@ -14,7 +14,7 @@ import pytest
 
 from askstream import EventStreamResponse
 from askstream.service._fanout import Fanout
-from askstream.streams import Store
+from askstream.streams import Store, StreamNotFound
 
 from ..http.peers import Peer, wait_until
 from ..streams.conftest import MakeStore
@@ -137,3 +137,117 @@ async def test_a_finished_answer_is_replayed_without_a_hub(
     assert [data for _, data in read(peer)] == ["piece 0", "piece 1", "piece 2"]
     assert peer.complete
     assert started == []
+
+
+# -- the doors' readers (/v1/, /api/chat): decoded events, one tap per answer ------------
+
+
+def count_follows(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The ``after`` of every ``store.follow`` call from now on."""
+    follows: list[str | None] = []
+    follow = store.follow
+
+    def counted(stream_id: str, after: str | None = None) -> object:
+        follows.append(after)
+        return follow(stream_id, after)
+
+    monkeypatch.setattr(store, "follow", counted)
+    return follows
+
+
+async def read_all(fanout: Fanout, got: list[str], stream_id: str = "m") -> None:
+    async for event in fanout.events(stream_id):
+        got.append(event.data)  # noqa: PERF401 (the tests watch it grow)
+
+
+async def test_door_readers_share_one_follower_are_counted_and_get_every_event(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await make_store()
+    fanout = Fanout(store)
+    await answer(store)
+    follows = count_follows(store, monkeypatch)
+    got: list[list[str]] = [[] for _ in range(4)]
+    tasks = [asyncio.create_task(read_all(fanout, mine)) for mine in got[:3]]
+    await wait_until(lambda: all(len(mine) == 2 for mine in got[:3]), within=5)
+    # What the graceful stop waits on counts them, as it counts follow()'s readers.
+    assert fanout.readers({"m"}) == 3
+    await store.append("m", "piece 2")
+    # A late reader gets the answer from its start, from the same follower.
+    tasks.append(asyncio.create_task(read_all(fanout, got[3])))
+    await wait_until(lambda: len(got[3]) == 3, within=5)
+    assert fanout.readers() == 4
+    await store.append("m", "{}", event="done")
+    await store.finish("m")
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+    stored = [event.data for event in await store.read("m")]
+    assert got == [stored] * 4
+    assert follows == [None]  # one follower of the log for the four
+    assert fanout.readers() == 0
+    await fanout.aclose()
+
+
+async def test_a_door_readers_store_error_is_each_readers_and_nothing_is_left_counted(
+    make_store: MakeStore,
+) -> None:
+    store = await make_store()
+    fanout = Fanout(store)
+    results = await asyncio.gather(
+        read_all(fanout, [], "never-made"),
+        read_all(fanout, [], "never-made"),
+        return_exceptions=True,
+    )
+    assert [type(result) for result in results] == [StreamNotFound, StreamNotFound]
+    assert fanout.readers() == 0
+    # And the next reader follows the log afresh.
+    await answer(store, pieces=1)
+    await store.finish("m")
+    got: list[str] = []
+    await asyncio.wait_for(read_all(fanout, got), timeout=5)
+    assert got == ["piece 0"]
+    await fanout.aclose()
+
+
+async def test_the_tap_stops_following_once_every_door_reader_has_left(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await make_store()
+    fanout = Fanout(store)
+    await answer(store)
+    got: list[list[str]] = [[], []]
+    tasks = [asyncio.create_task(read_all(fanout, mine)) for mine in got]
+    await wait_until(lambda: all(len(mine) == 2 for mine in got), within=5)
+    tap = fanout._taps["m"]
+    tasks[0].cancel()  # its client went away
+    await asyncio.wait([tasks[0]])
+    assert fanout.readers({"m"}) == 1
+    await store.append("m", "still going")
+    await wait_until(lambda: len(got[1]) == 3, within=5)
+    tasks[1].cancel()
+    await asyncio.wait([tasks[1]])
+    assert tap.task is not None
+    await asyncio.wait_for(asyncio.wait([tap.task]), timeout=2)
+    assert tap.task.cancelled()
+    assert fanout._taps == {}
+    assert fanout.readers() == 0
+    await store.finish("m")
+
+
+async def test_a_door_reader_beside_a_lone_follower_makes_it_no_hub(make_store: MakeStore) -> None:
+    # The door's reader never joins a hub, so the follow() reader is still alone.
+    store = await make_store()
+    fanout = Fanout(store)
+    await answer(store)
+    door: list[str] = []
+    door_task = asyncio.create_task(read_all(fanout, door))
+    peer = Peer()
+    task = peer.run(EventStreamResponse(fanout.follow("m"), ping=None))
+    for n in range(2, 5):
+        await store.append("m", f"piece {n}")
+        await wait_until(lambda n=n: len(peer.events) == len(door) == n + 1, within=5)  # type: ignore[misc]
+        assert fanout._hubs == {}
+        assert fanout.readers({"m"}) == 2  # both, for the graceful stop
+    await store.finish("m")
+    await asyncio.wait_for(asyncio.gather(task, door_task), timeout=5)
+    assert door == [data for _, data in read(peer)] == [f"piece {n}" for n in range(5)]
+    await fanout.aclose()

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
+from askstream.service._demo import DEMO_MODEL
 from askstream.service._history import ChatHistory, create_engine
 from askstream.sse import Event
 from askstream.testing import ServerProcess, require
@@ -212,6 +213,53 @@ async def test_answers_in_flight_finish_within_the_shutdown_timeout(
     service.process.send_signal(signal.SIGTERM)
     await asyncio.gather(*tasks)
     assert {reader.last.event for reader in readers} == {"done"}
+    service.wait(20)
+    assert {status for status, _ in stored(tmp_path / "data")} == {"complete"}
+    assert_clean_log(service)
+
+
+DOOR_READERS = 10  # at each of the two other doors
+
+
+async def test_sigterm_waits_for_the_v1_and_ai_sdk_readers_of_answers_that_finish(
+    services: list[Service], tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    # The graceful stop counts these doors' readers too (Fanout.events): an answer
+    # that finishes in time reaches each of them, in its own protocol, and not the
+    # shutdown's last event in its place.
+    service = start(
+        services, tmp_path, ASKSTREAM_DEMO_DELAY="0.01", ASKSTREAM_SHUTDOWN_TIMEOUT="20"
+    )
+    completion = {
+        "model": DEMO_MODEL,
+        "messages": [{"role": "user", "content": "Hi?"}],
+        "stream": True,
+    }
+    v1, v1_tasks = await open_readers(
+        client, DOOR_READERS, "POST", service.url + "/v1/chat/completions", json=completion
+    )
+    ui: list[Reader] = []
+    ui_tasks: list[asyncio.Task[None]] = []
+    for _ in range(DOOR_READERS):
+        body = {
+            "id": uuid.uuid4().hex[:16],
+            "messages": [{"id": "q", "role": "user", "parts": [{"type": "text", "text": "Hi?"}]}],
+        }
+        readers, tasks = await open_readers(client, 1, "POST", service.url + "/api/chat", json=body)
+        ui += readers
+        ui_tasks += tasks
+    service.process.send_signal(signal.SIGTERM)
+    await asyncio.gather(*v1_tasks, *ui_tasks)  # each one's body ended properly
+    for reader in v1:
+        data = [event.data for event in reader.events]
+        # OpenAI's end: a last chunk with a finish_reason, then [DONE].
+        assert data[-1] == "[DONE]", data[-3:]
+        assert json.loads(data[-2])["choices"][0]["finish_reason"] == "stop"
+    for reader in ui:
+        data = [event.data for event in reader.events]
+        # The AI SDK's: text-end, finish, [DONE].
+        assert data[-1] == "[DONE]", data[-3:]
+        assert [json.loads(d)["type"] for d in data[-3:-1]] == ["text-end", "finish"]
     service.wait(20)
     assert {status for status, _ in stored(tmp_path / "data")} == {"complete"}
     assert_clean_log(service)
