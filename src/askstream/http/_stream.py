@@ -116,7 +116,7 @@ class Stream:
 
     async def run(
         self,
-        start: Message,
+        start: Message | None,
         receive: Receive,
         source: Source,
         *,
@@ -125,10 +125,12 @@ class Stream:
         shutdown: Shutdown | None,
         background: BackgroundTask | None,
     ) -> None:
-        """The whole response: the start, the stream until it ends or is stopped, the background."""
+        """The whole response: the start (``None``: sent already), the stream until it
+        ends or is stopped, the background."""
         main = self._main = asyncio.current_task()
         assert main is not None
-        await self._batch.send(start)
+        if start is not None:  # None: it went out already (_handoff.py)
+            await self._batch.send(start)
         if shutdown is not None and not shutdown.subscribe(self._on_shutdown):
             self._reason = "shutdown"
         try:
@@ -201,7 +203,17 @@ class Stream:
                 if type(item) is str and "\n" not in item and "\r" not in item:
                     chunk = f"data: {item}\n\n".encode()  # encode_item's hot path
                 elif type(item) is Join:
-                    await self._attend(item)
+                    # Write what is held, then let the broadcast write. Inline,
+                    # not a method: a joined reader waits here for as long as it
+                    # stays, and a frame of its own would cost each ~0.2 KiB.
+                    await batch.flush()
+                    if self._reason is not None:
+                        break
+                    self._attending = True
+                    try:
+                        await attend(item, batch.write)
+                    finally:
+                        self._attending = False
                     continue
                 else:
                     chunk = encode_item(item)
@@ -245,17 +257,6 @@ class Stream:
                 self._reason = "error"
         finally:
             await self._end(pull, shutdown)
-
-    async def _attend(self, join: Join) -> None:
-        """The source yielded ``join``: write what is held, then let the broadcast write."""
-        await self._batch.flush()
-        if self._reason is not None:
-            return
-        self._attending = True
-        try:
-            await attend(join, self._batch.write)
-        finally:
-            self._attending = False
 
     async def _end(self, pull: Pull, shutdown: Shutdown | None) -> None:
         """The producer's last act: close the source and end the body (or not)."""

@@ -23,8 +23,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from ..http import ShutdownMiddleware
+from ..http import _handoff as handoff
 from ..streams import MemoryStore, Store
 from . import _aisdk
 from ._backend import Backend
@@ -143,6 +145,38 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class _App(FastAPI):
+    """FastAPI behind the connection cap and a stream handoff (``http/_handoff.py``).
+
+    An open stream holds every frame between the server and its body. Its
+    body runs here, outside FastAPI's stack, once that stack (its error
+    middleware, ours, the routing, the dependencies) has returned: a reader
+    then costs about what a bare ``EventStreamResponse`` does (benchmarks.md).
+    """
+
+    #: The cap on requests in progress around FastAPI's own ``__call__``, set
+    #: by :func:`create_app`; this class's ``__call__`` runs it inline.
+    open_limit: OpenLimit | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.open_limit
+        if scope["type"] != "http" or limit is None:
+            await super().__call__(scope, receive, send)
+            return
+        # One frame for the cap and the handoff: the only one of the app's
+        # that an open stream keeps (OpenLimit.__call__ and Handoff in one).
+        if limit.open >= limit.limit:
+            await limit.refuse(send)
+            return
+        limit.open += 1
+        try:
+            body = await handoff.run(limit.app, scope, receive, send)
+            if body is not None:
+                await body
+        finally:
+            limit.open -= 1
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -227,7 +261,7 @@ def create_app(
             # The server's protocol reads the limits from here (_protocol.py).
             yield {SETTINGS_STATE: settings}
 
-    app = FastAPI(
+    app = _App(
         title="askstream",
         summary="Chat answers streamed as server-sent events, resumable.",
         version=_version(),
@@ -268,7 +302,9 @@ def create_app(
     app.add_middleware(HeadCheck, max_size=settings.max_head_size)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(OpenAIErrors)  # every error under /v1/ in OpenAI's shape too
-    app.add_middleware(OpenLimit, limit=settings.max_connections)  # the outermost: first word
+    # Outside FastAPI's own stack (_App): the connection cap (the first word,
+    # and it counts a stream until its very end), then the handoff.
+    app.open_limit = OpenLimit(partial(FastAPI.__call__, app), limit=settings.max_connections)
     app.include_router(router)
     app.include_router(openai_router)  # the OpenAI-compatible door, /v1/
     app.include_router(_aisdk.router)  # the AI SDK's door (docs/api.md)

@@ -58,22 +58,28 @@ class OpenLimit:
         self.open = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # (The service's app inlines this, and runs a stream's handoff in the
+        # same frame: see _app.py.)
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if self.open >= self.limit:
-            await reject(
-                send,
-                503,
-                f"the server holds its limit of {self.limit} connections; try again soon",
-                headers=[(b"retry-after", str(RETRY_AFTER).encode())],
-            )
+            await self.refuse(send)
             return
         self.open += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.open -= 1
+
+    async def refuse(self, send: Send) -> None:
+        """Answer the 503 of a request over the limit."""
+        await reject(
+            send,
+            503,
+            f"the server holds its limit of {self.limit} connections; try again soon",
+            headers=[(b"retry-after", str(RETRY_AFTER).encode())],
+        )
 
 
 class HeadCheck:

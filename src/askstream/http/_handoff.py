@@ -1,0 +1,111 @@
+"""A stream's body, handed out of the middleware stack once its head is out.
+
+An event stream lasts as long as its reader stays, and everything its
+``await`` chain holds lives as long: each middleware's suspended frame and
+the closures of its ``send`` wrappers, a framework's request objects, its
+routing frames and exit stacks. Behind the service's gate and FastAPI's
+routing that was ~19 KiB per reader, half again the stream itself
+(bench/bench_resume.py, "memory per reader").
+
+:class:`Handoff` cuts that chain. It puts a :class:`Slot` in the scope of
+each request; an :class:`~askstream.http.EventStreamResponse` that finds one
+sends its ``http.response.start`` through the ``send`` it was given (so every
+middleware still adds its headers and sees the response begin), then leaves
+its body in the slot and returns at once. The stack unwinds, its frames and
+objects are freed, and :class:`Handoff` runs the body with the ``send`` and
+``receive`` it was itself given, in the context variables the handler saw.
+
+So the middleware inside :class:`Handoff` see a stream's request end when its
+head has gone out: only middleware that leave a stream's body alone once its
+start has passed may sit inside it (headers, checks, identity, routing; not a
+body rewriter such as gzip), and whatever must see the stream's real end (a
+cap on open requests) sits outside it. HEAD requests are not handed off.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Coroutine
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["SCOPE_KEY", "Body", "Handoff", "Slot", "claim", "hand_off", "run"]
+
+#: The scope key under which :class:`Handoff` leaves its slot.
+SCOPE_KEY = "askstream.handoff"
+
+
+Body = Coroutine[Any, Any, None]
+_UNSET = object()
+
+
+class Slot:
+    """Where a response leaves its body for :class:`Handoff` to run."""
+
+    __slots__ = ("body", "context", "receive", "send")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self.receive = receive
+        self.send = send
+        self.body: Body | None = None
+        self.context: contextvars.Context | None = None
+
+
+def claim(scope: Scope) -> Slot | None:
+    """The slot of this request if its body may be handed off (once only), else ``None``."""
+    slot = scope.get(SCOPE_KEY)
+    if type(slot) is not Slot or slot.body is not None:
+        return None
+    del scope[SCOPE_KEY]  # one body per request: a second response runs in place
+    return slot
+
+
+def hand_off(slot: Slot, body: Body) -> None:
+    """Leave ``body`` for :class:`Handoff` to run once the stack has unwound."""
+    slot.body = body
+    # The handler's context variables (a request id, say) as they are now:
+    # middleware that set them may reset them on their way out.
+    slot.context = contextvars.copy_context()
+
+
+async def run(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Body | None:
+    """Run ``app`` with a slot in its scope: the body a response left there, if any.
+
+    The caller awaits the body (once ``app`` has returned, so in a frame of its
+    own, the outermost it has) or closes it. Context variables the handler saw
+    are set again in the caller's task: middleware that reset them on their way
+    out (a request id) still name the stream's log lines.
+    """
+    if scope["type"] != "http" or scope["method"] == "HEAD":
+        await app(scope, receive, send)
+        return None
+    slot = Slot(receive, send)
+    try:
+        # The app gets a scope of its own: what it puts there (a framework's
+        # exit stacks, its route, the path parameters) goes with it.
+        await app({**scope, SCOPE_KEY: slot}, receive, send)
+    except BaseException:
+        if slot.body is not None:
+            slot.body.close()  # never started: nothing of it runs
+        raise
+    if slot.context is not None:
+        for var, value in slot.context.items():
+            if var.get(_UNSET) is not value:  # a set() of the same value still copies
+                var.set(value)
+    return slot.body
+
+
+class Handoff:
+    """ASGI middleware: run a stream's body here, after the app inside has returned.
+
+    See the module's docstring for what may sit inside it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await run(self.app, scope, receive, send)
+        if body is not None:
+            await body
