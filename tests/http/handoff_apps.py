@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from askstream import EventStreamResponse, ShutdownMiddleware
@@ -70,9 +71,24 @@ async def state(request: Request) -> Response:
     return JSONResponse({"returned": name in returned, "closed": name in closed})
 
 
+async def _pass_through(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    return await call_next(request)
+
+
+# BaseHTTPMiddleware relays the response from a task of its own and ends it
+# when the handler returns: no place for a handoff.
+wrapped = Starlette(
+    routes=[Route("/stream/{name}", stream)],
+    middleware=[Middleware(BaseHTTPMiddleware, dispatch=_pass_through)],
+)
+
 app = Handoff(
     Starlette(
-        routes=[Route("/stream/{name}", stream), Route("/state/{name}", state)],
+        routes=[
+            Mount("/wrapped", wrapped),
+            Route("/stream/{name}", stream),
+            Route("/state/{name}", state),
+        ],
         middleware=[Middleware(Marks), Middleware(ShutdownMiddleware)],
     )
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,8 +13,16 @@ from tests.http.support import UVICORN_ARGS, wait_for
 
 
 @pytest.fixture(scope="module")
-def handoff_server() -> Iterator[ServerProcess]:
-    with ServerProcess("tests.http.handoff_apps:app", args=UVICORN_ARGS) as process:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("handoff") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def handoff_server(server_log: Path) -> Iterator[ServerProcess]:
+    with (
+        server_log.open("wb") as log,
+        ServerProcess("tests.http.handoff_apps:app", args=UVICORN_ARGS, stderr=log) as process,
+    ):
         yield process
 
 
@@ -46,3 +55,21 @@ def test_head_is_answered_in_place(handoff_server: ServerProcess) -> None:
     assert response.headers["x-marked"] == "head"
     assert response.content == b""
     assert _state(handoff_server, "head")["returned"]
+
+
+def test_a_response_ended_by_a_middleware_is_not_written_after(
+    handoff_server: ServerProcess, server_log: Path
+) -> None:
+    # Behind BaseHTTPMiddleware the stream cannot be handed off: the response
+    # ends (empty) and the mistake is logged, rather than a body written after
+    # the end (which uvicorn refuses with "Exception in ASGI application").
+    response = httpx.get(f"{handoff_server.url}/wrapped/stream/wrapped", timeout=5)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert _state(handoff_server, "wrapped")["returned"]
+    wait_for(
+        lambda: b"the response ended before its event stream ran" in server_log.read_bytes(),
+        5,
+        "the logged mistake",
+    )
+    assert b"Exception in ASGI application" not in server_log.read_bytes()

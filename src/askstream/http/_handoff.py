@@ -20,17 +20,23 @@ head has gone out: only middleware that leave a stream's body alone once its
 start has passed may sit inside it (headers, checks, identity, routing; not a
 body rewriter such as gzip), and whatever must see the stream's real end (a
 cap on open requests) sits outside it. HEAD requests are not handed off.
+A middleware that relays the response from a task of its own
+(``BaseHTTPMiddleware``) ends it before the body could run: the body is then
+closed and the mistake logged, rather than written after the end.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SCOPE_KEY", "Body", "Handoff", "Slot", "claim", "hand_off", "run"]
+
+logger = logging.getLogger("askstream")
 
 #: The scope key under which :class:`Handoff` leaves its slot.
 SCOPE_KEY = "askstream.handoff"
@@ -43,13 +49,20 @@ _UNSET = object()
 class Slot:
     """Where a response leaves its body for :class:`Handoff` to run."""
 
-    __slots__ = ("body", "context", "receive", "send")
+    __slots__ = ("body", "context", "ended", "receive", "send")
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self.receive = receive
         self.send = send
         self.body: Body | None = None
         self.context: contextvars.Context | None = None
+        self.ended = False  # a response ended before the app returned
+
+    async def watch(self, message: Message) -> None:
+        """The app's ``send``: the server's, noting whether a response ended."""
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.ended = True
+        await self.send(message)
 
 
 def claim(scope: Scope) -> Slot | None:
@@ -84,11 +97,23 @@ async def run(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Body 
     try:
         # The app gets a scope of its own: what it puts there (a framework's
         # exit stacks, its route, the path parameters) goes with it.
-        await app({**scope, SCOPE_KEY: slot}, receive, send)
+        await app({**scope, SCOPE_KEY: slot}, receive, slot.watch)
     except BaseException:
         if slot.body is not None:
             slot.body.close()  # never started: nothing of it runs
         raise
+    if slot.body is not None and slot.ended:
+        # A middleware finished the response itself (BaseHTTPMiddleware
+        # relays a response from its own task, and ends it when the handler
+        # returns): the body has nowhere to go.
+        slot.body.close()
+        logger.error(
+            "%s %s: the response ended before its event stream ran; a middleware "
+            "inside the handoff must pass the stream on as plain ASGI (see _handoff.py)",
+            scope["method"],
+            scope["path"],
+        )
+        return None
     if slot.context is not None:
         for var, value in slot.context.items():
             if var.get(_UNSET) is not value:  # a set() of the same value still copies
