@@ -46,7 +46,7 @@ from starlette.types import Message, Receive, Send
 
 from ..sse import Event, comment, encode
 from ._batch import Batch
-from ._broadcast import Join, attend
+from ._broadcast import Join, enter
 from ._items import encode_item
 from ._pull import Pull, Source, open_pull
 from ._shutdown import Shutdown
@@ -183,6 +183,7 @@ class Stream:
         next_ = pull.next
         waited = batch.waited
         call_soon = asyncio.get_running_loop().call_soon
+        create_future = asyncio.get_running_loop().create_future
         clock = time.perf_counter  # not loop.time(): uvloop's stands still within a pass
         if head:  # out with the first batch, or alone if the source waits first
             held.append(head)
@@ -203,15 +204,21 @@ class Stream:
                 if type(item) is str and "\n" not in item and "\r" not in item:
                     chunk = f"data: {item}\n\n".encode()  # encode_item's hot path
                 elif type(item) is Join:
-                    # Write what is held, then let the broadcast write. Inline,
-                    # not a method: a joined reader waits here for as long as it
-                    # stays, and a frame of its own would cost each ~0.2 KiB.
+                    # Write what is held, then let the broadcast write: attend()'s
+                    # loop, inline. A joined reader waits here for as long as it
+                    # stays, and each frame more would cost every one ~0.2-0.3 KiB.
                     await batch.flush()
                     if self._reason is not None:
                         break
                     self._attending = True
                     try:
-                        await attend(item, batch.write)
+                        member = enter(item, batch.write)
+                        if member is not None:
+                            try:
+                                while (step := member.step(create_future)) is not None:
+                                    await step
+                            finally:
+                                await member.leave(item)
                     finally:
                         self._attending = False
                     continue

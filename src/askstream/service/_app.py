@@ -151,7 +151,8 @@ class _App(FastAPI):
     An open stream holds every frame between the server and its body. Its
     body runs here, outside FastAPI's stack, once that stack (its error
     middleware, ours, the routing, the dependencies) has returned: a reader
-    then costs about what a bare ``EventStreamResponse`` does (benchmarks.md).
+    then costs about what a bare ``EventStreamResponse`` does
+    (``bench/bench_resume.py --only memory``).
     """
 
     #: The cap on requests in progress around FastAPI's own ``__call__``, set
