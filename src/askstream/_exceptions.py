@@ -7,14 +7,16 @@ and each branch is named for the layer that failed::
     ├── ProtocolError               askstream.sse: the text/event-stream format was broken
     │   ├── LocalProtocolError      we were asked to emit something illegal (also a ValueError)
     │   └── RemoteProtocolError     the peer sent something we refuse
-    │       └── EventTooLarge       a line or event passed the decoder's size limit
+    │       ├── EventTooLarge       a line or event passed the decoder's size limit
+    │       └── JSONDataError       Event.json(): the data is not JSON (also a ValueError)
     ├── EventSourceError            askstream.http client: reading an event stream over HTTP failed
     │   ├── ResponseError           the server answered, but not with a stream (non-2xx)
     │   ├── ContentTypeError        a 2xx answer that is not text/event-stream
     │   ├── TransportError          the connection failed or broke (httpx's error is __cause__)
     │   │   ├── ConnectError        no connection: refused, unreachable, unknown host, TLS
     │   │   └── TransportTimeout    a connect, read, write or pool timeout ran out (.phase)
-    │   └── ReconnectError          the stream dropped and every reconnect attempt failed
+    │   ├── ReconnectError          the stream dropped and every reconnect attempt failed
+    │   └── ReplayError             a reconnect replayed what was delivered: Last-Event-ID ignored
     ├── StoreError                  askstream.streams: the answer log refused (.stream_id)
     │   ├── StreamNotFound          no such stream in the log
     │   ├── StreamExpired           a stream past its retention (HTTP 410)
@@ -46,7 +48,10 @@ stream) are not part of the tree; they raise ``RuntimeError``, as httpx does.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "AskstreamError",
@@ -55,10 +60,12 @@ __all__ = [
     "EventSourceError",
     "EventTooLarge",
     "InvalidEventId",
+    "JSONDataError",
     "LocalProtocolError",
     "ProtocolError",
     "ReconnectError",
     "RemoteProtocolError",
+    "ReplayError",
     "ResponseError",
     "SchemaError",
     "ServiceError",
@@ -128,6 +135,21 @@ class EventTooLarge(RemoteProtocolError):
         self.limit = limit
 
 
+class JSONDataError(RemoteProtocolError, ValueError):
+    """:meth:`Event.json() <askstream.Event.json>` found data that is not JSON.
+
+    ``data`` is the event's data (cut to 200 characters); ``json``'s own error
+    is the ``__cause__``. A ``ValueError`` too, as ``json.JSONDecodeError`` is.
+
+    >>> JSONDataError("not json", data="not json").data
+    'not json'
+    """
+
+    def __init__(self, message: str, *, data: str) -> None:
+        super().__init__(message)
+        self.data = data
+
+
 # askstream.http: the client ----------------------------------------------------
 
 
@@ -147,18 +169,22 @@ class ResponseError(EventSourceError):
 
     ``code`` and ``message`` come from the server's JSON body ``{"code", "message"}``
     when it sent one (the founding guide's error shape); otherwise ``code`` is the
-    HTTP status and ``message`` the body's text, shortened.
+    HTTP status and ``message`` the body's text, shortened. ``headers`` are the
+    response's (``Retry-After`` says when to ask again); empty when not known.
 
     >>> err = ResponseError(status=404, code=404, message="unknown chat")
     >>> str(err)
     '404: unknown chat'
     """
 
-    def __init__(self, *, status: int, code: int, message: str) -> None:
+    def __init__(
+        self, *, status: int, code: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
 
 
 class ContentTypeError(EventSourceError):
@@ -229,6 +255,22 @@ class ReconnectError(EventSourceError):
     def __init__(self, message: str, *, attempts: int) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+class ReplayError(EventSourceError):
+    """A reconnect sent again, from the start, events this stream had delivered.
+
+    The server ignores ``Last-Event-ID``: reading on would deliver the same
+    events again on every reconnect, for ever (a stream without ``until`` has
+    no other end). ``event_id`` is the id that came again.
+
+    >>> ReplayError("the server replayed the stream", event_id="1").event_id
+    '1'
+    """
+
+    def __init__(self, message: str, *, event_id: str) -> None:
+        super().__init__(message)
+        self.event_id = event_id
 
 
 # askstream.streams: the answer log ----------------------------------------------
@@ -367,12 +409,20 @@ class UpstreamError(ServiceError):
     Before the first token it answers the ask with 502; after it, it ends the
     stream with ``event: error`` and code 502.
 
-    >>> UpstreamError("connection refused").status
-    502
+    ``kind`` says what failed, in a word the metrics count it by
+    (``askstream_upstream_errors_total``): ``connect``, ``connect_timeout``,
+    ``read_timeout``, ``status`` (an HTTP error), ``not_streaming``,
+    ``broken`` (the stream broke off), ``incomplete`` (it ended unfinished),
+    ``bad_chunk``, ``error_payload`` (the API streamed an error), ``other``.
+
+    >>> err = UpstreamError("connection refused", kind="connect")
+    >>> err.status, err.kind
+    (502, 'connect')
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, kind: str = "other") -> None:
         super().__init__(502, message)
+        self.kind = kind
 
 
 class Unavailable(ServiceError):

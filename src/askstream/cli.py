@@ -8,13 +8,19 @@ Every ``serve`` flag has an ``ASKSTREAM_*`` variable twin, also read from a ``.e
 file; flags win over variables, variables over the file. ``ask``
 prints the answer as it arrives, then the chat's id on stderr (pass it to
 ``--chat`` to go on); on an error it prints the server's message and exits 1.
+
+``ask`` and ``--help`` run on a base install (``pip install askstream``): only
+``serve`` and ``db`` import the service, so only they need the ``service`` extra,
+and without it they say so and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
+import logging.config
 import math
 import os
 import socket
@@ -33,10 +39,10 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 _ANY_HOST = {"0.0.0.0", "::", ""}  # noqa: S104 (names, compared with, never bound)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from .service import Settings
-    from .service._settings_sources import flag, meta
-
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``serve``'s and ``db``'s flags only when ``command`` is one
+    of them, since they come from the service's Settings (the ``service`` extra):
+    ``--help`` and ``ask`` work on a base install."""
     parser = argparse.ArgumentParser(
         prog="askstream", description="Chat answers streamed as server-sent events."
     )
@@ -49,6 +55,37 @@ def _parser() -> argparse.ArgumentParser:
         "variable (e.g. --llm-url is ASKSTREAM_LLM_URL) or in a .env file; flags win over "
         "variables, variables over the file (docs/configuration.md).",
     )
+    db = commands.add_parser("db", help="look after the chat history's database")
+
+    ask = commands.add_parser(
+        "ask",
+        help="ask a running service a question",
+        description="Ask a question and print the answer as it streams in.",
+    )
+    ask.add_argument("question")
+    ask.add_argument("--chat", metavar="ID", help="continue this chat (its id)")
+    ask.add_argument(
+        "--url",
+        default=os.environ.get("ASKSTREAM_URL", DEFAULT_URL),
+        help=f"the service (default: $ASKSTREAM_URL or {DEFAULT_URL})",
+    )
+    # Read in main(), not here: a default would print the token in --help.
+    ask.add_argument(
+        "--token",
+        help="the bearer token of a service that requires one (default: $ASKSTREAM_TOKEN)",
+    )
+
+    if command == "serve":
+        _serve_parser(serve)
+    elif command == "db":
+        _db_parser(db)
+    return parser
+
+
+def _serve_parser(serve: argparse.ArgumentParser) -> None:
+    from .service import Settings
+    from .service._settings_sources import flag, meta
+
     for name, field in Settings.model_fields.items():
         declared = meta(field)
         if not declared.flag:
@@ -68,33 +105,11 @@ def _parser() -> argparse.ArgumentParser:
             help=declared.help + shown,
         )
 
-    _db_parser(commands)
 
-    ask = commands.add_parser(
-        "ask",
-        help="ask a running service a question",
-        description="Ask a question and print the answer as it streams in.",
-    )
-    ask.add_argument("question")
-    ask.add_argument("--chat", metavar="ID", help="continue this chat (its id)")
-    ask.add_argument(
-        "--url",
-        default=os.environ.get("ASKSTREAM_URL", DEFAULT_URL),
-        help=f"the service (default: $ASKSTREAM_URL or {DEFAULT_URL})",
-    )
-    # Read in main(), not here: a default would print the token in --help.
-    ask.add_argument(
-        "--token",
-        help="the bearer token of a service that requires one (default: $ASKSTREAM_TOKEN)",
-    )
-    return parser
-
-
-def _db_parser(commands: Any) -> None:
+def _db_parser(db: argparse.ArgumentParser) -> None:
     from .service import Settings
     from .service._settings_sources import flag, meta
 
-    db = commands.add_parser("db", help="look after the chat history's database")
     actions = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     upgrade = actions.add_parser(
         "upgrade",
@@ -114,6 +129,26 @@ def _db_parser(commands: Any) -> None:
         )
 
 
+#: What each command imports beyond a base install: ``ask`` and ``--help`` need
+#: only the base dependencies (httpx, Starlette, anyio).
+_EXTRA_MODULES = {
+    "serve": ("uvicorn", "askstream.service"),
+    "db": ("askstream.service._migrate",),
+}
+
+
+def _missing_extra(command: str | None) -> str | None:
+    """The first module ``command`` needs that is not installed, or ``None``."""
+    for module in _EXTRA_MODULES.get(command or "", ()):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.partition(".")[0] == "askstream":
+                raise  # a module of ours missing is a broken install, not a missing extra
+            return exc.name
+    return None
+
+
 def _shown(value: object) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
@@ -127,7 +162,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         Hello! ...
         0
     """
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The command is the first word: the top level has no option but --help.
+    command = argv[0] if argv else None
+    missing = _missing_extra(command)
+    if missing is not None:
+        print(
+            f"askstream: `askstream {command}` needs the service extra ({missing} is not "
+            "installed): pip install 'askstream[service]'",
+            file=sys.stderr,
+        )
+        return 2
+    args = _parser(command).parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "db":
@@ -142,6 +188,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .service import HttpProtocol, Settings, create_app
+    from .service._logs import logging_config
 
     overrides = {key: value for key, value in vars(args).items() if key != "command"}
     try:
@@ -150,19 +197,23 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"askstream: {exc}", file=sys.stderr)
         return 2
     # The command is the application: it may configure logging (importing askstream never does).
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
-    )
+    logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     refusal = exposure_refusal(settings)
     if refusal is not None:
         print(f"askstream: {refusal}", file=sys.stderr)
         return 2
+    if settings.workers > 1:
+        return _serve_workers(settings, overrides)
 
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level,
+        # Our logging for uvicorn's loggers too, in every process it starts:
+        # the same form, uvicorn's lifecycle lines and access log off (_logs.py).
+        log_config=logging_config(settings.log_format, settings.log_level),
+        log_level=None,
+        access_log=False,
         # The app itself ends its streams within shutdown_timeout (see
         # service/_stopping.py); uvicorn's own limit is only the backstop.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout) + 1,
@@ -181,10 +232,6 @@ def _serve(args: argparse.Namespace) -> int:
                     flush=True,
                 )
 
-    if settings.log_level != "debug":
-        # Our one line replaces uvicorn's lifecycle lines (started, running on,
-        # shutting down, finished...); its warnings and errors still show.
-        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     server = Server(config)
     try:
         server.run()
@@ -195,6 +242,113 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
+def _as_variable(value: object) -> str:
+    """A flag's parsed value as its ``ASKSTREAM_*`` variable spells it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def _serve_workers(settings: Settings, overrides: dict[str, Any]) -> int:
+    """``serve --workers N``: uvicorn's supervisor and N worker processes on one socket.
+
+    Each worker is a fresh interpreter that builds its app with
+    ``create_app()``: the settings reach it as ``ASKSTREAM_*`` variables (the
+    flags given are written there), the metrics as prometheus-client's
+    multiprocess folder, made here and removed at the end.
+    """
+    import shutil
+    import tempfile
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from .service import HttpProtocol
+    from .service._identity import load_secret_key
+    from .service._logs import logging_config
+    from .service._metrics import MULTIPROC_ENV, mark_process_dead
+    from .service._workers import memory_store_refusal
+
+    if settings.redis_url is None:
+        print(f"askstream: {memory_store_refusal(settings.workers)}", file=sys.stderr)
+        return 2
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ["ASKSTREAM_" + name.upper()] = _as_variable(value)
+    if not settings.user_tokens() and not settings.secret_key:
+        # Made here, before any worker starts: they all read this one key.
+        load_secret_key(settings.data_dir)
+    made = None
+    if not os.environ.get(MULTIPROC_ENV):
+        made = tempfile.mkdtemp(prefix="askstream-metrics-")
+        os.environ[MULTIPROC_ENV] = made
+    config = uvicorn.Config(
+        "askstream.service:create_app",
+        factory=True,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        # Applied in every worker (a new interpreter: nothing carries over) and
+        # here, for uvicorn's supervisor lines: one form for all (_logs.py).
+        log_config=logging_config(settings.log_format, settings.log_level),
+        log_level=None,  # the levels are in log_config
+        access_log=False,  # askstream.access logs each request (_logs.py)
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout) + 1,
+        http=HttpProtocol,
+    )
+    host = "127.0.0.1" if settings.host in _ANY_HOST else settings.host
+    address = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"
+
+    class Workers(Multiprocess):
+        ready = False
+
+        def init_processes(self) -> None:
+            super().init_processes()
+            # Every worker's lifespan done (the database upgraded, the store
+            # reached): only then is the URL worth printing.
+            self.ready = all(
+                process.wait_until_ready(_WORKER_START, self.should_exit)
+                for process in self.processes
+            )
+            if self.ready:
+                print(
+                    f"askstream is running: open {address} ({settings.backend} model, "
+                    f"{settings.workers} workers; Ctrl+C stops it)",
+                    flush=True,
+                )
+            else:
+                self.should_exit.set()
+
+        def keep_subprocess_alive(self) -> None:
+            # A worker that died (and was replaced) leaves its live gauges (open
+            # streams, readers) behind: out of the sum at once, not at the next
+            # scrape (which would notice too), as prometheus-client asks of a
+            # supervisor.
+            before = {process.pid for process in self.processes}
+            super().keep_subprocess_alive()
+            for pid in before - {process.pid for process in self.processes}:
+                if pid is not None:
+                    mark_process_dead(pid, os.environ[MULTIPROC_ENV])
+
+    config.configure_logging()  # this process logs too (uvicorn's supervisor lines)
+    try:
+        supervisor = Workers(config, sockets=[config.bind_socket()])
+        supervisor.run()
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+    if not supervisor.ready:
+        print("askstream: a worker did not start; see its error above", file=sys.stderr)
+        return 1
+    return 0
+
+
+#: Seconds a worker may take to start (upgrade the database, reach the store).
+_WORKER_START = 60.0
+
+
 def _db_upgrade(**overrides: str | None) -> int:
     import asyncio
 
@@ -203,6 +357,7 @@ def _db_upgrade(**overrides: str | None) -> int:
 
     from .service import Settings
     from .service._history import create_engine
+    from .service._logs import logging_config
     from .service._migrate import SchemaError, Upgrade, upgrade
 
     try:
@@ -210,9 +365,7 @@ def _db_upgrade(**overrides: str | None) -> int:
     except ValueError as exc:
         print(f"askstream: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
-    )
+    logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     shown = make_url(settings.database).render_as_string(hide_password=True)
 
     async def run() -> Upgrade:
@@ -299,7 +452,8 @@ def _ask(question: str, *, chat: str | None, url: str, token: str | None = None)
                     print(flush=True)
                     print(f"askstream: error {data['code']}: {data['message']}", file=sys.stderr)
                     return 1
-                print(data["delta"], end="", flush=True)
+                if event.event == "message":  # not a thinking model's `reasoning`
+                    print(data["delta"], end="", flush=True)
         print(flush=True)
         print("askstream: the answer ended without finishing", file=sys.stderr)
     except AskstreamError as exc:  # whatever failed, the client raises one of ours

@@ -9,10 +9,12 @@ handling. A stream named ``{name}`` records when its source's ``finally`` ran;
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import pydantic
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -164,6 +166,30 @@ async def interop(request: Request) -> Response:
     return EventStreamResponse(INTEROP_EVENTS)
 
 
+class Delta(pydantic.BaseModel):
+    """A Pydantic model a source yields: sent with its aliases, as FastAPI would."""
+
+    model_config = pydantic.ConfigDict(serialize_by_alias=True)
+    chat_id: str = pydantic.Field(serialization_alias="chatId")
+    delta: str
+
+
+@dataclasses.dataclass
+class Usage:
+    prompt: int
+    completion: int
+    models: list[str]
+
+
+async def objects(request: Request) -> Response:
+    async def source() -> AsyncIterator[object]:
+        yield Delta(chat_id="c1", delta="Hi")
+        yield Usage(prompt=1, completion=2, models=["demo"])
+        yield {"plain": "dict"}
+
+    return EventStreamResponse(source())
+
+
 async def hello(request: Request) -> Response:
     return JSONResponse({"hello": "world"})
 
@@ -246,6 +272,14 @@ async def flaky(request: Request) -> Response:
     return EventStreamResponse([Event("only", id="1")])
 
 
+async def deaf(request: Request) -> Response:
+    """A server that ignores Last-Event-ID: every request gets events 1-3 from the start."""
+    board.requests.setdefault(request.path_params["name"], []).append(
+        request.headers.get("last-event-id")
+    )
+    return EventStreamResponse([Event(f"event {n}", id=str(n)) for n in (1, 2, 3)])
+
+
 async def once(request: Request) -> Response:
     """Two events and an early end; a reconnect (with Last-Event-ID) gets 204."""
     if request.headers.get("last-event-id"):
@@ -300,6 +334,7 @@ app = Starlette(
         Route("/chinese", chinese),
         Route("/boom", boom),
         Route("/hello", hello),
+        Route("/objects", objects),
         Route("/interop", interop),
         Route("/status/{code:int}", status, methods=["GET", "POST"]),
         Route("/plain", plain),
@@ -307,6 +342,7 @@ app = Starlette(
         Route("/ask/{name}", LogApp(resume_path="/log/{name}"), methods=["POST"]),
         Route("/flaky/{name}", flaky),
         Route("/once", once),
+        Route("/deaf/{name}", deaf),
         Route("/handoff/{name}", handoff, methods=["GET", "POST"]),
         Route("/credentials/{name}", credentials_seen),
     ],

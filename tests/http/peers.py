@@ -31,6 +31,8 @@ class Peer:
         self.messages: list[dict[str, Any]] = []
         self.writable = asyncio.Event()
         self.writable.set()
+        self.stuck = asyncio.Event()  # a write waits for the reader to take it
+        self.disconnected = asyncio.Event()  # the response was told the reader left
         self._left = asyncio.Event()
         self._asked = False
 
@@ -39,10 +41,16 @@ class Peer:
             self._asked = True
             return {"type": "http.request", "body": b"", "more_body": False}
         await self._left.wait()
+        self.disconnected.set()
         return {"type": "http.disconnect"}
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self.writable.wait()
+        await self._take(message)
+
+    async def _take(self, message: dict[str, Any]) -> None:
+        if not self.writable.is_set():
+            self.stuck.set()
+            await self.writable.wait()
         self.messages.append(message)
 
     def leave(self) -> None:
@@ -86,8 +94,9 @@ class BodyBlockedPeer(Peer):
 
     async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body":
-            await self.writable.wait()
-        self.messages.append(message)
+            await self._take(message)
+        else:
+            self.messages.append(message)
 
 
 MakePeer = Callable[..., Peer]
@@ -106,6 +115,13 @@ class Closed:
 
     def __call__(self) -> None:
         self.at = time.monotonic()
+
+
+async def turns(count: int = 10) -> None:
+    """Let the event loop run ``count`` passes: long enough for a write that was
+    decided to happen, for a check that nothing was decided (with a FakeClock)."""
+    for _ in range(count):
+        await asyncio.sleep(0)
 
 
 async def wait_until(condition: Any, within: float = 2.0) -> None:

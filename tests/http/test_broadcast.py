@@ -10,7 +10,6 @@ is let go.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,8 +18,9 @@ import pytest
 from askstream import Broadcast, Event, EventStreamResponse, Join
 from askstream.http._broadcast import attend
 from askstream.http._shutdown import SCOPE_KEY, Shutdown
+from askstream.testing import FakeClock
 
-from .peers import Closed, MakePeer, Peer, wait_until
+from .peers import Closed, MakePeer, Peer, turns, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -192,14 +192,19 @@ async def test_a_reader_stuck_in_a_write_it_was_handed_is_dropped_after_send_tim
     log = Log()
     closed = Closed()
     peer = Peer()
-    task = peer.run(EventStreamResponse(log.follow(closed), ping=None, send_timeout=0.2))
+    clock = FakeClock()
+    response = EventStreamResponse(log.follow(closed), ping=None, send_timeout=30, clock=clock)
+    task = peer.run(response)
     await wait_until(lambda: len(log.hub) == 1)
     peer.writable.clear()
     log.append("never taken")
-    stalled = time.monotonic()
+    await asyncio.wait_for(peer.stuck.wait(), timeout=2)
+    await clock.advance(30 - 0.01)  # never early
+    await turns()
+    assert not task.done()
+    await clock.advance(30 / 4 + 0.01)  # at most one look (a quarter) late
     await asyncio.wait_for(task, timeout=2)
     assert closed.at is not None
-    assert 0.15 < closed.at - stalled < 1.5
     assert not peer.complete
 
 
@@ -261,11 +266,13 @@ async def test_a_joined_stream_gets_heartbeats_once_events_stop_and_is_not_dropp
 async def test_events_that_keep_coming_hold_the_heartbeat_off() -> None:
     log = Log()
     peer = Peer()
-    task = peer.run(EventStreamResponse(log.follow(), ping=0.2))
+    clock = FakeClock()
+    task = peer.run(EventStreamResponse(log.follow(), ping=15, clock=clock))
     await wait_until(lambda: len(log.hub) == 1)
-    for n in range(20):
+    for n in range(20):  # an event every 14 s: never 15 s of quiet
         log.append(str(n))
-        await asyncio.sleep(0.025)
+        await wait_until(lambda n=n: len(peer.events) == n + 1)
+        await clock.advance(14)
     log.end()
     await asyncio.wait_for(task, timeout=2)
     assert b": ping" not in peer.body

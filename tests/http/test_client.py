@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 
 import httpx
 import pytest
@@ -290,9 +289,7 @@ async def test_cancelling_the_reader_closes_the_connection_at_once(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    cancelled = time.monotonic()
     await asyncio.to_thread(poll, lambda: report("cancelled")["closed"], 1.0, "server-side close")
-    assert time.monotonic() - cancelled < 1.5
 
 
 def test_leaving_the_with_block_closes_the_connection_at_once(

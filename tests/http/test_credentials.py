@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 
 from askstream import BearerAuth, Reconnect, aconnect, connect
@@ -43,14 +45,14 @@ async def no_sleep(seconds: float) -> None:
     pass
 
 
-async def read_async(url: str, client: httpx.AsyncClient | None = None, **kwargs: Any) -> Events:
+async def read_async(url: str, client: Any = None, **kwargs: Any) -> Events:
     async with aconnect(
         "POST", url, client=client, until={"done"}, reconnect=FAST, sleep=no_sleep, **kwargs
     ) as source:
         return [(event.data, event.id) async for event in source]
 
 
-def read_sync(url: str, client: httpx.Client | None = None, **kwargs: Any) -> Events:
+def read_sync(url: str, client: Any = None, **kwargs: Any) -> Events:
     with connect(
         "POST", url, client=client, until={"done"}, reconnect=FAST, sleep=lambda s: None, **kwargs
     ) as source:
@@ -73,6 +75,23 @@ async def test_auth_goes_with_the_first_request_and_every_resume(server: ServerP
     assert resume == {"authorization": "Bearer tok", "cookie": "session=s1", "last-event-id": "1"}
 
 
+@pytest.mark.anyio
+async def test_cookies_go_with_the_first_request_and_every_resume_after_the_jars(
+    server: ServerProcess,
+) -> None:
+    name, url = handoff(server, server)
+    assert await read_async(url, cookies={"theme": "dark", "lang": "en"}) == EXPECTED
+    first, resume = credentials(server, name)
+    assert first["cookie"] == "theme=dark; lang=en"
+    assert resume["cookie"] == "session=s1; theme=dark; lang=en"
+    name, url = handoff(server, server)
+    assert read_sync(url, cookies={"theme": "dark"}) == EXPECTED
+    assert [seen["cookie"] for seen in credentials(server, name)] == [
+        "theme=dark",
+        "session=s1; theme=dark",
+    ]
+
+
 def test_the_sync_client_sends_auth_on_every_resume_too(server: ServerProcess) -> None:
     name, url = handoff(server, server)
     assert read_sync(url, auth=("user", "pw")) == EXPECTED
@@ -92,28 +111,33 @@ CREDENTIALS: dict[str, dict[str, Any]] = {
         "client": {"auth": ("user", "pw"), "headers": {"Authorization": "Bearer c"}}
     },
     "client-cookie-jar": {"client": {"cookies": {"jar": "1"}}},
+    "cookies": {"cookies": {"mine": "1"}},
 }
 
 
 @pytest.mark.parametrize("kind", CREDENTIALS)
 @pytest.mark.parametrize("flavour", ["async", "sync"])
+@pytest.mark.parametrize("lib", [httpx, httpx2], ids=["httpx", "httpx2"])
 @pytest.mark.anyio
 async def test_a_resume_at_another_origin_gets_no_authorization_and_no_cookie(
-    server: ServerProcess, other: ServerProcess, kind: str, flavour: str
+    server: ServerProcess, other: ServerProcess, kind: str, flavour: str, lib: ModuleType
 ) -> None:
+    """With httpx2, always through the caller's client: a private one is httpx's."""
     name, url = handoff(server, other)
     options = dict(CREDENTIALS[kind])
     client_options = options.pop("client", None)
+    if client_options is None and lib is httpx2:
+        client_options = {}
     if flavour == "async":
         if client_options is None:
             events = await read_async(url, **options)
         else:
-            async with httpx.AsyncClient(**client_options) as client:
+            async with lib.AsyncClient(**client_options) as client:
                 events = await read_async(url, client, **options)
     elif client_options is None:
         events = read_sync(url, **options)
     else:
-        with httpx.Client(**client_options) as client:
+        with lib.Client(**client_options) as client:
             events = read_sync(url, client, **options)
     assert events == EXPECTED
     (first,) = credentials(server, name)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import UserDict
 
+import httpx
+import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from askstream import Decoder, Event, encode
+from askstream import Decoder, Event, connect, encode
 from askstream.http._items import encode_item
+from askstream.testing import ServerProcess
+from tests.http.apps import Delta, Usage
 
 
 @given(st.text())
@@ -47,7 +52,59 @@ def test_events_and_mapping_subclasses_are_accepted() -> None:
     assert encode_item(UserDict({"a": 1})) == b'data: {"a":1}\n\n'
 
 
-@pytest.mark.parametrize("item", [b"bytes", 42, None, ["a"]], ids=["bytes", "int", "none", "list"])
+def test_a_pydantic_model_is_sent_as_its_own_json() -> None:
+    assert encode_item(Delta(chat_id="c1", delta="你好")) == (
+        'data: {"chatId":"c1","delta":"你好"}\n\n'.encode()
+    )
+
+
+def test_a_dataclass_is_sent_as_json_of_its_fields() -> None:
+    assert encode_item(Usage(prompt=3, completion=5, models=["m"])) == (
+        b'data: {"prompt":3,"completion":5,"models":["m"]}\n\n'
+    )
+
+
+class _Indented(pydantic.BaseModel):
+    text: str
+
+    def model_dump_json(self, **kwargs: object) -> str:
+        return super().model_dump_json(indent=2)
+
+
+def test_a_model_whose_json_spans_lines_is_still_one_event() -> None:
+    [event] = Decoder().feed(encode_item(_Indented(text="a\nb")))
+    assert json.loads(event.data) == {"text": "a\nb"}
+
+
+@dataclasses.dataclass
+class _Unserialisable:
+    when: object
+
+
+@pytest.mark.parametrize(
+    "item",
+    [b"bytes", 42, None, ["a"], Delta, Usage],
+    ids=["bytes", "int", "none", "list", "a-model-class", "a-dataclass-class"],
+)
 def test_anything_else_is_a_type_error(item: object) -> None:
-    with pytest.raises(TypeError, match="must yield Event, str or a mapping"):
+    with pytest.raises(TypeError, match="Event, str, a mapping, a dataclass or a Pydantic model"):
         encode_item(item)
+
+
+def test_a_dataclass_holding_what_json_cannot_say_is_jsons_type_error() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        encode_item(_Unserialisable(object()))
+
+
+def test_models_dataclasses_and_dicts_arrive_as_json_over_a_real_socket(
+    server: ServerProcess,
+) -> None:
+    """The bug this fixes: a model or a dataclass became `event: error` 500."""
+    with connect("GET", f"{server.url}/objects", reconnect=None) as source:
+        events = list(source)
+    assert [(e.event, e.json()) for e in events] == [
+        ("message", {"chatId": "c1", "delta": "Hi"}),
+        ("message", {"prompt": 1, "completion": 2, "models": ["demo"]}),
+        ("message", {"plain": "dict"}),
+    ]
+    assert httpx.get(f"{server.url}/hello").status_code == 200

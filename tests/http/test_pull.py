@@ -101,10 +101,12 @@ async def test_aclose_runs_the_finally_of_a_source_that_was_started() -> None:
 
 async def test_a_stop_during_a_thread_hop_never_abandons_the_generator() -> None:
     release = threading.Event()
+    entered = threading.Event()
     closed = threading.Event()
 
     def source() -> Iterator[str]:
         try:
+            entered.set()
             release.wait(5)
             yield "late"
         finally:
@@ -112,7 +114,7 @@ async def test_a_stop_during_a_thread_hop_never_abandons_the_generator() -> None
 
     pull = open_pull(source(), None)
     task = asyncio.get_running_loop().create_task(pull.next())  # type: ignore[arg-type]
-    await asyncio.sleep(0.01)
+    await asyncio.to_thread(entered.wait, 5)
     task.cancel()  # a stop while the thread runs the generator
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 from collections.abc import Callable
 
 import httpx
@@ -111,17 +110,17 @@ def test_a_source_that_never_awaits_stops_when_the_reader_leaves(
     sock.close()
     poll(lambda: report(name)["closed"], 2.0, "stopping a source that never awaits")
     produced = report(name)["produced"]
-    time.sleep(0.2)
-    assert report(name)["produced"] == produced  # it really stopped
-    started = time.monotonic()
-    httpx.get(f"{server.url}/hello", timeout=5)
-    assert time.monotonic() - started < 0.5  # and the worker is free
+    # The worker is free: it answers another request, and the source, whose
+    # finally ran, produced nothing more in the turns that took.
+    assert httpx.get(f"{server.url}/hello", timeout=5).status_code == 200
+    assert report(name)["produced"] == produced
 
 
 def test_an_unrelated_request_is_answered_while_a_stream_floods(server: ServerProcess) -> None:
     events = 300_000
     expected = events * len(b"data: token\n\n")
     received = 0
+    flowing = threading.Event()
     finished = threading.Event()
 
     def read_flood() -> None:
@@ -138,24 +137,23 @@ def test_an_unrelated_request_is_answered_while_a_stream_floods(server: ServerPr
                 data = carry + chunk
                 received += data.count(marker) * len(marker)
                 carry = data[-(len(marker) - 1) :]
+                flowing.set()
         finished.set()
 
     reader = threading.Thread(target=read_flood)
     reader.start()
-    latencies: list[float] = []
+    answered_during_flood = 0
     with httpx.Client(base_url=server.url, timeout=5) as client:
-        while received == 0:
-            time.sleep(0.001)
+        assert flowing.wait(timeout=10)
         while not finished.is_set():
-            started = time.monotonic()
-            client.get("/hello")
+            assert client.get("/hello").status_code == 200
             if not finished.is_set():
-                latencies.append(time.monotonic() - started)
+                answered_during_flood += 1
     reader.join()
     assert received == expected
-    print("latencies", len(latencies), max(latencies or [0]))
-    assert latencies, "the flood ended before any request was timed"
-    assert max(latencies) < 0.5
+    # How promptly is a benchmark's question (bench/bench_http.py, the fairness
+    # row); here: other requests get answers while the flood is still going.
+    assert answered_during_flood > 0
 
 
 def test_sigterm_with_open_streams_stops_uvicorn_and_ends_them_cleanly(
@@ -181,11 +179,9 @@ def test_sigterm_with_open_streams_stops_uvicorn_and_ends_them_cleanly(
     for reader in readers:
         reader.start()
     opened.wait(timeout=5)
-    sent = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     # uvicorn re-raises the signal once its graceful shutdown is done.
     assert server.wait(timeout=5) in (0, -signal.SIGTERM)
-    assert time.monotonic() - sent < 5
     for reader in readers:
         reader.join(timeout=5)
     assert outcomes == ["clean end b''"] * 3

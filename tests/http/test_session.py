@@ -15,6 +15,7 @@ from askstream import (
     Event,
     Reconnect,
     ReconnectError,
+    ReplayError,
     ResponseError,
     TransportError,
     TransportTimeout,
@@ -419,3 +420,83 @@ def test_bearer_auth_refuses_a_token_that_cannot_be_one_header_value() -> None:
 
 def test_bearer_auth_keeps_its_token_out_of_repr() -> None:
     assert "s3cret" not in repr(BearerAuth("s3cret"))
+
+
+# Replays: a server that ignores Last-Event-ID ------------------------------------
+
+
+def _resume(s: Session, client: httpx.Client) -> None:
+    """Drop the connection and open the resuming one."""
+    assert s.dropped(None) is not None
+    s.check(stream_answer(s.build_request(client, None)))
+
+
+def test_a_resume_that_starts_again_from_the_first_id_is_a_replay_error(
+    client: httpx.Client,
+) -> None:
+    s = session()
+    s.check(stream_answer(s.build_request(client, None)))
+    assert [e.id for e in s.feed(b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n")] == ["1", "2"]
+    _resume(s, client)
+    with pytest.raises(ReplayError) as info:
+        s.feed(b"id: 1\ndata: a\n\n")
+    assert info.value.event_id == "1"
+    assert "ignores Last-Event-ID" in str(info.value)
+    assert "x=1" not in str(info.value)  # the query may hold a secret
+
+
+def test_events_before_a_replays_first_id_are_not_delivered_either(client: httpx.Client) -> None:
+    s = session()
+    s.check(stream_answer(s.build_request(client, None)))
+    s.feed(b"id: 1\ndata: a\n\n")
+    _resume(s, client)
+    with pytest.raises(ReplayError):
+        s.feed(b"data: preamble\n\nid: 1\ndata: a\n\n")
+
+
+def test_a_true_resume_delivers_and_keeps_the_id_in_force_before_its_first_id(
+    client: httpx.Client,
+) -> None:
+    s = session()
+    s.check(stream_answer(s.build_request(client, None)))
+    s.feed(b"id: 1\ndata: a\n\n")
+    _resume(s, client)
+    # An id-less event first: it is still under id 1, as on one unbroken stream.
+    events = s.feed(b"data: note\n\n")
+    assert [(e.data, e.id) for e in events] == [("note", "1")]
+    assert s.last_event_id == "1"
+    events = s.feed(b"id: 2\ndata: b\n\ndata: c\n\n")
+    assert [(e.data, e.id) for e in events] == [("b", "2"), ("c", "2")]
+    assert s.last_event_id == "2"
+    # Once the server showed it resumes, its ids are trusted, the first one included.
+    assert [e.id for e in s.feed(b"id: 1\ndata: again\n\n")] == ["1"]
+
+
+def test_a_stream_without_ids_cannot_be_told_replayed_and_reconnects_as_before(
+    client: httpx.Client,
+) -> None:
+    s = session()
+    s.check(stream_answer(s.build_request(client, None)))
+    s.feed(b"data: a\n\n")
+    _resume(s, client)
+    assert [(e.data, e.id) for e in s.feed(b"data: a\n\n")] == [("a", None)]
+
+
+# cookies= -------------------------------------------------------------------------
+
+
+def test_cookies_become_one_cookie_header(client: httpx.Client) -> None:
+    request = session(cookies={"a": "1", "b": "x%3By"}).build_request(client, None)
+    assert request.headers["cookie"] == "a=1; b=x%3By"
+
+
+@pytest.mark.parametrize(
+    "cookies",
+    [{"a": "1; admin=1"}, {"a": "1\r\nX-Evil: 1"}, {"a b": "1"}, {"": "1"}, {"a": "é"}],
+    ids=["semicolon-in-value", "crlf-in-value", "space-in-name", "empty-name", "non-ascii"],
+)
+def test_a_cookie_that_could_forge_another_or_a_header_is_refused(
+    cookies: dict[str, str],
+) -> None:
+    with pytest.raises(ValueError, match="not a valid cookie"):
+        session(cookies=cookies)

@@ -12,6 +12,7 @@ import pytest
 
 from askstream import ShutdownMiddleware
 from askstream.http._shutdown import SCOPE_KEY, Shutdown, uvicorn_should_exit
+from askstream.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +53,10 @@ class Server:
 async def test_the_watcher_sees_should_exit_and_ends_the_streams() -> None:
     stopping = False
     inner = Lifespan()
-    middleware = ShutdownMiddleware(inner, should_exit=lambda: stopping, poll_interval=0.01)
+    clock = FakeClock()
+    middleware = ShutdownMiddleware(
+        inner, should_exit=lambda: stopping, poll_interval=0.1, clock=clock
+    )
     server = Server()
     lifespan = asyncio.get_running_loop().create_task(
         middleware({"type": "lifespan"}, server.receive, server.send)
@@ -65,8 +69,11 @@ async def test_the_watcher_sees_should_exit_and_ends_the_streams() -> None:
     assert signal_.subscribe(lambda: ended.append("stream"))
     assert not middleware.shutting_down
 
+    await clock.wait_sleepers(1)  # the watcher looked once and waits for the next look
     stopping = True
-    await asyncio.sleep(0.1)
+    await clock.advance(0.05)
+    assert not middleware.shutting_down  # it looks only every poll_interval
+    await clock.advance(0.05)
     assert middleware.shutting_down
     assert ended == ["stream"]
 

@@ -3,20 +3,23 @@
 ``service`` starts an askstream service (factory app, settings from ``ASKSTREAM_*``)
 on a fresh data folder; ``upstream`` is one fake OpenAI-compatible API shared by
 the session, whose behaviour each service picks with its model name
-(``fake``, ``fake-fail``, ``fake-drop``, ``fake-slow``, ``fake-stall``, ``fake-refuse``).
+(``fake``, ``fake-fail``, ``fake-drop``, ``fake-slow``, ``fake-stall``, ``fake-refuse``,
+``fake-think``: reasoning first; ``fake-flaky``: two 429s with ``Retry-After: 30`` for
+each conversation, then the answer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -29,6 +32,8 @@ from ..conftest import REDIS_URL, redis_available
 # The stores of tests/streams, each test once per kind (tests of the hubs, _fanout.py).
 from ..streams.conftest import make_store  # noqa: F401
 
+T = TypeVar("T")
+
 SERVICE_APP = "askstream.service:create_app"
 UPSTREAM_APP = "askstream.testing:FakeUpstream.from_env"
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -40,6 +45,9 @@ SERVICE_ENV = {
     "ASKSTREAM_DEMO_DELAY": "0.002",
     "ASKSTREAM_LOG_LEVEL": "warning",
     "ASKSTREAM_SAVE_INTERVAL": "0.1",
+    # A refusing upstream is asked again (_retry.py) without holding a test up.
+    "ASKSTREAM_LLM_RETRY_DELAY": "0.01",
+    "ASKSTREAM_LLM_RETRY_MAX_DELAY": "0.05",
     # Tests ask dozens of questions at once as one (anonymous) user; the limit's
     # own tests (test_limits.py) set it low.
     "ASKSTREAM_MAX_USER_GENERATIONS": "1000",
@@ -64,7 +72,13 @@ def upstream() -> Iterator[ServerProcess]:
     server = ServerProcess(
         UPSTREAM_APP,
         factory=True,
-        env={"ASKSTREAM_FAKE_DELAY": "0.002", "ASKSTREAM_FAKE_SLOW_DELAY": "0.3"},
+        env={
+            "ASKSTREAM_FAKE_DELAY": "0.002",
+            "ASKSTREAM_FAKE_SLOW_DELAY": "0.3",
+            "ASKSTREAM_FAKE_FAIL_FIRST": "2",
+            "ASKSTREAM_FAKE_FAIL_STATUS": "429",
+            "ASKSTREAM_FAKE_RETRY_AFTER": "30",
+        },
     )
     server.start()
     try:
@@ -235,18 +249,25 @@ def pg_database() -> Iterator[str]:
     Sync on purpose (asyncio.run between tests' loops), so that parametrized
     fixtures can ask for it with request.getfixturevalue().
     """
-    require(asyncio.run(_pg_available()), f"PostgreSQL at {PG_ADMIN_DSN}")
+    require(_run_apart(_pg_available()), f"PostgreSQL at {PG_ADMIN_DSN}")
     name = f"askstream_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    _run_apart(_pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _run_apart(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # -- deployments: one instance, or two on Redis and PostgreSQL ------------------
 
 KINDS = ["memory", "redis"]
+
+
+def _run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end in a thread of its own: a session fixture may be
+    set up first by an async test, inside pytest-asyncio's running loop."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def _pg(statement: str | None = None) -> bool:
@@ -269,16 +290,16 @@ def shared_parts() -> Iterator[dict[str, str]]:
     """Redis and a PostgreSQL database made for this session (dropped after): the
     environment every instance of a ``redis`` deployment shares, but its key prefix."""
     require(redis_available(), f"Redis at {REDIS_URL}")
-    require(asyncio.run(_pg()), f"PostgreSQL at {PG_ADMIN_DSN}")
+    require(_run_apart(_pg()), f"PostgreSQL at {PG_ADMIN_DSN}")
     name = f"askstream_instances_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    _run_apart(_pg(f'CREATE DATABASE "{name}"'))
     try:
         yield {
             "ASKSTREAM_REDIS_URL": REDIS_URL,
             "ASKSTREAM_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
         }
     finally:
-        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _run_apart(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _delete_keys(prefix: str) -> None:

@@ -167,7 +167,7 @@ async def test_a_message_lists_role_content_status_and_timestamps(
     for message in chat["messages"]:
         assert message.keys() == {
             "messageId", "role", "content", "status", "finishReason", "error",
-            "createdAt", "updatedAt",
+            "createdAt", "updatedAt", "usage", "reasoning",
         }  # fmt: skip
         assert dt.datetime.fromisoformat(message["updatedAt"]) >= dt.datetime.fromisoformat(
             message["createdAt"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -231,7 +232,8 @@ async def test_an_unexpected_error_is_500_with_the_detail_only_in_the_log(
 ) -> None:
     service = start_service(tmp_path)
     assert (await client.get(service.url + "/api/chats")).status_code == 200
-    with sqlite3.connect(tmp_path / "askstream.db") as db:  # pull the floor away
+    # Pull the floor away. (sqlite3's `with` commits but does not close: closing does.)
+    with closing(sqlite3.connect(tmp_path / "askstream.db")) as db, db:
         db.execute("DROP TABLE askstream_messages")
         db.execute("DROP TABLE askstream_chats")
     response = await client.get(service.url + "/api/chats")

@@ -40,8 +40,12 @@ async def test_readers_of_one_answer_share_one_hub_and_get_identical_events(
     await answer(store)
     peers = [Peer() for _ in range(5)]
     tasks = [peer.run(EventStreamResponse(fanout.follow("m"), ping=None)) for peer in peers]
+    await wait_until(lambda: all(len(peer.events) == 2 for peer in peers), within=5)
+    # A reader that caught up while it was still alone waits on the log by
+    # itself; the next event brings it to the hub the others made.
+    await store.append("m", "piece 2")
     await wait_until(lambda: fanout.joined("m") == 5, within=5)
-    for n in range(2, 6):
+    for n in range(3, 6):
         await store.append("m", f"piece {n}")
     await store.append("m", "{}", event="done")
     await store.finish("m")
@@ -54,18 +58,40 @@ async def test_readers_of_one_answer_share_one_hub_and_get_identical_events(
     await fanout.aclose()
 
 
+async def test_a_lone_reader_follows_the_log_without_a_hub(make_store: MakeStore) -> None:
+    # A hub would cost the one reader a task wake-up more per event.
+    store = await make_store()
+    fanout = Fanout(store)
+    await answer(store)
+    peer = Peer()
+    task = peer.run(EventStreamResponse(fanout.follow("m"), ping=None))
+    for n in range(2, 5):
+        await store.append("m", f"piece {n}")
+        await wait_until(lambda n=n: len(peer.events) == n + 1, within=5)  # type: ignore[misc]
+        assert fanout._hubs == {}
+        assert fanout.readers({"m"}) == 1
+    await store.finish("m")
+    await asyncio.wait_for(task, timeout=5)
+    assert [data for _, data in read(peer)] == [f"piece {n}" for n in range(5)]
+    assert peer.complete
+
+
 async def test_a_late_reader_replays_what_it_missed_then_joins(make_store: MakeStore) -> None:
     store = await make_store()
     fanout = Fanout(store)
     await answer(store, pieces=4)
     early = Peer()
     early_task = early.run(EventStreamResponse(fanout.follow("m"), ping=None))
-    await wait_until(lambda: fanout.joined("m") == 1, within=5)
+    await wait_until(lambda: len(early.events) == 4, within=5)
     await store.append("m", "piece 4")
     late = Peer()
     late_task = late.run(EventStreamResponse(fanout.follow("m", after="2"), ping=None))
-    await wait_until(lambda: fanout.joined("m") == 2, within=5)
+    # The second reader makes the hub once it has caught up; the first, alone
+    # until then, joins it with the next event.
+    await wait_until(lambda: fanout.joined("m") >= 1, within=5)
     await store.append("m", "piece 5")
+    await wait_until(lambda: fanout.joined("m") == 2, within=5)
+    await store.append("m", "piece 6")
     await store.finish("m")
     await asyncio.wait_for(asyncio.gather(early_task, late_task), timeout=5)
     stored = [(event.id, event.data) for event in await store.read("m")]
@@ -80,12 +106,14 @@ async def test_the_hub_stops_following_once_every_reader_has_left(make_store: Ma
     await answer(store)
     peers = [Peer() for _ in range(3)]
     tasks = [peer.run(EventStreamResponse(fanout.follow("m"), ping=None)) for peer in peers]
+    await wait_until(lambda: all(len(peer.events) == 2 for peer in peers), within=5)
+    await store.append("m", "piece 2")  # brings a reader that was alone to the hub
     await wait_until(lambda: fanout.joined("m") == 3, within=5)
     hub = fanout._hubs["m"]
     peers[0].leave()
     await asyncio.wait_for(tasks[0], timeout=2)
     await store.append("m", "still going")  # generation does not care who left
-    await wait_until(lambda: all(len(peer.events) == 3 for peer in peers[1:]))
+    await wait_until(lambda: all(len(peer.events) == 4 for peer in peers[1:]))
     for peer in peers[1:]:
         peer.leave()
     await asyncio.wait_for(asyncio.gather(*tasks[1:]), timeout=2)

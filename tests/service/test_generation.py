@@ -1,28 +1,34 @@
 """Generations in-process, with a scripted back end (a fake, not a mock): when the ask
-is answered, what is stored and what the log says on every way an answer can end."""
+is answered, what is stored and what the log says on every way an answer can end.
+
+Time is a FakeClock: the back end's pauses and the periodic saver pass only when
+a test advances it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from askstream.http import Clock, SystemClock
 from askstream.service import ChatMessage, Chunk, ModelOptions, ServiceError, UpstreamError
 from askstream.service._generation import Generations
 from askstream.service._history import ChatHistory, create_engine
 from askstream.streams import MemoryStore
+from askstream.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
 
 class ScriptedBackend:
-    """Plays a script: a str is a piece, an exception is raised, a float is a pause."""
+    """Plays a script: a str is a piece, an exception is raised, a float is a pause
+    (on ``clock``: real seconds unless a test passes a FakeClock)."""
 
-    def __init__(self, *script: str | float | BaseException) -> None:
+    def __init__(self, *script: str | float | BaseException, clock: Clock | None = None) -> None:
         self.script = script
+        self.clock = clock or SystemClock()
         self.closed = 0
         self.seen: list[list[ChatMessage]] = []
 
@@ -35,7 +41,7 @@ class ScriptedBackend:
                 if isinstance(step, BaseException):
                     raise step
                 if isinstance(step, float):
-                    await asyncio.sleep(step)
+                    await self.clock.sleep(step)
                 else:
                     yield Chunk(step)
             yield Chunk(finish_reason="stop")
@@ -44,6 +50,15 @@ class ScriptedBackend:
 
     async def aclose(self) -> None:
         return None
+
+
+class Scripted(ScriptedBackend):
+    """A ScriptedBackend on a FakeClock of its own: its pauses, and the saver of
+    the Generations built on it here, pass only when the test advances it."""
+
+    def __init__(self, *script: str | float | BaseException) -> None:
+        self.clock: FakeClock = FakeClock()
+        super().__init__(*script, clock=self.clock)
 
 
 class Rig:
@@ -59,8 +74,17 @@ async def history(tmp_path: Path) -> AsyncIterator[ChatHistory]:
     await history.aclose()
 
 
-def generations(history: ChatHistory, backend: ScriptedBackend, store: MemoryStore) -> Generations:
-    return Generations(store=store, history=history, backend=backend, save_interval=0.05)
+SAVE_INTERVAL = 0.05
+
+
+def generations(history: ChatHistory, backend: Scripted, store: MemoryStore) -> Generations:
+    return Generations(
+        store=store,
+        history=history,
+        backend=backend,
+        save_interval=SAVE_INTERVAL,
+        clock=backend.clock,
+    )
 
 
 async def events(store: MemoryStore, message_id: str) -> list[tuple[str, dict[str, object]]]:
@@ -69,13 +93,15 @@ async def events(store: MemoryStore, message_id: str) -> list[tuple[str, dict[st
 
 async def test_start_returns_after_the_first_piece_is_in_the_log(history: ChatHistory) -> None:
     store = MemoryStore()
-    backend = ScriptedBackend("Hel", 0.2, "lo")
+    backend = Scripted("Hel", 0.2, "lo")
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "Hi?", [])
+        await backend.clock.wait_sleepers(2)  # the saver, and the back end in its pause
         assert [e.data for e in await store.read(answer.message_id)] == [
             f'{{"chatId":"{answer.chat_id}","messageId":"{answer.message_id}","delta":"Hel"}}'
         ]
         assert await store.status(answer.message_id) == "open"
+        await backend.clock.advance(0.2)
         got = await events(store, answer.message_id)
     assert got[-1] == (
         "done",
@@ -90,12 +116,13 @@ async def test_a_failure_before_the_first_piece_raises_and_leaves_nothing(
     history: ChatHistory,
 ) -> None:
     store = MemoryStore()
-    ok = ScriptedBackend("first answer")
+    ok = Scripted("first answer")
     async with generations(history, ok, store) as gens:
-        chat_id = (await gens.start(None, "one", [])).chat_id
-        await asyncio.sleep(0.01)
+        first = await gens.start(None, "one", [])
+        await events(store, first.message_id)  # it ends before the context does
+        chat_id = first.chat_id
     before = await history.messages(chat_id)
-    failing = ScriptedBackend(UpstreamError("connection refused"))
+    failing = Scripted(UpstreamError("connection refused"))
     async with generations(history, failing, store) as gens:
         with pytest.raises(UpstreamError, match="connection refused"):
             await gens.start(chat_id, "two", [])
@@ -106,7 +133,7 @@ async def test_a_failure_before_the_first_piece_raises_and_leaves_nothing(
 
 
 async def test_an_unexpected_error_before_the_first_piece_is_a_500(history: ChatHistory) -> None:
-    backend = ScriptedBackend(RuntimeError("bug"))
+    backend = Scripted(RuntimeError("bug"))
     async with generations(history, backend, MemoryStore()) as gens:
         with pytest.raises(ServiceError) as caught:
             await gens.start(None, "hi", [])
@@ -118,7 +145,7 @@ async def test_a_failure_after_the_first_piece_ends_with_an_error_event(
     history: ChatHistory,
 ) -> None:
     store = MemoryStore()
-    backend = ScriptedBackend("part", UpstreamError("broke off"))
+    backend = Scripted("part", UpstreamError("broke off"))
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "hi", [])
         got = await events(store, answer.message_id)
@@ -131,7 +158,7 @@ async def test_a_failure_after_the_first_piece_ends_with_an_error_event(
 
 async def test_an_empty_answer_is_a_done_with_no_pieces(history: ChatHistory) -> None:
     store = MemoryStore()
-    async with generations(history, ScriptedBackend(), store) as gens:
+    async with generations(history, Scripted(), store) as gens:
         answer = await gens.start(None, "say nothing", [])
         got = await events(store, answer.message_id)
     assert [kind for kind, _ in got] == ["done"]
@@ -142,7 +169,7 @@ async def test_cancel_ends_with_done_cancelled_and_closes_the_back_end(
     history: ChatHistory,
 ) -> None:
     store = MemoryStore()
-    backend = ScriptedBackend("so far", 10.0, "never")
+    backend = Scripted("so far", 10.0, "never")
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "hi", [])
         assert await gens.cancel(answer.message_id) is True
@@ -158,7 +185,7 @@ async def test_cancel_ends_with_done_cancelled_and_closes_the_back_end(
 
 async def test_leaving_cancels_what_runs_with_a_shutdown_error(history: ChatHistory) -> None:
     store = MemoryStore()
-    backend = ScriptedBackend("a", 10.0)
+    backend = Scripted("a", 10.0)
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "hi", [])
     got = await events(store, answer.message_id)
@@ -169,19 +196,24 @@ async def test_leaving_cancels_what_runs_with_a_shutdown_error(history: ChatHist
 
 async def test_progress_is_saved_while_streaming(history: ChatHistory) -> None:
     store = MemoryStore()
-    backend = ScriptedBackend("one ", "two ", 0.3, "three")
+    backend = Scripted("one ", "two ", 0.3, "three")
+    clock = backend.clock
     async with generations(history, backend, store) as gens:
         answer = await gens.start(None, "hi", [])
-        await asyncio.sleep(0.15)  # three save intervals
+        await clock.wait_sleepers(2)  # the saver, and the back end in its pause
+        stored = (await history.messages(answer.chat_id))[1]
+        assert (stored.content, stored.status) == ("", "streaming")  # no save yet
+        await clock.advance(SAVE_INTERVAL)  # one save: the saver is asleep again after it
         stored = (await history.messages(answer.chat_id))[1]
         assert (stored.content, stored.status) == ("one two ", "streaming")
+        await clock.advance(0.3)
         await events(store, answer.message_id)
     stored = (await history.messages(answer.chat_id))[1]
     assert (stored.content, stored.status) == ("one two three", "complete")
 
 
 async def test_the_context_and_the_question_go_to_the_back_end(history: ChatHistory) -> None:
-    backend = ScriptedBackend("ok")
+    backend = Scripted("ok")
     context: list[ChatMessage] = [
         {"role": "user", "content": "earlier"},
         {"role": "assistant", "content": "reply"},
@@ -193,6 +225,6 @@ async def test_the_context_and_the_question_go_to_the_back_end(history: ChatHist
 
 
 async def test_start_outside_the_context_manager_is_a_usage_error(history: ChatHistory) -> None:
-    gens = generations(history, ScriptedBackend(), MemoryStore())
+    gens = generations(history, Scripted(), MemoryStore())
     with pytest.raises(RuntimeError, match="async with"):
         await gens.start(None, "hi", [])

@@ -24,6 +24,7 @@ import pytest
 from askstream.testing import ServerProcess
 
 from .conftest import SERVICE_APP, SERVICE_ARGS, SERVICE_ENV, ask, llm_env
+from .scrape import scrape, settled, value
 
 HTTP_PROTOCOL = ["--http", "askstream.service:HttpProtocol"]
 
@@ -155,6 +156,7 @@ def test_a_whole_head_over_the_cap_is_431_on_every_server(start: Start, kind: st
     with connect(server) as sock:
         sock.sendall(HEALTH + b"X-Big: " + b"a" * 65536 + b"\r\n\r\n")
         assert_error(read_response(sock), 431, "over 16384 bytes")
+    assert value(scrape(server.url), "askstream_refusals_total", limit="head_size") == 1
 
 
 @pytest.mark.parametrize("kind", ["uvicorn", "protocol", "serve"])
@@ -185,6 +187,7 @@ def test_a_trickled_head_is_408_and_the_end(start: Start, kind: str) -> None:
         trickle(sock, forever(b"X-Slow: yes\r\n"))
         assert_error(read_response(sock), 408, "did not arrive within 1 s")
         assert ends(sock)
+    assert value(scrape(server.url), "askstream_refusals_total", limit="head_timeout") == 1
 
 
 @pytest.mark.parametrize("kind", ["protocol", "serve"])
@@ -269,6 +272,8 @@ def test_connections_over_the_cap_get_503_even_idle_ones_count(start: Start, kin
     assert health(held[0])[0] == 200
     for sock in held:
         sock.close()
+    samples = settled(server.url, lambda s: True)
+    assert value(samples, "askstream_refusals_total", limit="connections") >= 1
 
 
 async def test_requests_over_the_cap_get_503_under_plain_uvicorn(
@@ -353,6 +358,7 @@ async def test_the_memory_store_drops_finished_streams_first_then_refuses_new_as
     assert (gone.status, gone.body["code"]) == (410, 410)
     chat = (await client.get(f"{server.url}/api/chats/{first.done['chatId']}")).json()
     assert chat["messages"][1]["content"] == first.done["answer"]
+    assert value(scrape(server.url), "askstream_store_evictions_total") >= 1
 
     server = start(
         "uvicorn", ASKSTREAM_MEMORY_STORE_MAX_BYTES="1000", **llm_env(upstream, "fake-slow")
@@ -371,6 +377,9 @@ async def test_the_memory_store_drops_finished_streams_first_then_refuses_new_as
         assert (refused.status, refused.body["code"]) == (503, 503)
         assert refused.headers["retry-after"] == "5"
         assert "store is full" in refused.body["message"]
+    samples = scrape(server.url)
+    assert value(samples, "askstream_refusals_total", limit="store_bytes") == 1
+    assert value(samples, "askstream_asks_total", outcome="refused") == 1
 
 
 async def test_asks_and_reads_still_work_at_the_limits(

@@ -3,7 +3,9 @@ previous schema are upgraded with their rows, on SQLite and PostgreSQL alike.
 
 "The previous schema" is the tables as ``create_all`` made them before chats had
 owners (commit 90f2992), copied here as they were, not imported: the test must
-not move when the package's tables do.
+not move when the package's tables do. So is the schema of revision 0002
+(chats with owners; messages without usage or reasoning), as issue 11's
+``create_all`` left it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from askstream.service import _migrate
+from askstream.service import Usage, _migrate
 from askstream.service._history import ChatHistory, _metadata, create_engine
 from askstream.service._migrate import VERSION_TABLE, SchemaError, Upgrade
 
@@ -66,6 +68,15 @@ sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# -- revision 0002's schema (create_all between issues 11 and 16) ---------------------
+
+_owned = sa.MetaData()
+for _table in _old.tables.values():
+    _table.to_metadata(_owned)
+_owned_chats = _owned.tables["askstream_chats"]
+_owned_chats.append_column(sa.Column("owner", sa.String(100), nullable=False, server_default=""))
+sa.Index("askstream_chats_owner_created", _owned_chats.c.owner, _owned_chats.c.created_at)
 
 OLD_CHATS = [
     {"id": "old1", "title": "Why is the sky blue?", "created_at": WHEN, "updated_at": WHEN},
@@ -194,8 +205,8 @@ async def test_tables_made_with_owners_but_no_version_are_taken_as_0002(
     database_url: str, history: ChatHistory
 ) -> None:
     # What create_all and the hand-written owner step made between issues 11 and 16.
-    await make_old(database_url, _metadata)
-    assert await _migrate.upgrade(history.engine) == Upgrade("0002", "0002")
+    await make_old(database_url, _owned)
+    assert await _migrate.upgrade(history.engine) == Upgrade("0002", _migrate.head())
     assert await differences(history.engine) == []
     assert await rows(history.engine) == OLD_ROWS
 
@@ -221,19 +232,38 @@ async def test_with_upgrades_off_an_old_database_is_refused_and_left_alone(
     await history.create_tables(upgrade=False)  # at the newest: no complaint
 
 
+async def test_messages_of_0002_get_usage_and_reasoning_columns_empty(
+    database_url: str, history: ChatHistory
+) -> None:
+    await make_old(database_url, _owned)
+    await history.create_tables()
+    assert await differences(history.engine) == []
+    old = {m.id: m for m in await history.messages("old1")}
+    assert (old["a1"].usage, old["a1"].reasoning) == (None, None)
+    # The new code writes both beside the old rows, and reads them back.
+    await history.begin_answer("old1", "And?", "q3", "a3", new_chat=False)
+    await history.finish_answer(
+        "a3", "Mie.", "complete", "stop", usage=Usage(7, 2), reasoning="Think."
+    )
+    new = (await history.messages("old1"))[-1]
+    assert (new.id, new.usage, new.reasoning) == ("a3", Usage(7, 2), "Think.")
+    assert (await rows(history.engine))[1][:4] == OLD_ROWS[1]
+
+
 def _downgrade_and_upgrade(connection: sa.Connection, revision: str) -> None:
     config = _migrate._config(connection)
     command.downgrade(config, revision)
     command.upgrade(config, "head")
 
 
-async def test_downgrading_to_0001_and_back_keeps_the_rows(
-    database_url: str, history: ChatHistory
+@pytest.mark.parametrize("revision", ["0001", "0002"])
+async def test_downgrading_and_back_keeps_the_rows(
+    database_url: str, history: ChatHistory, revision: str
 ) -> None:
     await make_old(database_url)
     await history.create_tables()
     async with history.engine.begin() as conn:
-        await conn.run_sync(_downgrade_and_upgrade, "0001")
+        await conn.run_sync(_downgrade_and_upgrade, revision)
     assert await differences(history.engine) == []
     assert await rows(history.engine) == OLD_ROWS
 
@@ -275,10 +305,10 @@ async def test_askstream_db_upgrade_upgrades_an_old_sqlite_file_once(tmp_path: P
     await make_old(f"sqlite+aiosqlite:///{database}")
     first = db_upgrade("--data-dir", str(database.parent))
     assert first.returncode == 0, first.stderr
-    assert first.stdout == f"database sqlite+aiosqlite:///{database}: upgraded from 0001 to 0002\n"
+    assert first.stdout == f"database sqlite+aiosqlite:///{database}: upgraded from 0001 to 0003\n"
     second = db_upgrade(ASKSTREAM_DATA_DIR=str(database.parent))
     assert second.returncode == 0, second.stderr
-    assert second.stdout.endswith("already at 0002, the newest\n")
+    assert second.stdout.endswith("already at 0003, the newest\n")
     engine = create_engine(f"sqlite+aiosqlite:///{database}")
     try:
         assert await differences(engine) == []
@@ -309,9 +339,9 @@ async def test_askstream_db_upgrade_run_three_times_at_once_on_postgresql(
     results = await asyncio.gather(run(), run(), run())
     said = sorted(out.split(": ", 1)[1] for out in results)
     assert said == [
-        "already at 0002, the newest\n",
-        "already at 0002, the newest\n",
-        "upgraded from 0001 to 0002\n",
+        "already at 0003, the newest\n",
+        "already at 0003, the newest\n",
+        "upgraded from 0001 to 0003\n",
     ]
     engine = create_engine(pg_database)
     try:

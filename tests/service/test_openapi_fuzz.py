@@ -177,7 +177,7 @@ def test_event_streams_are_described_event_by_event() -> None:
         stream = content["text/event-stream"]
         assert "schema" not in stream, "a stream of events is no JSON string"
         kinds = [item["properties"]["event"]["const"] for item in stream["itemSchema"]["oneOf"]]
-        assert kinds == ["message", "done", "error"]
+        assert kinds == ["message", "reasoning", "done", "error"]
 
 
 def test_every_error_is_documented_as_code_and_message() -> None:
@@ -204,6 +204,7 @@ def test_last_event_id_is_described_as_what_it_is() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.untraced  # hypothesis generating cases here; the server stays measured
 @schema.parametrize()
 def test_schemathesis_finds_no_server_error_and_no_lie(
     case: Case, fuzzed_service: ServerProcess

@@ -25,6 +25,7 @@ from askstream.testing import ServerProcess
 
 from .conftest import AUTH, SERVICE_APP, SERVICE_ARGS, SERVICE_ENV, TOKEN_ENV, ask, read_events
 from .faults import RedisServer, TcpProxy, redis_server
+from .scrape import scrape, value
 
 pytestmark = pytest.mark.anyio
 
@@ -163,6 +164,13 @@ async def test_a_redis_outage_is_503_and_asks_succeed_again_without_a_restart(
     assert len([line for line in lines if "the stream store is unreachable" in line]) == 1
     assert len([line for line in lines if "the stream store is back" in line]) == 1
     assert len(lines) < 30, lines  # a few lines per outage, not one per request or retry
+    # Counted, where the log says it once: the failures, the answer, the refused ask.
+    samples = scrape(url, AUTH)
+    assert value(samples, "askstream_store_errors_total", kind="unreachable") >= 1
+    # The answer the outage cut, and any ask of the recovery loop that began
+    # while the store was still coming back.
+    assert value(samples, "askstream_asks_total", outcome="failed") >= 1
+    assert value(samples, "askstream_asks_total", outcome="refused") >= 1
 
 
 async def test_a_reader_of_a_vanished_stream_gets_503_and_the_answer_is_stored_failed(
@@ -196,6 +204,7 @@ async def test_a_reader_of_a_vanished_stream_gets_503_and_the_answer_is_stored_f
     assert body["code"] == 503
     answer = await until_failed(client, reader.url, piece["chatId"])
     assert answer["content"]  # what was saved before the end is kept
+    assert value(scrape(reader.url, AUTH), "askstream_store_errors_total", kind="lost") >= 1
 
 
 async def until_failed(client: httpx.AsyncClient, url: str, chat_id: str) -> dict[str, Any]:

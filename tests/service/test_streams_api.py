@@ -104,7 +104,10 @@ async def test_cancel_ends_the_answer_with_done_cancelled_and_closes_upstream(
     requests = (await client.get(upstream.url + "/requests")).json()
     record = next(r for r in requests if r["messages"][-1]["content"] == question)
     assert record["outcome"] == "disconnected"
-    assert record["disconnectedAfter"] < 0.3 * (len(answer.data()) + 1)
+    # The upstream request closed at the cancel, not at the answer's end: it had
+    # sent at most the piece under way beyond what reached the reader, and no more after.
+    assert record["sentBeforeDisconnect"] <= len(answer.data()) + 1
+    assert record["sent"] == record["sentBeforeDisconnect"]
 
 
 async def test_cancelling_a_finished_answer_is_409(
@@ -148,14 +151,24 @@ async def test_the_answer_is_saved_while_it_streams(
         events = read_events(response)
         head = await take(events, 3)
         chat_id = json.loads(head[0].data)["chatId"]
-        await asyncio.sleep(0.25)  # more than ASKSTREAM_SAVE_INTERVAL=0.1
-        chat = (await client.get(f"{slow_llm.url}/api/chats/{chat_id}")).json()
-        stored = chat["messages"][1]
-        assert stored["status"] == "streaming"
         so_far = "".join(json.loads(e.data)["delta"] for e in head)
-        assert stored["content"].startswith(so_far)
+        stored = await saved(client, slow_llm.url, chat_id, so_far)
+        assert stored["status"] == "streaming"
         rest = [event async for event in events]
     assert rest[-1].event == "done"
+
+
+async def saved(
+    client: httpx.AsyncClient, url: str, chat_id: str, so_far: str
+) -> dict[str, object]:
+    """The answer's row once the service's periodic save holds at least ``so_far``:
+    the server's saver runs on the real clock in its own process, so we look."""
+    async with asyncio.timeout(10):
+        while True:
+            stored = (await client.get(f"{url}/api/chats/{chat_id}")).json()["messages"][1]
+            if so_far and stored["content"].startswith(so_far):
+                return dict(stored)
+            await asyncio.sleep(0.02)
 
 
 async def test_a_crash_mid_answer_leaves_the_message_streaming_not_nothing(
@@ -168,9 +181,10 @@ async def test_a_crash_mid_answer_leaves_the_message_streaming_not_nothing(
     ) as response:
         events = read_events(response)
         head = await take(events, 2)
-        await asyncio.sleep(0.25)
+        chat_id = json.loads(head[0].data)["chatId"]
+        so_far = "".join(json.loads(e.data)["delta"] for e in head)
+        await saved(client, service.url, chat_id, so_far)  # by the periodic save
         service.kill()  # SIGKILL: no shutdown, no last save
-    chat_id = json.loads(head[0].data)["chatId"]
     again = start_service(data, **llm_env(upstream))
     chat = (await client.get(f"{again.url}/api/chats/{chat_id}")).json()
     question, answer = chat["messages"]

@@ -112,6 +112,7 @@ def test_fuzzer_catches_a_broken_decoder_and_names_the_case(
 
 
 @pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.untraced
 def test_decoder_survives_mutated_vectors(seed: int) -> None:
     report = fuzz(10_000, seed=seed)
     assert report.executed == 10_000
@@ -119,6 +120,7 @@ def test_decoder_survives_mutated_vectors(seed: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.untraced
 def test_decoder_survives_a_million_mutated_inputs() -> None:
     seed = int(os.environ.get("ASKSTREAM_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
     report = fuzz(MILLION, seed=seed)

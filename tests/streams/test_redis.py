@@ -289,8 +289,10 @@ async def test_a_waiting_follower_does_not_poll_redis(redis_stores: Stores) -> N
         calls = await xread_calls()
         await asyncio.sleep(1.0)
         # One XREAD BLOCK is waiting in Redis; nothing was asked meanwhile.
-        # (Other clients of this Redis may add a few; polling would add hundreds.)
-        assert await xread_calls() - calls <= 2
+        # (The counts are the whole server's: other clients of this Redis, such
+        # as servers other tests left idling, may add a few each; a follower
+        # that polled would add hundreds.)
+        assert await xread_calls() - calls <= 20
         await store.append("s", "x")
         await store.finish("s")
     await client.aclose()

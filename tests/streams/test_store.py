@@ -29,6 +29,22 @@ async def fill(store: Store, *data: str, finish: bool = True) -> Store:
     return store
 
 
+async def cancels_passed_on(store: Store) -> None:
+    """Until every cancel asked so far has reached its producer (or nobody).
+
+    Both stores pass cancels on in the order they were asked (Redis through one
+    stream of cancels), so a probe cancelled now arriving says the earlier ones
+    have: a negative check that waits for an event, not for 50 ms of silence.
+    """
+    arrived = asyncio.Event()
+    probe = f"probe-{random.random()}"
+    await store.create(probe, on_cancel=arrived.set)
+    assert await store.cancel(probe) == "open"
+    async with asyncio.timeout(5):
+        await arrived.wait()
+    await store.finish(probe, "cancelled")
+
+
 async def test_append_assigns_increasing_ids_from_one(store: Store) -> None:
     await store.create("s")
     first = await store.append("s", "a")
@@ -229,7 +245,7 @@ async def test_cancel_asks_the_producer_once_and_reports_the_status(store: Store
     assert await store.cancel("s") == "open"  # asked again: the producer is told once
     await store.finish("s", "cancelled")
     assert await store.cancel("s") == "cancelled"
-    await asyncio.sleep(0.05)
+    await cancels_passed_on(store)
     assert calls == ["cancel"]
 
 
@@ -238,5 +254,5 @@ async def test_cancelling_a_finished_stream_tells_nobody(store: Store) -> None:
     await store.create("s", on_cancel=lambda: calls.append("cancel"))
     await store.finish("s")
     assert await store.cancel("s") == "complete"
-    await asyncio.sleep(0.05)
+    await cancels_passed_on(store)
     assert calls == []

@@ -8,12 +8,15 @@ test still passes. Nothing here is called; the functions exist to be checked.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
-from typing import Literal, assert_type
+from typing import Any, Literal, assert_type
 
 import httpx
+import httpx2
+import pydantic
 from fastapi import FastAPI
 from starlette.applications import Starlette
 
@@ -24,13 +27,15 @@ from askstream.service import (
     Chunk,
     DemoBackend,
     ModelOptions,
+    OpenAIBackend,
+    RetryPolicy,
     Settings,
     UpstreamError,
     create_app,
 )
 from askstream.sse import Decoder, Event, comment, encode
 from askstream.streams import MemoryStore, RedisStore, Store, StreamExpired, StreamNotFound
-from askstream.testing import FakeUpstream, ServerProcess, free_port, require
+from askstream.testing import FakeClock, FakeUpstream, ServerProcess, free_port, require
 
 
 def the_protocol_core(chunks: Sequence[bytes]) -> list[str]:
@@ -162,6 +167,84 @@ def reading_with_httpxs_auth_forms(url: str) -> None:
         list(source)
 
 
+def reading_with_cookies_and_a_timeout(url: str) -> None:
+    with askstream.connect(
+        "GET", url, cookies={"session": "s1"}, timeout=httpx.Timeout(5.0, read=None)
+    ) as source:
+        list(source)
+
+
+async def reading_with_an_httpx2_client(url: str) -> list[str]:
+    async with (
+        httpx2.AsyncClient() as client,
+        askstream.aconnect(
+            "GET", url, client=client, auth=httpx2.BasicAuth("u", "p"), until={"done"}
+        ) as source,
+    ):
+        return [event.data async for event in source]
+
+
+def reading_with_a_sync_httpx2_client(client: httpx2.Client, url: str) -> list[Event]:
+    with askstream.connect("GET", url, client=client, timeout=httpx2.Timeout(5.0)) as source:
+        return list(source)
+
+
+async def events_of_a_response_i_already_have(client: httpx.AsyncClient, url: str) -> list[object]:
+    async with client.stream("GET", url) as response:
+        events = askstream.aiter_events(response, max_event_size=1 << 16)
+        assert_type(events, AsyncIterator[Event])
+        return [event.json() async for event in events]
+
+
+def events_of_a_sync_response(url: str) -> list[str]:
+    with httpx2.stream("GET", url) as response:
+        return [event.data for event in askstream.iter_events(response)]
+
+
+def json_data_and_replays(url: str) -> str:
+    try:
+        with askstream.connect("GET", url) as source:
+            return str([event.json() for event in source])
+    except askstream.JSONDataError as error:
+        assert_type(error.data, str)
+        return error.data
+    except askstream.ReplayError as error:
+        assert_type(error.event_id, str)
+        return error.event_id
+
+
+class Delta(pydantic.BaseModel):
+    delta: str
+
+
+@dataclasses.dataclass
+class Usage:
+    tokens: int
+
+
+def describing_a_stream_in_openapi() -> FastAPI:
+    app = FastAPI()
+    doc = askstream.openapi_event_stream(
+        {"message": Delta, "done": {"type": "object"}, "ping": None}, with_id=True
+    )
+    assert_type(doc, dict[str, Any])
+
+    @app.get("/feed", responses={200: doc})
+    async def feed() -> askstream.EventStreamResponse:
+        return yielding_models_and_dataclasses()
+
+    return app
+
+
+def yielding_models_and_dataclasses() -> askstream.EventStreamResponse:
+    async def answer() -> AsyncIterator[Delta | Usage | dict[str, str]]:
+        yield Delta(delta="Hi")
+        yield Usage(tokens=2)
+        yield {"delta": "!"}
+
+    return askstream.EventStreamResponse(answer())
+
+
 async def a_store(store: Store) -> list[str]:
     await store.create("m1", on_cancel=lambda: None)
     event = await store.append("m1", '{"delta": "Hi"}')
@@ -201,6 +284,15 @@ async def the_service() -> FastAPI:
             assert_type(chunk.delta, str)
     app = create_app(Settings.from_env(), store=MemoryStore(), backend=backend)
     assert_type(app, FastAPI)
+    patient = OpenAIBackend(
+        "https://example.openai.azure.com/openai/deployments/d?api-version=2024-10-21",
+        "gpt-4o",
+        retry=RetryPolicy(attempts=5, base=1.0, cap=30.0),
+    )
+    async with aclosing(patient.stream([{"role": "user", "content": "Hi"}])) as pieces:
+        async for piece in pieces:
+            assert_type(piece.reasoning, str)
+    await patient.aclose()
     return app
 
 
@@ -210,3 +302,16 @@ def the_test_helpers() -> None:
     assert_type(free_port(), int)
     assert_type(FakeUpstream.from_env({"ASKSTREAM_FAKE_TOKENS": "3"}), FakeUpstream)
     upstream.stop()
+
+
+async def time_in_tests() -> None:
+    clock = FakeClock()
+    response = askstream.EventStreamResponse(["x"], ping=15.0, clock=clock)
+    assert_type(response.clock, askstream.Clock)
+    timer = clock.call_later(1.0, lambda: None)
+    timer.cancel()
+    await clock.advance(15.0)
+    await clock.wait_sleepers(1)
+    assert_type(clock.now(), float)
+    real: askstream.Clock = askstream.SystemClock()
+    assert_type(real.call_later(0.5, print), askstream.Timer)

@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -14,6 +14,7 @@ from .._exceptions import TransportError
 from ..sse import Event
 from ..sse._decoder import DEFAULT_MAX_EVENT_SIZE
 from ._auth import AuthTypes, build_auth
+from ._flavor import AsyncClientTypes, auth_for_library, library_of
 from ._reconnect import DEFAULT_RECONNECT, Reconnect
 from ._session import (
     DEFAULT_TIMEOUT,
@@ -47,14 +48,21 @@ class AsyncEventSource:
     def __init__(
         self,
         session: Session,
-        client: httpx.AsyncClient | None,
+        client: AsyncClientTypes | None,
         *,
         timeout: Any,
         sleep: Callable[[float], Awaitable[object]],
     ) -> None:
         self._session = session
         self._own_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(follow_redirects=True)
+        # Typed as httpx's: an httpx2 client has the same API, and the session
+        # hands it values of its own library (see _flavor).
+        self._client = (
+            cast("httpx.AsyncClient", client)
+            if client is not None
+            else httpx.AsyncClient(follow_redirects=True)
+        )
+        self._request_error: type[Exception] = session.lib.RequestError
         self._timeout = timeout
         self._sleep = sleep
         self._response: httpx.Response | None = None
@@ -120,7 +128,7 @@ class AsyncEventSource:
             except StopAsyncIteration:
                 await self._reconnect(None)
                 continue
-            except httpx.RequestError as exc:
+            except self._request_error as exc:
                 await self._reconnect(transport_error(exc, self._url()))
                 continue
             self._pending.extend(self._session.feed(chunk))
@@ -134,13 +142,15 @@ class AsyncEventSource:
         request = self._session.build_request(self._client, self._timeout)
         try:
             return await self._exchange(request)
-        except httpx.RequestError as exc:
+        except self._request_error as exc:
             raise transport_error(exc, request.url) from exc
 
-    async def _exchange(self, request: httpx.Request) -> Verdict:
+    async def _exchange(self, request: Any) -> Verdict:
         auth = self._session.auth_for(request)
         response = await self._client.send(
-            request, stream=True, auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth
+            request,
+            stream=True,
+            auth=self._session.lib.USE_CLIENT_DEFAULT if auth is None else auth,
         )
         try:
             verdict = self._session.check(response)
@@ -161,7 +171,7 @@ class AsyncEventSource:
         finally:
             await response.aclose()
         if verdict is Verdict.FAIL:
-            raise response_error(response.status_code, bytes(body))
+            raise response_error(response.status_code, bytes(body), response.headers)
         return verdict
 
     def _url(self) -> httpx.URL:
@@ -200,10 +210,11 @@ def aconnect(
     method: str,
     url: httpx.URL | str,
     *,
-    client: httpx.AsyncClient | None = None,
+    client: AsyncClientTypes | None = None,
     params: Any = None,
     headers: Mapping[str, str] | httpx.Headers | None = None,
     auth: AuthTypes | None = None,
+    cookies: Mapping[str, str] | None = None,
     json: Any = None,
     content: Any = None,
     data: Any = None,
@@ -253,6 +264,7 @@ def aconnect(
                     print(event.event, event.data)
     """
     request_kwargs = {"json": json, "content": content, "data": data}
+    lib = httpx if client is None else library_of(client)
     session = Session(
         method,
         httpx.URL(url).copy_merge_params(params) if params is not None else httpx.URL(url),
@@ -262,6 +274,8 @@ def aconnect(
         until=until,
         reconnect=reconnect,
         max_event_size=max_event_size,
-        auth=build_auth(auth),
+        auth=auth_for_library(build_auth(auth), lib),
+        cookies=cookies,
+        lib=lib,
     )
     return AsyncEventSource(session, client, timeout=timeout, sleep=sleep)

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Generator
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import httpx
 
+if TYPE_CHECKING:
+    import httpx2
+
 __all__ = ["AuthTypes", "BearerAuth", "build_auth"]
 
-#: What ``auth=`` takes, as in httpx: an ``httpx.Auth``, a ``(user, password)``
-#: tuple (Basic) or a function that edits the request.
-AuthTypes: TypeAlias = (
-    httpx.Auth | tuple[str | bytes, str | bytes] | Callable[[httpx.Request], httpx.Request]
-)
+#: What ``auth=`` takes, as in httpx: an ``httpx.Auth`` (or ``httpx2.Auth``), a
+#: ``(user, password)`` tuple (Basic) or a function that edits the request.
+if TYPE_CHECKING:
+    AuthTypes: TypeAlias = (
+        httpx.Auth
+        | httpx2.Auth
+        | tuple[str | bytes, str | bytes]
+        | Callable[[httpx.Request], httpx.Request]
+    )
+else:
+    AuthTypes: TypeAlias = (
+        httpx.Auth | tuple[str | bytes, str | bytes] | Callable[[httpx.Request], httpx.Request]
+    )
 
 
 class BearerAuth(httpx.Auth):
@@ -45,9 +57,13 @@ class BearerAuth(httpx.Auth):
         return "BearerAuth(token=<hidden>)"
 
 
-def build_auth(auth: AuthTypes | None) -> httpx.Auth | None:
-    """``auth=`` as one ``httpx.Auth`` (``None``: none given), as httpx's clients read it."""
+def build_auth(auth: AuthTypes | None) -> Any:
+    """``auth=`` as one ``httpx.Auth`` or ``httpx2.Auth`` (``None``: none given), as
+    httpx's clients read it; ``_flavor.auth_for_library`` makes it the client's library's."""
     if auth is None or isinstance(auth, httpx.Auth):
+        return auth
+    fork = sys.modules.get("httpx2")  # an httpx2.Auth means httpx2 is imported already
+    if fork is not None and isinstance(auth, fork.Auth):
         return auth
     if isinstance(auth, tuple):
         return httpx.BasicAuth(*auth)

@@ -25,6 +25,8 @@ from collections.abc import Callable
 
 from starlette.types import Send
 
+from ._clock import Clock, deadline
+
 __all__ = ["Batch"]
 
 logger = logging.getLogger("askstream")
@@ -126,12 +128,14 @@ class Batch:
         """What is held, taken out (for the stream's last message)."""
         return self._take() if self.held else b""
 
-    async def settle(self, limit: float | None) -> None:
+    async def settle(self, limit: float | None, clock: Clock) -> None:
         """The stream ends: let the flusher finish, for at most ``limit`` seconds."""
         flusher = self.flusher
         if flusher is not None:
-            done, _ = await asyncio.wait([flusher], timeout=limit)
-            if not done:
+            try:
+                async with deadline(clock, limit):
+                    await asyncio.wait([flusher])  # (cancelling the wait spares the flusher)
+            except TimeoutError:
                 flusher.cancel()
                 await asyncio.wait([flusher])
         self.flusher = None  # (one cancelled before it ran never cleared it)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 
@@ -51,8 +52,9 @@ _encode_shared = _LastEncoded().encode
 def encode_item(item: object) -> bytes:
     """Encode one item a source yielded.
 
-    A ``str`` is the data of a ``message`` event; a mapping is sent as compact
-    JSON data (non-ASCII kept as UTF-8). Anything else is a ``TypeError``.
+    A ``str`` is the data of a ``message`` event; a mapping, a dataclass
+    instance or a Pydantic model is sent as compact JSON data (non-ASCII kept
+    as UTF-8). Anything else is a ``TypeError``.
 
     >>> encode_item("Hi"), encode_item({"delta": "你"})
     (b'data: Hi\\n\\n', b'data: {"delta":"\\xe4\\xbd\\xa0"}\\n\\n')
@@ -66,12 +68,32 @@ def encode_item(item: object) -> bytes:
         return _encode_shared(item)
     if isinstance(item, str):  # a str subclass
         return encode(Event(str(item)))
+    return _encode_object(item)
+
+
+def _encode_object(item: object) -> bytes:
+    """Off the hot path: what is sent as JSON, or the ``TypeError``."""
     if isinstance(item, Mapping):
-        # json.dumps escapes CR and LF, so the data is one line.
-        data = json.dumps(
-            item if type(item) is dict else dict(item), ensure_ascii=False, separators=(",", ":")
-        )
-        return ("data: " + data + "\n\n").encode()
+        return _json_line(item if type(item) is dict else dict(item))
+    # Pydantic stays an optional dependency: a model is recognised by its v2
+    # method, never by importing pydantic. Its JSON is its own (aliases,
+    # serializers), as FastAPI sends it.
+    dump_json = getattr(item, "model_dump_json", None)
+    if callable(dump_json) and not isinstance(item, type):
+        data = dump_json()
+        if isinstance(data, str):
+            if "\n" in data or "\r" in data:  # an override that indents: still one event
+                return encode(Event(data))
+            return ("data: " + data + "\n\n").encode()
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return _json_line(dataclasses.asdict(item))
     raise TypeError(
-        f"an event source must yield Event, str or a mapping, not {type(item).__name__}"
+        "an event source must yield Event, str, a mapping, a dataclass or a Pydantic model, "
+        f"not {type(item).__name__}"
     )
+
+
+def _json_line(value: object) -> bytes:
+    # json.dumps escapes CR and LF, so the data is one line.
+    data = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return ("data: " + data + "\n\n").encode()

@@ -24,7 +24,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import TypeAlias
+from typing import Any, ClassVar, Protocol, TypeAlias
 
 import anyio.to_thread
 
@@ -36,9 +36,22 @@ __all__ = ["Pull", "Source", "open_pull"]
 logger = logging.getLogger("askstream")
 
 
-Item: TypeAlias = Event | str | Mapping[str, object] | Join
-"""An :class:`~askstream.Event`, a ``str`` (the data of a message), a mapping
-(JSON data), or a :class:`~askstream.Join` (the stream joins a broadcast)."""
+class JSONModel(Protocol):
+    """A Pydantic (v2) model, as a source's item: it is sent as its own JSON."""
+
+    def model_dump_json(self) -> str: ...
+
+
+class DataclassInstance(Protocol):
+    """A dataclass instance, as a source's item: sent as the JSON of its fields."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+Item: TypeAlias = Event | str | Mapping[str, object] | JSONModel | DataclassInstance | Join
+"""An :class:`~askstream.Event`, a ``str`` (the data of a message), a mapping, a
+Pydantic model or a dataclass (JSON data), or a :class:`~askstream.Join` (the
+stream joins a broadcast)."""
 Items: TypeAlias = AsyncIterable[Item] | Iterable[Item]
 Source: TypeAlias = Items | Callable[[str | None], Items]
 """What :class:`EventStreamResponse` streams: items, or a function of Last-Event-ID to items."""

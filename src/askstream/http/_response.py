@@ -9,6 +9,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from ._clock import SYSTEM_CLOCK, Clock
 from ._handoff import Slot, claim, hand_off
 from ._headers import stream_headers
 from ._pull import Source
@@ -49,6 +50,8 @@ class EventStreamResponse(Response):
     - ``send_timeout``: a reader that takes nothing for this many seconds is
       dropped (``None``: never). The source is pulled only as fast as the reader
       takes events, so memory stays bounded either way.
+    - ``clock``: where the heartbeat and the send timeout read the time
+      (:class:`SystemClock`; a test passes ``askstream.testing.FakeClock``).
     - ``on_disconnect``: when the reader leaves, ``"close"`` closes the source
       at once (its ``finally`` runs); ``"drain"`` pulls it to its end, throwing
       the events away, for a source whose work must complete.
@@ -69,6 +72,7 @@ class EventStreamResponse(Response):
     """
 
     media_type = "text/event-stream"
+    clock: Clock = SYSTEM_CLOCK
 
     def __init__(
         self,
@@ -81,6 +85,7 @@ class EventStreamResponse(Response):
         send_timeout: float | None = 30.0,
         on_disconnect: Literal["close", "drain"] = "close",
         background: BackgroundTask | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if isinstance(source, str | bytes | Mapping):
             raise TypeError(f"not an event source: {type(source).__name__}")
@@ -99,6 +104,8 @@ class EventStreamResponse(Response):
         self.retry = retry
         self.send_timeout = send_timeout
         self.on_disconnect = on_disconnect
+        if clock is not SYSTEM_CLOCK:
+            self.clock = clock  # else the class's: an idle stream's response holds one key less
         if headers:
             self.init_headers(stream_headers(headers))
         else:
@@ -136,7 +143,11 @@ class EventStreamResponse(Response):
 
     def _stream(self, scope: Scope, send: Send) -> Stream:
         return Stream(
-            send, ping=self.ping, send_timeout=self.send_timeout, on_disconnect=self.on_disconnect
+            send,
+            ping=self.ping,
+            send_timeout=self.send_timeout,
+            on_disconnect=self.on_disconnect,
+            clock=self.clock,
         )
 
     async def _hand_off(self, slot: Slot, start: Message, scope: Scope, send: Send) -> None:

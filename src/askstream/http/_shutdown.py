@@ -19,6 +19,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..sse import Event, encode
+from ._clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["SCOPE_KEY", "Shutdown", "ShutdownMiddleware", "uvicorn_should_exit"]
 
@@ -97,6 +98,7 @@ class ShutdownMiddleware:
     ``lifespan.shutdown`` message, and :meth:`shutdown`, end the streams too.
     With ``final_event``, every stream it ends sends that event last (say, an
     ``error`` that tells the reader to resume elsewhere); without, it just ends.
+    ``clock`` paces the watcher (:class:`SystemClock`; a test passes a fake).
 
     >>> from starlette.applications import Starlette
     >>> from starlette.middleware import Middleware
@@ -110,10 +112,12 @@ class ShutdownMiddleware:
         should_exit: Callable[[], bool] = uvicorn_should_exit,
         poll_interval: float = 0.1,
         final_event: Event | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         self.app = app
+        self.clock = clock
         self.should_exit = should_exit
         self.poll_interval = poll_interval
         self._signal = Shutdown(b"" if final_event is None else encode(final_event))
@@ -154,4 +158,4 @@ class ShutdownMiddleware:
             if self.should_exit():
                 self._signal.set()
                 return
-            await asyncio.sleep(self.poll_interval)
+            await self.clock.sleep(self.poll_interval)

@@ -47,6 +47,7 @@ from starlette.types import Message, Receive, Send
 from ..sse import Event, comment, encode
 from ._batch import Batch
 from ._broadcast import Join, enter
+from ._clock import Clock, Timer, deadline
 from ._items import encode_item
 from ._pull import Pull, Source, open_pull
 from ._shutdown import Shutdown
@@ -82,6 +83,7 @@ class Stream:
         "_attending",
         "_batch",
         "_cancelled",
+        "_clock",
         "_dog",
         "_listening",
         "_main",
@@ -100,7 +102,9 @@ class Stream:
         ping: float | None,
         send_timeout: float | None,
         on_disconnect: Literal["close", "drain"],
+        clock: Clock,
     ) -> None:
+        self._clock = clock  # the watchdog's looks and the last write's deadline
         self._batch = Batch(send, self._write_failed)
         self._send_timeout = send_timeout
         self._on_disconnect = on_disconnect
@@ -112,7 +116,7 @@ class Stream:
         self._stoppable = False  # the producer sits in one of its own awaits
         self._cancelled = False  # we cancelled the producer and have not taken it back
         self._attending = False  # the producer is handed to a broadcast
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
 
     async def run(
         self,
@@ -146,7 +150,7 @@ class Stream:
                 self._produce(pull, head, shutdown), name=_PRODUCER_NAME
             )
             if self._dog.every is not None:
-                self._timer = loop.call_later(self._dog.every, self._on_timer)
+                self._timer = self._clock.call_later(self._dog.every, self._on_timer)
             self._listening = True
             try:
                 while (await receive())["type"] != "http.disconnect":
@@ -277,7 +281,7 @@ class Stream:
         ends_body = reason in (None, "error", "shutdown")
         if ends_body:
             # What was held goes out, then the end (an error event after an error).
-            await self._batch.settle(self._send_timeout)
+            await self._batch.settle(self._send_timeout, self._clock)
         else:
             await self._batch.abandon()
         if reason in ("disconnect", "slow") and self._on_disconnect == "drain":
@@ -301,7 +305,7 @@ class Stream:
         message = {"type": "http.response.body", "body": body, "more_body": False}
         # A reader that takes nothing more: the server closes the connection.
         with contextlib.suppress(TimeoutError, OSError):
-            async with asyncio.timeout(self._send_timeout):
+            async with deadline(self._clock, self._send_timeout):
                 await self._batch.send(message)
 
     # Stopping ---------------------------------------------------------------------
@@ -364,4 +368,4 @@ class Stream:
             self._batch.offer(PING)
         every = self._dog.every
         assert every is not None  # a timer runs only when there is something to watch
-        self._timer = asyncio.get_running_loop().call_later(every, self._on_timer)
+        self._timer = self._clock.call_later(every, self._on_timer)

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -18,6 +18,7 @@ from .._exceptions import TransportError
 from ..sse import Event
 from ..sse._decoder import DEFAULT_MAX_EVENT_SIZE
 from ._auth import AuthTypes, build_auth
+from ._flavor import ClientTypes, auth_for_library, library_of
 from ._reconnect import DEFAULT_RECONNECT, Reconnect
 from ._session import (
     DEFAULT_TIMEOUT,
@@ -48,14 +49,21 @@ class EventSource:
     def __init__(
         self,
         session: Session,
-        client: httpx.Client | None,
+        client: ClientTypes | None,
         *,
         timeout: Any,
         sleep: Callable[[float], object],
     ) -> None:
         self._session = session
         self._own_client = client is None
-        self._client = client if client is not None else httpx.Client(follow_redirects=True)
+        # Typed as httpx's: an httpx2 client has the same API, and the session
+        # hands it values of its own library (see _flavor).
+        self._client = (
+            cast("httpx.Client", client)
+            if client is not None
+            else httpx.Client(follow_redirects=True)
+        )
+        self._request_error: type[Exception] = session.lib.RequestError
         self._timeout = timeout
         self._sleep = sleep
         self._response: httpx.Response | None = None
@@ -121,7 +129,7 @@ class EventSource:
             except StopIteration:
                 self._reconnect(None)
                 continue
-            except httpx.RequestError as exc:
+            except self._request_error as exc:
                 self._reconnect(transport_error(exc, self._url()))
                 continue
             self._pending.extend(self._session.feed(chunk))
@@ -135,13 +143,15 @@ class EventSource:
         request = self._session.build_request(self._client, self._timeout)
         try:
             return self._exchange(request)
-        except httpx.RequestError as exc:
+        except self._request_error as exc:
             raise transport_error(exc, request.url) from exc
 
-    def _exchange(self, request: httpx.Request) -> Verdict:
+    def _exchange(self, request: Any) -> Verdict:
         auth = self._session.auth_for(request)
         response = self._client.send(
-            request, stream=True, auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth
+            request,
+            stream=True,
+            auth=self._session.lib.USE_CLIENT_DEFAULT if auth is None else auth,
         )
         try:
             verdict = self._session.check(response)
@@ -162,7 +172,7 @@ class EventSource:
         finally:
             response.close()
         if verdict is Verdict.FAIL:
-            raise response_error(response.status_code, bytes(body))
+            raise response_error(response.status_code, bytes(body), response.headers)
         return verdict
 
     def _url(self) -> httpx.URL:
@@ -199,10 +209,11 @@ def connect(
     method: str,
     url: httpx.URL | str,
     *,
-    client: httpx.Client | None = None,
+    client: ClientTypes | None = None,
     params: Any = None,
     headers: Mapping[str, str] | httpx.Headers | None = None,
     auth: AuthTypes | None = None,
+    cookies: Mapping[str, str] | None = None,
     json: Any = None,
     content: Any = None,
     data: Any = None,
@@ -226,6 +237,7 @@ def connect(
                 print(event.id, event.data)
     """
     request_kwargs = {"json": json, "content": content, "data": data}
+    lib = httpx if client is None else library_of(client)
     session = Session(
         method,
         httpx.URL(url).copy_merge_params(params) if params is not None else httpx.URL(url),
@@ -235,6 +247,8 @@ def connect(
         until=until,
         reconnect=reconnect,
         max_event_size=max_event_size,
-        auth=build_auth(auth),
+        auth=auth_for_library(build_auth(auth), lib),
+        cookies=cookies,
+        lib=lib,
     )
     return EventSource(session, client, timeout=timeout, sleep=sleep)

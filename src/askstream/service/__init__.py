@@ -15,6 +15,7 @@ from ._demo import DemoBackend
 from ._errors import SchemaError, ServiceError, Unavailable, UpstreamError
 from ._openai import OpenAIBackend
 from ._protocol import HttpProtocol
+from ._retry import RetryPolicy
 from ._settings import Settings
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "HttpProtocol",
     "ModelOptions",
     "OpenAIBackend",
+    "RetryPolicy",
     "SchemaError",
     "ServiceError",
     "Settings",

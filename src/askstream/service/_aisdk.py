@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ._errors import ServiceError
+from ._model import ModelPolicy
 from ._routes import Deps, Services, User
 from ._schemas import _NOT_BLANK_CHAR, ErrorBody, validation_message
 from ._text import Text, loads, shown
@@ -150,7 +151,9 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _response(deps: Services, message_id: str) -> Response:
-    return ui_message_stream(deps.store, message_id, ping=deps.settings.heartbeat)
+    return ui_message_stream(
+        deps.store, message_id, ping=deps.settings.heartbeat, metrics=deps.metrics
+    )
 
 
 # -- the routes ------------------------------------------------------------------
@@ -181,6 +184,7 @@ async def post_chat(request: Request, deps: Deps, user: User) -> Response:
     body = parse_chat(await request.body())
     question = body.question
     owner = await deps.history.owner(body.id)
+    policy = ModelPolicy.of(deps.settings)  # the operator's prompt and defaults hold here too
     if owner is None:
         context = []
     else:
@@ -191,7 +195,12 @@ async def post_chat(request: Request, deps: Deps, user: User) -> Response:
             raise ServiceError(404, f"no chat {shown(body.id)}")
         context = found
     answer = await deps.generations.start(
-        body.id, question, context, owner=user, new_chat=owner is None
+        body.id,
+        question,
+        policy.context(context, question),
+        owner=user,
+        new_chat=owner is None,
+        options=policy.options(),
     )
     return _response(deps, answer.message_id)
 

@@ -53,17 +53,21 @@ class ModelOptions:
 @dataclass(slots=True)
 class Chunk:
     """A piece of an answer: some text, and on the last one why the model stopped
-    and, if the back end counted it, the :class:`Usage`.
+    and, if the back end counted it, the :class:`Usage`. A thinking model's
+    thoughts come before the answer as chunks with ``reasoning`` text.
 
     >>> Chunk("Hel")
-    Chunk(delta='Hel', finish_reason=None, usage=None)
+    Chunk(delta='Hel', finish_reason=None, usage=None, reasoning='')
     >>> Chunk("", finish_reason="stop", usage=Usage(5, 7)).usage.total_tokens
     12
+    >>> Chunk(reasoning="The user greets me.").reasoning
+    'The user greets me.'
     """
 
     delta: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    reasoning: str = ""
 
 
 class Backend(Protocol):

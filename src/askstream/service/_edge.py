@@ -13,9 +13,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.requests import Request
 from starlette.routing import Match, Mount
 
+from ..http._handoff import at_end
 from ._limits import RETRY_AFTER
 from ._middleware import ASGIApp, Message, Receive, Scope, Send, reject
 
@@ -52,51 +55,63 @@ def head_size(scope: Scope) -> int:
 
 class OpenLimit:
     """Answer 503 ``{"code": 503, ...}`` (with ``Retry-After``) to a request while
-    ``limit`` others are in progress in this process."""
+    ``limit`` others are in progress in this process; ``refused("connections")``
+    is told of each (the metrics)."""
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limit: int, refused: Callable[[str], object] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
         self.open = 0
+        self._refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # (The service's app inlines this, and runs a stream's handoff in the
-        # same frame: see _app.py.)
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if self.open >= self.limit:
-            await self.refuse(send)
+            if self._refused is not None:
+                self._refused("connections")
+            await reject(
+                send,
+                503,
+                f"the server holds its limit of {self.limit} connections; try again soon",
+                headers=[(b"retry-after", str(RETRY_AFTER).encode())],
+            )
             return
         self.open += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.open -= 1
+            # A stream handed off (http/_handoff.py) is still in progress: it
+            # is counted until its body ends, outside this frame.
+            if not at_end(scope, self._leave):
+                self.open -= 1
 
-    async def refuse(self, send: Send) -> None:
-        """Answer the 503 of a request over the limit."""
-        await reject(
-            send,
-            503,
-            f"the server holds its limit of {self.limit} connections; try again soon",
-            headers=[(b"retry-after", str(RETRY_AFTER).encode())],
-        )
+    def _leave(self) -> None:
+        self.open -= 1
 
 
 class HeadCheck:
     """431 for a head over ``max_size`` bytes; 422 for a NUL in the path, query or
-    a header (every id and ``Last-Event-ID`` come from there)."""
+    a header (every id and ``Last-Event-ID`` come from there); ``refused("head_size")``
+    is told of each 431."""
 
-    def __init__(self, app: ASGIApp, *, max_size: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_size: int, refused: Callable[[str], object] | None = None
+    ) -> None:
         self.app = app
         self.max_size = max_size
+        self._refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if head_size(scope) > self.max_size:
+            if self._refused is not None:
+                self._refused("head_size")
             await reject(send, 431, f"the request head is over {self.max_size} bytes")
             return
         # The path is percent-decoded; the query string is not (%00 is its NUL).

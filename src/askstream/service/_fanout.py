@@ -4,12 +4,14 @@ Every response follows the log (``Store.follow``), so that any reader can
 resume anywhere. Left at that, a thousand readers of one answer are a thousand
 followers: per event, a thousand task wake-ups (and, with Redis, a thousand
 deliveries). Here a reader follows the log by itself only until it has caught
-up; then it joins its answer's *hub*, one task per answer and process that
-follows the log once and writes each event, encoded once, to every joined
-reader (:class:`~askstream.http.Broadcast`). A reader the hub lets go (its
-socket was full, the answer ended, a heartbeat was due) follows the log by
-itself again from the last event it was given, and joins again once it has
-caught up. Ids are the log's positions: ``"1"``, ``"2"``, ...
+up and another reader follows the same answer; then it joins its answer's
+*hub*, one task per answer and process that follows the log once and writes
+each event, encoded once, to every joined reader
+(:class:`~askstream.http.Broadcast`). A lone reader (the usual case: the one
+who asked) gets no hub: a hub would cost it one more task wake-up per token.
+A reader the hub lets go (its socket was full, the answer ended, a heartbeat
+was due) follows the log by itself again from the last event it was given,
+and joins again once it has caught up. Ids are the log's positions: ``"1"``, ``"2"``, ...
 
 A reader is never left hanging: when the log stays unreachable, or the
 answer's stream vanishes from it, for longer than the store waits (the lease
@@ -30,6 +32,8 @@ from ..http import Broadcast, Join
 from ..sse import Event
 from ..streams import Store, StoreUnavailable, StreamNotFound
 from ._health import unavailable
+from ._logs import detached
+from ._metrics import Metrics
 
 __all__ = ["Fanout"]
 
@@ -51,9 +55,14 @@ class Fanout:
     """Where the service's responses get their events: :meth:`follow`."""
 
     def __init__(
-        self, store: Store, *, on_lost: Callable[[str], Awaitable[object]] | None = None
+        self,
+        store: Store,
+        *,
+        on_lost: Callable[[str], Awaitable[object]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()
         self._on_lost = on_lost
         self._lost: set[str] = set()  # reported to on_lost already
         self._hubs: dict[str, _Hub] = {}
@@ -74,16 +83,19 @@ class Fanout:
         hub: _Hub | None = None
         open_: bool | None = None  # whether the answer was open, once asked: it never reopens
         self._readers[stream_id] = self._readers.get(stream_id, 0) + 1
+        self._metrics.readers.inc()
         try:
             while True:
                 joinable: _Hub | None = None
                 async with contextlib.aclosing(self._store.follow(stream_id, after)) as events:
                     async for event in events:
                         yield event
-                        position = int(event.id or 0)
                         joinable = self._hubs.get(stream_id)
+                        if joinable is None and self._readers[stream_id] < 2:
+                            continue  # a lone reader makes no hub (see the module's docstring)
+                        position = int(event.id or 0)
                         if joinable is None:
-                            # A replay of a finished answer makes no hub.
+                            # Nor does a replay of a finished answer.
                             if open_ is None:
                                 open_ = await self._store.status(stream_id) == "open"
                             if open_:
@@ -114,6 +126,7 @@ class Fanout:
                 raise
             yield await self._gave_up(stream_id, False, exc)
         finally:
+            self._metrics.readers.dec()
             count = self._readers.get(stream_id, 1) - 1
             if count:
                 self._readers[stream_id] = count
@@ -124,6 +137,7 @@ class Fanout:
 
     async def _gave_up(self, stream_id: str, vanished: bool, exc: Exception) -> Event:
         """The last event of a reader whose stream cannot go on: error 503."""
+        self._metrics.store_error("lost" if vanished else "unreachable")
         if vanished:
             message = "the answer's stream was lost; its text so far is in the chat's history"
             if self._on_lost is not None and stream_id not in self._lost:
@@ -141,8 +155,12 @@ class Fanout:
     def _start(self, stream_id: str, position: int) -> _Hub:
         """A hub for ``stream_id``, publishing what comes after ``position``."""
         broadcast = Broadcast(position)
+        # Detached: the hub serves every reader of the stream, not just the
+        # request that happened to start it (its lines name the answer only).
         task = asyncio.get_running_loop().create_task(
-            self._publish(stream_id, broadcast), name="askstream hub"
+            self._publish(stream_id, broadcast),
+            name="askstream hub",
+            context=detached(message_id=stream_id),
         )
         hub = self._hubs[stream_id] = _Hub(broadcast, task)
         return hub

@@ -18,7 +18,6 @@ the ask fails before its first piece: a 502 leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -28,12 +27,17 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 
+from ..http import Clock, SystemClock
 from ..streams import FinishStatus, Store, StoreFull, StreamExpired, StreamNotFound
 from ._backend import Backend, ChatMessage, ModelOptions, Usage
-from ._errors import ServiceError, Unavailable
-from ._health import Dependencies, unavailable
+from ._errors import ServiceError, Unavailable, UpstreamError
+from ._health import UPSTREAM, Dependencies, unavailable
 from ._history import ChatHistory
+from ._json import dumps
 from ._limits import RETRY_AFTER, GenerationLimits
+from ._logs import bind_answer
+from ._metrics import Metrics, Outcome
+from ._schemas import DeltaData, DoneData, ErrorData
 from ._text import valid_text
 
 __all__ = ["Answer", "Generations"]
@@ -51,9 +55,8 @@ SHUTDOWN = "the server is shutting down"
 _CANCEL_CODES = {CANCELLED: 409, DELETED: 410, SHUTDOWN: 503}
 
 
-# One encoder for every event: json.dumps() with options builds a new one per
-# call, a few microseconds on each token.
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# One JSON call per event's data, behind one function (_json.py: orjson).
+_json = dumps
 
 
 @dataclass(slots=True)
@@ -70,11 +73,22 @@ class Answer:
     usage: Usage | None = None  # what the back end counted, once it said
     question_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parts: list[str] = field(default_factory=list)
+    thoughts: list[str] = field(default_factory=list)  # a thinking model's reasoning
     ended: bool = False  # its last event (done or error) is in the store
+    # For the metrics: when it was asked, when its first piece was in the store
+    # (time.perf_counter), how it ended (set once, by whatever ended it).
+    asked_at: float = field(default_factory=time.perf_counter)
+    first_at: float | None = None
+    outcome: Outcome | None = None
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def reasoning(self) -> str | None:
+        """The model's reasoning, ``None`` when it sent none."""
+        return "".join(self.thoughts) if self.thoughts else None
 
 
 class Generations:
@@ -85,6 +99,10 @@ class Generations:
     failure of one answer reaches another, the saver, or the instance.
     Leaving it cancels what still runs: each answer is stored ``cancelled``
     with its text so far, and its readers get an error event (503).
+
+    The saver writes what every answer has so far each ``save_interval``
+    seconds on ``clock`` (a test passes ``askstream.testing.FakeClock`` and
+    advances it, or calls :meth:`save_now`).
     """
 
     def __init__(
@@ -96,7 +114,11 @@ class Generations:
         save_interval: float = 1.0,
         limits: GenerationLimits | None = None,
         dependencies: Dependencies | None = None,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
+        self._clock = clock or SystemClock()
         self._limits = limits or GenerationLimits(total=256, per_user=32)
         self._store = store
         self._history = history
@@ -193,11 +215,19 @@ class Generations:
         """
         if not self._running:
             raise RuntimeError("Generations is not running: use it as `async with`")
-        if self._draining:
-            raise Unavailable("the server is shutting down; ask again")
-        if self._dependencies is not None:
-            self._dependencies.check_up()  # a known outage: 503 before anything is written
-        self._limits.acquire(owner)
+        try:
+            if self._draining:
+                raise Unavailable("the server is shutting down; ask again")
+            if self._dependencies is not None:
+                self._dependencies.check_up()  # a known outage: 503 before anything is written
+            try:
+                self._limits.acquire(owner)
+            except ServiceError as exc:
+                self._metrics.refused("user_generations" if exc.status == 429 else "generations")
+                raise
+        except ServiceError:
+            self._metrics.asks.labels("refused").inc()
+            raise
         answer = Answer(
             chat_id=chat_id or uuid.uuid4().hex,
             message_id=uuid.uuid4().hex,
@@ -207,6 +237,10 @@ class Generations:
             owner=owner,
             options=options,
         )
+        # Named in the asker's context (the rest of its request logs them) and so
+        # in the task's, which copies it: every line about this answer carries
+        # its ids and the ask's request id, also after that response ended.
+        bind_answer(chat_id=answer.chat_id, message_id=answer.message_id)
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             task = asyncio.get_running_loop().create_task(self._guarded(answer, started))
@@ -214,6 +248,7 @@ class Generations:
             self._limits.release(owner)
             raise
         self._tasks[answer.message_id] = (answer, task)
+        self._metrics.open_streams.inc()
         task.add_done_callback(partial(self._watch, answer.message_id))
         task.add_done_callback(lambda _: self._limits.release(owner))
         await started
@@ -223,6 +258,7 @@ class Generations:
         # The supervisor: a finished task is forgotten; one that failed (which
         # _guarded does not let happen) is counted and logged, and that is all.
         self._tasks.pop(message_id, None)
+        self._metrics.open_streams.dec()
         if not task.cancelled() and task.exception() is not None:
             self.failures += 1
             logger.error("answer %s failed", message_id, exc_info=task.exception())
@@ -257,6 +293,7 @@ class Generations:
         try:
             await self._run(answer, started)
         except Exception as exc:  # the last line of defence: logged, never raised on
+            answer.outcome = answer.outcome or "failed"
             outage = _unavailable(exc)
             _fail(started, outage or ServiceError(500, "generating the answer failed"))
             self._outage(exc)
@@ -273,17 +310,31 @@ class Generations:
         finally:
             # Whatever happened, the ask waiting for the first piece is answered.
             _fail(started, ServiceError(500, "generating the answer failed"))
+            self._count(answer)
+
+    def _count(self, answer: Answer) -> None:
+        # Once per answer, never per token: the tokens are the deltas it holds.
+        now = time.perf_counter()
+        first = None if answer.first_at is None else answer.first_at - answer.asked_at
+        self._metrics.ask_ended(
+            answer.outcome or "failed",
+            len(answer.parts),
+            first,
+            now - answer.asked_at if answer.first_at is not None else None,
+        )
 
     async def _close_stream(self, message_id: str) -> None:
         # Its readers must not wait for ever: end the stream if it is still open.
         if await self._store.status(message_id) == "open":
-            error = _json({"code": 500, "message": "generating the answer failed"})
+            error = _json(ErrorData(code=500, message="generating the answer failed"))
             await self._store.append(message_id, error, event="error")
             await self._store.finish(message_id, "failed")
 
     def _outage(self, exc: BaseException) -> Unavailable | None:
         """The 503 for ``exc`` if it says a dependency is unreachable (and note that)."""
         error = _unavailable(exc)
+        if isinstance(exc, StreamNotFound | StreamExpired):
+            self._metrics.store_error("lost")
         if error is not None and error.dependency and self._dependencies is not None:
             self._dependencies.down(error.dependency, exc)
         return error
@@ -292,9 +343,7 @@ class Generations:
         mid = answer.message_id
         stored = began = False  # rows written; first piece (so the stream) in the store
         finish_reason: str | None = None
-        # The event data around each delta is the same for the whole answer; the
-        # ids are hex, so only the delta needs JSON escaping (the hot path).
-        head = f'{{"chatId":"{answer.chat_id}","messageId":"{mid}","delta":'
+        chat_id = answer.chat_id
         try:
             # The rows come first, so the database work is not in the first
             # token's way, and an answer that is streaming always has a row.
@@ -314,13 +363,34 @@ class Generations:
                             mid, owner=answer.owner, on_cancel=partial(self._cancel_requested, mid)
                         )
                         began = True
+                    if chunk.reasoning:
+                        # Its own event type, so that a reader that knows only
+                        # `message` never takes thoughts for the answer; sent as
+                        # they come, so the first byte does not wait for the answer.
+                        thought = valid_text(chunk.reasoning)
+                        answer.thoughts.append(thought)
+                        # The shape of a `message` event's data (DeltaData).
+                        thinking: DeltaData = {
+                            "chatId": chat_id,
+                            "messageId": mid,
+                            "delta": thought,
+                        }
+                        await self._store.append(mid, _json(thinking), event="reasoning")
                     if chunk.delta:
                         delta = valid_text(chunk.delta)  # no lone surrogate gets stored
+                        # Before the append: one cancelled midway may have reached the
+                        # log (Redis), and its readers. The parts are also the tokens
+                        # the metrics count, once, when the answer ends.
                         answer.parts.append(delta)
-                        await self._store.append(mid, head + _json(delta) + "}")
+                        # A literal: calling the TypedDict builds the same dict, slower.
+                        data: DeltaData = {"chatId": chat_id, "messageId": mid, "delta": delta}
+                        await self._store.append(mid, _json(data))
                         self._dirty[mid] = answer
                     if not started.done():
+                        answer.first_at = time.perf_counter()
                         started.set_result(None)
+                        if self._dependencies is not None:
+                            self._dependencies.answered(UPSTREAM)
                     if chunk.finish_reason:
                         finish_reason = chunk.finish_reason
                     if chunk.usage is not None:
@@ -332,10 +402,12 @@ class Generations:
                 began = True
             await self._end(answer, "complete", finish_reason or "stop")
             if not started.done():
+                answer.first_at = time.perf_counter()
                 started.set_result(None)
         except asyncio.CancelledError as exc:
             reason = exc.args[0] if exc.args and exc.args[0] in _CANCEL_CODES else SHUTDOWN
             if not began:
+                answer.outcome = "cancelled"
                 await self._discard(answer, stored)
                 _fail(started, ServiceError(_CANCEL_CODES[reason], reason))
             elif not answer.ended and reason == CANCELLED:
@@ -350,14 +422,25 @@ class Generations:
                     503, "the stream store is full; try again soon", retry_after=RETRY_AFTER
                 )
                 logger.warning("answer %s refused: %s", mid, exc)
+                answer.outcome = "refused"
+                self._metrics.refused("store_bytes")
             elif isinstance(exc, ServiceError):
                 error = exc
-                logger.warning("answer %s failed: %s", mid, exc.message)
+                if isinstance(exc, UpstreamError):
+                    self._metrics.upstream_errors.labels(exc.kind).inc()
+                if isinstance(exc, UpstreamError) and self._dependencies is not None:
+                    # The model's API failing is one line while it lasts (the
+                    # tracker's), not one per ask; each ask's own is for debugging.
+                    self._dependencies.failed(UPSTREAM, exc)
+                    logger.debug("answer %s failed: %s", mid, exc.message)
+                else:
+                    logger.warning("answer %s failed: %s", mid, exc.message)
             elif outage is not None:
                 error = outage  # logged once by the dependency tracker
             else:
                 error = ServiceError(500, "generating the answer failed")
                 logger.exception("answer %s failed", mid)
+            answer.outcome = answer.outcome or "failed"
             if not began:
                 await self._discard(answer, stored)  # before the 502 goes out
                 _fail(started, error)
@@ -381,13 +464,12 @@ class Generations:
         text = answer.text
         # Stored before `done` goes out: a reader that got `done` finds it saved.
         self._dirty.pop(mid, None)
-        await self._history.finish_answer(mid, text, status, finish_reason)
-        done: dict[str, object] = {
-            "chatId": answer.chat_id,
-            "messageId": mid,
-            "answer": text,
-            "finishReason": finish_reason,
-        }
+        await self._history.finish_answer(
+            mid, text, status, finish_reason, usage=answer.usage, reasoning=answer.reasoning
+        )
+        done = DoneData(
+            chatId=answer.chat_id, messageId=mid, answer=text, finishReason=finish_reason
+        )
         if answer.usage is not None:
             done["usage"] = {
                 "promptTokens": answer.usage.prompt_tokens,
@@ -395,8 +477,17 @@ class Generations:
                 "totalTokens": answer.usage.total_tokens,
             }
         answer.ended = True
+        answer.outcome = status
         await self._store.append(mid, _json(done), event="done")
         await self._store.finish(mid, status)
+        logger.info(
+            "answer %s ended %s (%s), %d characters",
+            mid,
+            status,
+            finish_reason,
+            len(text),
+            extra={"outcome": status, "finish_reason": finish_reason},
+        )
 
     async def _end_with_error(
         self, answer: Answer, status: FinishStatus, code: int, message: str
@@ -405,7 +496,9 @@ class Generations:
         message = valid_text(message)  # it may quote the model (_text.py)
         self._dirty.pop(mid, None)
         try:
-            await self._history.finish_answer(mid, answer.text, status, error=message)
+            await self._history.finish_answer(
+                mid, answer.text, status, error=message, reasoning=answer.reasoning
+            )
         except Exception as exc:
             # The readers must still hear how it ended. The row stays
             # "streaming" until the saver writes its end, once the database is back.
@@ -414,8 +507,17 @@ class Generations:
             else:
                 self._unsaved[mid] = (answer.text, status, message)
         answer.ended = True
-        await self._store.append(mid, _json({"code": code, "message": message}), event="error")
+        answer.outcome = status
+        await self._store.append(mid, _json(ErrorData(code=code, message=message)), event="error")
         await self._store.finish(mid, status)
+        logger.info(
+            "answer %s ended %s (error %d: %s)",
+            mid,
+            status,
+            code,
+            message,
+            extra={"outcome": status, "code": code},
+        )
 
     # -- saving while streaming ---------------------------------------------
 
@@ -423,7 +525,7 @@ class Generations:
         # One transaction a tick for every answer in flight, instead of one per
         # answer: with hundreds of answers streaming, the database sees one write.
         while True:
-            await asyncio.sleep(self._save_interval)
+            await self._clock.sleep(self._save_interval)
             try:
                 await self.save_now()
             except Exception:  # a bug in saving must not end the saving
@@ -437,7 +539,10 @@ class Generations:
                 await self._history.finish_answer(mid, text, status, error=message)
             except Exception as exc:
                 if self._outage(exc) is None:
-                    logger.exception("saving answer %s as %s failed", mid, status)
+                    # The saver is about no answer: this line names its own.
+                    logger.exception(
+                        "saving answer %s as %s failed", mid, status, extra={"message_id": mid}
+                    )
                     del self._unsaved[mid]  # a bug, not an outage: trying again will not help
                 break  # still away: the next tick tries again
             del self._unsaved[mid]

@@ -13,7 +13,7 @@ first, for the origins the operator allows.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -25,6 +25,7 @@ from ._middleware import reject
 
 __all__ = [
     "CSP",
+    "METRICS_PATH",
     "PUBLIC_PATHS",
     "USER_KEY",
     "Identify",
@@ -37,6 +38,9 @@ __all__ = [
 USER_KEY = "askstream.user"
 #: API paths that anyone may call: probes must not need a token.
 PUBLIC_PATHS = frozenset({"/api/health", "/api/ready"})
+#: Prometheus's scrape: it needs a token like the API when there are tokens, and
+#: without tokens it gets no session (a scraper is nobody's browser).
+METRICS_PATH = "/metrics"
 _API_PREFIXES = ("/api/", "/v1/")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ECHO = 100  # characters of a refused value quoted back
@@ -78,7 +82,8 @@ class SiteGuard:
     domain and its subdomains, or ``*`` for any. A request with an unsafe
     method (``POST``, ``DELETE``, ...) is refused when its ``Origin`` is neither
     our own (the ``Host`` it was sent to) nor one of ``cors_origins``, or, with
-    no ``Origin``, when ``Sec-Fetch-Site`` says another site made it. Programs
+    no ``Origin``, when ``Sec-Fetch-Site`` says another site made it. An origin
+    that only ``*`` allows may not write with the session cookie. Programs
     (curl, the Python client) send neither header and pass. So does the
     founding guide's page, which posts its JSON as ``text/event-stream`` from
     our own origin: the content type is not what we judge.
@@ -102,14 +107,22 @@ class SiteGuard:
             name.endswith(domain) or name == domain[1:] for domain in self._domains
         )
 
-    def origin_allowed(self, origin: str, host: str) -> bool:
+    def origin_allowed(self, origin: str, host: str, *, session: bool = False) -> bool:
+        """Whether a page on ``origin`` may write; ``session``: the request carries
+        the session cookie."""
         origin = origin.lower().rstrip("/")
-        if origin in self._origins or (self._any_origin and origin != "null"):
+        if origin in self._origins:
             return True
         # Our own origin: the page the service itself served. Compared without the
         # scheme, which a TLS-terminating proxy in front of us changes.
         parts = urlsplit(origin)
-        return parts.scheme in ("http", "https") and parts.netloc == host.lower()
+        if parts.scheme in ("http", "https") and parts.netloc == host.lower():
+            return True
+        # "*" is any origin without credentials (docs/security.md): CORS hides the
+        # answer from it, but a write would still be done. The session cookie
+        # rides on a same-site page's form or fetch (another port, a sibling
+        # subdomain: SameSite=Lax lets it), which would act as its visitor.
+        return self._any_origin and origin != "null" and not session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,7 +145,8 @@ class SiteGuard:
         preflight = method == "OPTIONS" and "access-control-request-method" in headers
         if method not in _SAFE_METHODS or preflight:
             if origin is not None:
-                refused = not self.origin_allowed(origin, host)
+                session = COOKIE in cookie_parser(headers.get("cookie", ""))
+                refused = not self.origin_allowed(origin, host, session=session)
             else:
                 refused = headers.get("sec-fetch-site") in ("cross-site", "same-site")
             if refused:
@@ -148,7 +162,7 @@ class SiteGuard:
 
 
 def _is_api(path: str) -> bool:
-    return path.startswith(_API_PREFIXES) and path not in PUBLIC_PATHS
+    return (path.startswith(_API_PREFIXES) and path not in PUBLIC_PATHS) or path == METRICS_PATH
 
 
 class Identify:
@@ -183,8 +197,9 @@ class Identify:
                 scope[USER_KEY] = user
             await self.app(scope, receive, send)
             return
-        if not identities.anonymous:
-            if api:
+        # With tokens, nobody without one is anybody; /metrics makes no session.
+        if not identities.anonymous or scope["path"] == METRICS_PATH:
+            if api and not identities.anonymous:
                 await self._unauthorized(
                     send, headers, "this service needs a token: Authorization: Bearer <token>"
                 )
@@ -235,12 +250,14 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: Message) -> None:
+        # Not `async def`: it hands back the server's own awaitable, so a
+        # stream's every token does not pay one more coroutine frame here.
+        def send_with_headers(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
                 headers.extend(item for item in _SECURITY_HEADERS if item[0] not in present)
                 message["headers"] = headers
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_headers)

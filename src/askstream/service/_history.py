@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from . import _migrate
-from ._backend import ChatMessage
+from ._backend import ChatMessage, Usage
 from ._errors import ServiceError
 
 __all__ = ["ChatHistory", "ChatRecord", "MessageRecord", "MessageStatus"]
@@ -68,6 +68,11 @@ _messages = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # What the answer cost, as the back end counted it (null: it did not say).
+    sa.Column("prompt_tokens", sa.Integer),
+    sa.Column("completion_tokens", sa.Integer),
+    # A thinking model's reasoning, written when the answer ends (null: none).
+    sa.Column("reasoning", sa.Text),
 )
 
 
@@ -110,6 +115,8 @@ class MessageRecord:
     error: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    usage: Usage | None = None
+    reasoning: str | None = None
 
 
 def _chat(row: sa.Row[Any]) -> ChatRecord:
@@ -126,6 +133,10 @@ def _message(row: sa.Row[Any]) -> MessageRecord:
         row.error,
         _utc(row.created_at),
         _utc(row.updated_at),
+        None
+        if row.prompt_tokens is None or row.completion_tokens is None
+        else Usage(row.prompt_tokens, row.completion_tokens),
+        row.reasoning,
     )
 
 
@@ -350,8 +361,12 @@ class ChatHistory:
         status: MessageStatus,
         finish_reason: str | None = None,
         error: str | None = None,
+        *,
+        usage: Usage | None = None,
+        reasoning: str | None = None,
     ) -> None:
-        """Write an answer's final text and status, and for a failed one what failed."""
+        """Write an answer's final text and status, for a failed one what failed, and
+        what the back end said it cost and thought, when it did."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 _messages.update()
@@ -361,6 +376,9 @@ class ChatHistory:
                     status=status,
                     finish_reason=finish_reason,
                     error=error,
+                    prompt_tokens=None if usage is None else usage.prompt_tokens,
+                    completion_tokens=None if usage is None else usage.completion_tokens,
+                    reasoning=reasoning,
                     updated_at=_now(),
                 )
             )

@@ -123,12 +123,20 @@ def load_secret_key(data_dir: Path) -> bytes:
         pass
     data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32).encode()
+    # Written whole under a name of our own, then linked to its place: a link
+    # fails if the name exists (as O_EXCL), and a worker that lost the race
+    # reads a whole key, never one still being written (empty).
+    draft = data_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker made it first: use theirs
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as file:
-        file.write(key)
+        with os.fdopen(fd, "wb") as file:
+            file.write(key)
+        try:
+            os.link(draft, path)
+        except FileExistsError:  # another worker made it first: use theirs
+            return path.read_bytes().strip()
+    finally:
+        draft.unlink()
     return key
 
 

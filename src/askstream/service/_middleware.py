@@ -53,11 +53,20 @@ class BodyLimit:
     asks are small, this costs nothing.
 
     A body not all in within ``timeout`` seconds (a client trickling it, the
-    slowloris attack) is answered 408 and the connection closed.
+    slowloris attack) is answered 408 and the connection closed. ``refused``
+    is told of each refusal: ``"body_size"`` or ``"body_timeout"`` (the metrics).
     """
 
-    def __init__(self, app: ASGIApp, *, max_size: int, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_size: int,
+        timeout: float = 10.0,
+        refused: Callable[[str], object] | None = None,
+    ) -> None:
         self.app = app
+        self._refused = refused or (lambda limit: None)
         self.max_size = max_size
         self.timeout = timeout
         self._drain_limit = max(16 * max_size, 1024 * 1024)
@@ -89,10 +98,12 @@ class BodyLimit:
                 if length is not None and int(length) > self.max_size:
                     if int(length) <= self._drain_limit:
                         await self._drain(receive)
+                    self._refused("body_size")
                     await reject(send, 413, f"the body is over {self.max_size} bytes")
                     return
                 chunks = await self._read(receive, send)
         except TimeoutError:
+            self._refused("body_timeout")
             await reject(send, 408, f"the request body did not arrive within {self.timeout:g} s")
             return
         if chunks is None:
@@ -121,6 +132,7 @@ class BodyLimit:
             if size > self.max_size:
                 if message.get("more_body", False):
                     await self._drain(receive, size)
+                self._refused("body_size")
                 await reject(send, 413, f"the body is over {self.max_size} bytes")
                 return None
             chunks.append(chunk)
@@ -147,10 +159,12 @@ class InternalErrors:
             return
         started = False
 
-        async def watch(message: Message) -> None:
+        # Not `async def`: it hands back the server's own awaitable, so a
+        # stream's every token does not pay one more coroutine frame here.
+        def watch(message: Message) -> Awaitable[None]:
             nonlocal started
             started = started or message["type"] == "http.response.start"
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, watch)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, Literal
 
@@ -30,9 +30,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..http import EventStreamResponse
 from ..streams import Store, StoreUnavailable, StreamExpired, StreamNotFound
-from ._backend import ChatMessage, ModelOptions
+from ._backend import ChatMessage
 from ._demo import DEMO_MODEL
 from ._errors import ServiceError
+from ._model import ModelPolicy
 from ._routes import Deps, User
 from ._schemas import validation_message
 from ._settings import Settings
@@ -136,6 +137,13 @@ def _usage(data: dict[str, Any]) -> dict[str, int] | None:
     }
 
 
+def _message(done: dict[str, Any]) -> dict[str, Any]:
+    message = {"role": "assistant", "content": done["answer"], "refusal": None}
+    if done.get("reasoning") is not None:
+        message["reasoning_content"] = done["reasoning"]
+    return message
+
+
 def _finish_reason(data: dict[str, Any]) -> str:
     reason = data.get("finishReason")
     return reason if reason in _FINISH_REASONS else "stop"
@@ -177,15 +185,20 @@ class _Chunks:
         self._usage = usage
         self._role_sent = False
 
-    def chunk(self, content: str | None, finish_reason: str | None = None) -> str:
+    def chunk(
+        self, content: str | None, finish_reason: str | None = None, *, reasoning: str | None = None
+    ) -> str:
         delta: dict[str, str] = {}
         if not self._role_sent:
             # The role rides on the first chunk, content and all: one chunk per
-            # event of the log, so the n-th chunk with content is event n.
+            # event of the log, so the n-th chunk with content or
+            # reasoning_content is event n.
             delta["role"] = "assistant"
             self._role_sent = True
         if content is not None:
             delta["content"] = content
+        if reasoning is not None:
+            delta["reasoning_content"] = reasoning
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         payload: dict[str, Any] = {**self._head, "choices": [choice]}
         if self._usage:
@@ -198,13 +211,13 @@ class _Chunks:
 
 async def _stream(
     store: Store, message_id: str, chunks: _Chunks, *, include_usage: bool
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The answer's log as OpenAI chunks, then ``[DONE]``; a failure is OpenAI's
     error chunk (which the SDKs raise as ``APIError``) and no ``[DONE]``.
 
     No event carries an ``id:``: the SDKs' decoders keep the last id and would
     turn every later heartbeat comment into an empty event, which they cannot
-    parse. A client counts the chunks with content instead.
+    parse. A client counts the chunks with content or reasoning_content instead.
     """
     try:
         async with aclosing(store.follow(message_id)) as events:
@@ -212,6 +225,9 @@ async def _stream(
                 data = json.loads(event.data)
                 if event.event == "message":
                     yield chunks.chunk(data["delta"])
+                elif event.event == "reasoning":
+                    # DeepSeek's field, which the openai SDKs pass through.
+                    yield chunks.chunk(None, reasoning=data["delta"])
                 elif event.event == "done":
                     yield chunks.chunk(None, _finish_reason(data))
                     if include_usage:
@@ -229,11 +245,16 @@ async def _stream(
 
 
 async def _whole(store: Store, message_id: str) -> dict[str, Any]:
-    """The answer's ``done`` data, once it is there; its ``error`` as a ServiceError."""
+    """The answer's ``done`` data, once it is there, with the model's ``reasoning``
+    (``None`` if it sent none); its ``error`` as a ServiceError."""
+    thoughts: list[str] = []
     async with aclosing(store.follow(message_id)) as events:
         async for event in events:
-            if event.event == "done":
+            if event.event == "reasoning":
+                thoughts.append(json.loads(event.data)["delta"])
+            elif event.event == "done":
                 done: dict[str, Any] = json.loads(event.data)
+                done["reasoning"] = "".join(thoughts) if thoughts else None
                 return done
             if event.event == "error":
                 error = json.loads(event.data)
@@ -273,11 +294,14 @@ async def chat_completions(request: Request, deps: Deps, user: User) -> Response
     *earlier, last = body.messages
     if last.role != "user":
         raise ServiceError(422, "messages: the last message must be the user's")
-    context: list[ChatMessage] = [
+    history: list[ChatMessage] = [
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in earlier
     ]
-    options = ModelOptions(
+    # The operator's settings hold here too; what a request may not set is ignored.
+    policy = ModelPolicy.of(deps.settings)
+    context = policy.context(history, last.text())
+    options = policy.options(
         temperature=body.temperature, max_tokens=body.max_completion_tokens or body.max_tokens
     )
     created = int(time.time())
@@ -287,8 +311,9 @@ async def chat_completions(request: Request, deps: Deps, user: User) -> Response
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         chunks = _Chunks(f"chatcmpl-{mid}", created, body.model, include_usage)
+        stream = _stream(deps.store, mid, chunks, include_usage=include_usage)
         return EventStreamResponse(
-            _stream(deps.store, mid, chunks, include_usage=include_usage),
+            stream if deps.metrics is None else deps.metrics.reading(stream),
             ping=deps.settings.heartbeat,
             headers=headers,
         )
@@ -302,7 +327,7 @@ async def chat_completions(request: Request, deps: Deps, user: User) -> Response
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": done["answer"], "refusal": None},
+                "message": _message(done),
                 "logprobs": None,
                 "finish_reason": _finish_reason(done),
             }

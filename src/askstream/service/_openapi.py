@@ -15,7 +15,7 @@ from typing import Any, get_type_hints, is_typeddict
 
 from ._schemas import DeltaData, DoneData, ErrorData
 
-__all__ = ["EVENT_STREAM", "LAST_EVENT_ID"]
+__all__ = ["EVENT_STREAM", "LAST_EVENT_ID", "restrict_overrides"]
 
 #: Ids are the answer's event numbers: "1", "2", ... (the memory and Redis stores alike).
 _EVENT_ID = {"type": "string", "pattern": "^[1-9][0-9]*$"}
@@ -64,6 +64,12 @@ _EVENT = {
     "oneOf": [
         _event("message", DeltaData, description="A piece of the answer."),
         _event(
+            "reasoning",
+            DeltaData,
+            description="A piece of a thinking model's reasoning, before the answer; "
+            "not part of it.",
+        ),
+        _event(
             "done",
             DoneData,
             description="The last event: the whole answer and why the model stopped.",
@@ -82,8 +88,9 @@ _EVENT = {
 #: The 200 of every route that streams an answer.
 EVENT_STREAM: dict[str, Any] = {
     "description": "The answer as server-sent events: `message` events with "
-    '`{"chatId", "messageId", "delta"}`, then `done` (or `error`), each with its id; '
-    "`: ping` comments while nothing else comes. See docs/api.md.",
+    '`{"chatId", "messageId", "delta"}` (after `reasoning` events, alike, from a thinking '
+    "model), then `done` (or `error`), each with its id; `: ping` comments while nothing "
+    "else comes. See docs/api.md.",
     "content": {"text/event-stream": {"itemSchema": _EVENT}},
     "headers": {
         "Content-Location": {
@@ -99,3 +106,30 @@ LAST_EVENT_ID = (
     "reconnects): the stream goes on after it. Absent or empty: from the start. "
     "An id this stream never gave out is 400."
 )
+
+
+# The overrides (ASKSTREAM_REQUEST_OVERRIDES) by their names on /api/ask's wire.
+_OVERRIDE_FIELDS = {"temperature": "temperature", "max_tokens": "maxTokens", "system": "system"}
+
+
+def restrict_overrides(document: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Describe ``POST /api/ask``'s overrides that this server does not allow as
+    null only (a value is ``400``), in ``document`` itself.
+
+    >>> doc = {"paths": {"/api/ask": {"post": {"requestBody": {"content": {
+    ...     "application/json": {"schema": {"properties": {"system": {"type": "string"}}}}}}}}}}
+    >>> restrict_overrides(doc, ("temperature",))
+    >>> doc["paths"]["/api/ask"]["post"]["requestBody"]["content"]["application/json"][
+    ...     "schema"]["properties"]["system"]["type"]
+    'null'
+    """
+    body = document["paths"]["/api/ask"]["post"]["requestBody"]["content"]["application/json"]
+    properties = body["schema"]["properties"]
+    for name, field in _OVERRIDE_FIELDS.items():
+        if name not in allowed and field in properties:
+            properties[field] = {
+                "type": "null",
+                "title": properties[field].get("title", field),
+                "description": "Not for a request to set on this server "
+                "(`ASKSTREAM_REQUEST_OVERRIDES`): any value but null is 400.",
+            }

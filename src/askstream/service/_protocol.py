@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import http
 import json
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.config import Config
@@ -33,10 +34,12 @@ from uvicorn.server import ServerState
 from ._limits import RETRY_AFTER
 from ._settings import Settings
 
-__all__ = ["SETTINGS_STATE", "HttpProtocol"]
+__all__ = ["REFUSED_STATE", "SETTINGS_STATE", "HttpProtocol"]
 
 #: The lifespan state's key under which :func:`create_app` publishes its settings.
 SETTINGS_STATE = "askstream.settings"
+#: ... and its metrics' ``refused(limit)``, told of each refusal here.
+REFUSED_STATE = "askstream.refused"
 
 # After a refusal the connection reads (and drops) what the client still sends
 # for a moment before closing: closing with unread bytes makes the kernel send
@@ -44,6 +47,10 @@ SETTINGS_STATE = "askstream.settings"
 # (nginx's lingering_close, for the same reason).
 _LINGER = 2.0
 _LINGER_BYTES = 1024 * 1024
+
+
+def _ignore(limit: str) -> None:
+    pass
 
 
 def error_response(
@@ -84,6 +91,8 @@ class HttpProtocol(HttpToolsProtocol):
         self._max_head_size = settings.max_head_size
         self._header_timeout = settings.header_timeout
         self._max_connections = settings.max_connections
+        refused = app_state.get(REFUSED_STATE)
+        self._refused: Callable[[str], object] = refused if callable(refused) else _ignore
         self._in_head = False
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
@@ -97,6 +106,7 @@ class HttpProtocol(HttpToolsProtocol):
         # Counted after uvicorn added this one; answered once its request is in,
         # so that the client reads our 503 rather than a reset.
         if len(self.connections) > self._max_connections:
+            self._refused("connections")
             self._refusal = error_response(
                 503,
                 f"the server holds its limit of {self._max_connections} connections; "
@@ -124,6 +134,7 @@ class HttpProtocol(HttpToolsProtocol):
             # a previous request's tail in the same read, rare and small).
             self._head_bytes += len(data)
             if self._head_bytes > self._max_head_size:
+                self._refused("head_size")
                 self._refuse(
                     error_response(431, f"the request head is over {self._max_head_size} bytes")
                 )
@@ -162,6 +173,7 @@ class HttpProtocol(HttpToolsProtocol):
             # A pipelined head behind a response still going: no room for a 408.
             self.transport.close()
             return
+        self._refused("head_timeout")
         self._refuse(
             error_response(
                 408, f"the request head did not arrive within {self._header_timeout:g} s"

@@ -17,6 +17,9 @@ from ._generation import Generations
 from ._guards import USER_KEY
 from ._health import Dependencies
 from ._history import ChatHistory
+from ._logs import bind_answer
+from ._metrics import Metrics
+from ._model import ModelPolicy
 from ._openapi import EVENT_STREAM, LAST_EVENT_ID
 from ._schemas import (
     AskRequest,
@@ -45,6 +48,7 @@ class Services:
     generations: Generations
     fanout: Fanout
     dependencies: Dependencies | None = None
+    metrics: Metrics | None = None
 
 
 # Both dependencies are `async def`: FastAPI runs a plain `def` one in a worker
@@ -93,14 +97,22 @@ router = APIRouter(prefix="/api", responses=_errors(422))
 )
 async def ask(request: Request, deps: Deps, user: User) -> Response:
     body = parse_ask(await request.body())
+    policy = ModelPolicy.of(deps.settings)
+    policy.refuse(temperature=body.temperature, maxTokens=body.max_tokens, system=body.system)
     if body.chat_id is None:
-        context = []
+        history = []
     else:
         found = await deps.history.context(body.chat_id, user, deps.settings.context_messages)
         if found is None:  # also another user's chat: 404, never a 403 that confirms it
             raise ServiceError(404, f"no chat {shown(body.chat_id)}")
-        context = found
-    answer = await deps.generations.start(body.chat_id, body.question, context, owner=user)
+        history = found
+    answer = await deps.generations.start(
+        body.chat_id,
+        body.question,
+        policy.context(history, body.question, system=body.system),
+        owner=user,
+        options=policy.options(temperature=body.temperature, max_tokens=body.max_tokens),
+    )
     return EventStreamResponse(
         deps.fanout.follow(answer.message_id),
         ping=deps.settings.heartbeat,
@@ -143,6 +155,8 @@ async def follow_stream(
         raise ServiceError(
             400, f"stream {shown(message_id)} has no event id {shown(after or '')}"
         ) from None
+    if after is not None and deps.metrics is not None:
+        deps.metrics.resumes.inc()
     return EventStreamResponse(
         deps.fanout.follow(message_id, after),
         ping=deps.settings.heartbeat,
@@ -161,6 +175,14 @@ async def follow_stream(
     },
 )
 async def cancel_stream(message_id: str, deps: Deps, user: User) -> Response:
+    response = await _cancel(message_id, deps, user)
+    if deps.metrics is not None:
+        result = "cancelled" if response.status_code == 204 else "passed_on"
+        deps.metrics.cancels.labels(result).inc()  # a 409 is counted where it is raised
+    return response
+
+
+async def _cancel(message_id: str, deps: Deps, user: str) -> Response:
     await _own_stream(deps, message_id, user)
     if await deps.generations.cancel(message_id):  # generated here: stopped and saved
         return Response(status_code=204)
@@ -185,6 +207,8 @@ async def cancel_stream(message_id: str, deps: Deps, user: User) -> Response:
         status = final or status
     if status == "cancelled":
         return Response(status_code=204)
+    if deps.metrics is not None:
+        deps.metrics.cancels.labels("already_ended").inc()
     raise ServiceError(409, f"the answer has already ended ({status})")
 
 
@@ -197,6 +221,9 @@ async def _own_stream(deps: Services, message_id: str, user: str) -> None:
     # without the database, with the same 404 as for an id that never existed.
     if await deps.store.owner(message_id) != user:
         raise ServiceError(404, f"no stream {shown(message_id)}")
+    # Named in the log from here on: a stream that exists, so an id we made,
+    # never a client's text (a newline in it would forge a line).
+    bind_answer(message_id=message_id)
 
 
 @router.get(
@@ -251,6 +278,7 @@ async def get_chat(chat_id: str, deps: Deps, user: User) -> ChatDetail:
 async def delete_chat(chat_id: str, deps: Deps, user: User) -> Response:
     if await deps.history.chat(chat_id, user) is None:
         raise ServiceError(404, f"no chat {shown(chat_id)}")
+    bind_answer(chat_id=chat_id)  # a chat that exists (see _own_stream)
     await deps.generations.cancel_chat(chat_id)
     await deps.history.delete_chat(chat_id, user)
     return Response(status_code=204)

@@ -10,11 +10,19 @@ import binascii
 import datetime as dt
 import json
 import re
-from typing import Literal, TypedDict
+from typing import Annotated, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
+from ._backend import Usage
 from ._errors import ServiceError
 from ._history import ChatRecord, MessageRecord
 from ._text import Text, loads
@@ -30,6 +38,7 @@ __all__ = [
     "ErrorData",
     "MessageOut",
     "UsageData",
+    "UsageOut",
     "decode_cursor",
     "encode_cursor",
     "parse_ask",
@@ -46,6 +55,17 @@ class _Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
+def _whole_number(value: object) -> object:
+    # JSON Schema's "integer" is any number without a fraction: 64.0 is one
+    # (JSON Schema 2020-12 validation, 6.1.1), and a strict int is not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+_Count = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+
+
 class AskRequest(_Wire):
     """``POST /api/ask``'s body."""
 
@@ -60,6 +80,24 @@ class AskRequest(_Wire):
         min_length=1,
         description="The question; not empty or only white space.",
         json_schema_extra={"pattern": _NOT_BLANK_CHAR},
+    )
+
+    temperature: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description="This ask's temperature, if the server allows it "
+        "(`ASKSTREAM_REQUEST_OVERRIDES`; else 400); null or absent: the server's.",
+    )
+    max_tokens: _Count | None = Field(
+        default=None,
+        description="The most tokens this answer may have, if the server allows it; "
+        "null or absent: the server's.",
+    )
+    system: Text | None = Field(
+        default=None,
+        description="A system prompt for this ask in place of the server's, if the server "
+        "allows it (not by default); null or absent: the server's.",
     )
 
     @field_validator("question")
@@ -141,6 +179,22 @@ class ErrorBody(_Wire):
     message: str
 
 
+class UsageOut(_Wire):
+    """The tokens an answer cost, as the back end counted them (:class:`UsageData`)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, usage: Usage) -> UsageOut:
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+        )
+
+
 class MessageOut(_Wire):
     """A stored message."""
 
@@ -152,6 +206,16 @@ class MessageOut(_Wire):
     error: str | None = Field(description="What failed, for a failed or cancelled answer.")
     created_at: dt.datetime
     updated_at: dt.datetime
+    usage: UsageOut | None = Field(
+        default=None,
+        description="What the answer cost, as the model counted it; null for questions, "
+        "answers still streaming, and back ends that do not count.",
+    )
+    reasoning: str | None = Field(
+        default=None,
+        description="A thinking model's reasoning before the answer (the `reasoning` "
+        "events), stored when the answer ends; null when it sent none.",
+    )
 
     @classmethod
     def of(cls, record: MessageRecord) -> MessageOut:
@@ -164,6 +228,8 @@ class MessageOut(_Wire):
             error=record.error,
             created_at=record.created_at,
             updated_at=record.updated_at,
+            usage=None if record.usage is None else UsageOut.of(record.usage),
+            reasoning=record.reasoning,
         )
 
 

@@ -34,13 +34,16 @@ from ._settings_types import (
     Count,
     Delay,
     HttpUrl,
+    LogFormat,
     LogLevel,
     Names,
     Origins,
+    Overrides,
     Port,
     RedisUrl,
     Seconds,
     Size,
+    Temperature,
 )
 
 __all__ = ["Settings"]
@@ -161,6 +164,62 @@ class Settings(BaseSettings):
         doc="seconds the API may stay silent, before its first byte and between chunks; past "
         "it the ask is 502 (before the first piece) or ends with `event: error` (after)",
     )
+    llm_attempts: Size = setting(
+        3,
+        "requests made for one answer at most: a 429, 5xx or failed connection before the "
+        "first piece is asked again",
+        doc="requests made for one answer at most: an answer refused with `429` or a `5xx` "
+        "(also `408`, `409`), or whose connection failed, is asked again while the model has "
+        "sent nothing, never after its first piece (the question would be answered twice). "
+        "`1`: never again",
+    )
+    llm_retry_delay: Seconds = setting(
+        0.5,
+        "seconds before the first retry; doubled for each next one, with jitter",
+        doc="seconds before the first retry, doubled for each next one; each wait is drawn "
+        "from its upper half (jitter), so that instances turned away together do not return "
+        "together. A `Retry-After` from the API (seconds or an HTTP date) is waited instead",
+    )
+    llm_retry_max_delay: Delay = setting(
+        8.0,
+        "longest wait before a retry, a Retry-After included",
+        doc="longest wait before a retry, a `Retry-After` included (a longer one is cut to "
+        "this); the ask waits for its first piece meanwhile",
+    )
+    # -- what the model is asked (docs/api.md, "Model settings") --
+    system_prompt: str | None = setting(
+        None,
+        "system message sent before every conversation; also ASKSTREAM_SYSTEM_PROMPT_FILE",
+        doc="a system message sent first in every conversation, on every door. "
+        "`ASKSTREAM_SYSTEM_PROMPT_FILE` names a file holding it (stripped), for a long one",
+        unset="unset: none",
+        secret_file=True,
+    )
+    temperature: Temperature | None = setting(
+        None,
+        "temperature sent to the model (0-2) unless the request sets its own",
+        doc="the temperature (`0` to `2`) sent to the model, unless a request sets its own "
+        "(see `--request-overrides`)",
+        unset="unset: the model's own",
+    )
+    max_tokens: Size | None = setting(
+        None,
+        "most tokens an answer may have, unless the request sets its own",
+        doc="the most tokens an answer may have (`max_tokens`), unless a request sets its "
+        "own (see `--request-overrides`); an answer cut by it ends with finishReason `length`",
+        unset="unset: the model's own",
+    )
+    request_overrides: Overrides = setting(
+        ("temperature", "max_tokens"),
+        "what a request may set for itself: temperature, max_tokens, system (comma-separated; "
+        "none: nothing)",
+        doc="what a request may set for itself, of `temperature`, `max_tokens` and `system` "
+        "(comma-separated; `none`: nothing). `POST /api/ask` answers `400` to a field not "
+        "allowed; `/v1/chat/completions` ignores it (OpenAI clients send a temperature of "
+        "their own accord). With `system`, a request's own system prompt replaces "
+        "`--system-prompt`; without, the server's comes first. See "
+        "[api.md](api.md#model-settings)",
+    )
     demo_delay: Delay = setting(
         0.03,
         "seconds between the demo model's words",
@@ -176,6 +235,16 @@ class Settings(BaseSettings):
         "earlier messages of a chat sent to the model with a question",
         doc="how many earlier messages of a chat go to the model with a question (questions, "
         "and answers that completed)",
+    )
+    context_tokens: Size | None = setting(
+        None,
+        "token budget of what goes to the model (estimated as characters / 4); the oldest "
+        "turns are dropped to fit",
+        doc="the most tokens of conversation sent to the model, estimated without a "
+        "tokenizer as characters / 4 plus 4 a message: the oldest turns are dropped until it "
+        "fits; the system prompt and the question are always sent. Leave room for the answer "
+        "(`--max-tokens`) in the model's context window",
+        unset="unset: only `--context-messages` limits it",
     )
     save_interval: Seconds = setting(
         1.0,
@@ -245,7 +314,18 @@ class Settings(BaseSettings):
     log_level: LogLevel = setting(
         "info",
         "critical, error, warning, info or debug",
-        doc="`critical`, `error`, `warning`, `info` or `debug`",
+        doc="`critical`, `error`, `warning`, `info` or `debug`; `info` logs one line per "
+        "request and per answer, `warning` only what needs a look",
+    )
+    # -- the log's form (docs/deploy.md, "Logs"; _logs.py) --
+    log_format: LogFormat = setting(
+        "text",
+        "text (readable lines) or json (one JSON object a line, for log collectors)",
+        doc="`text`: readable lines, `LEVEL logger: message [request=... chat=... "
+        "message=...]`; `json`: one JSON object a line (`time`, `level`, `logger`, "
+        "`message`, `request_id`, `chat_id`, `message_id`, `exc`, ...) for a log collector. "
+        "Under plain `uvicorn --factory`, `json` takes over the process's logging; `text` "
+        "leaves uvicorn's as it is. See [deploy.md](deploy.md#logs)",
     )
     # -- who may ask (docs/security.md) --
     tokens: str | None = setting(
@@ -291,8 +371,10 @@ class Settings(BaseSettings):
         "origins whose pages may call the API from the browser (CORS); unset: none",
         doc="origins (`https://app.example.com`) whose pages may call the API from the "
         "browser, comma-separated: CORS preflights are answered for them, with "
-        "`Authorization`, `Content-Type` and `Last-Event-ID` allowed and `Content-Location` "
-        "exposed. `*` allows any origin without credentials (cookies)",
+        "`Authorization`, `Content-Type`, `Last-Event-ID` and `X-Request-ID` allowed and "
+        "`Content-Location`, `X-Askstream-Resume` and `X-Request-ID` exposed. `*` allows any "
+        "origin without "
+        "credentials (cookies)",
         unset="unset: none",
     )
     api_docs: bool = setting(
@@ -357,6 +439,16 @@ class Settings(BaseSettings):
         "about 120 bytes of bookkeeping). Past it the oldest finished streams are dropped "
         "first (`410` for a late reader; the answer stays in the history); a new ask is `503` "
         "only while open streams fill it. With Redis, Redis's own `maxmemory` is the cap",
+    )
+    # -- processes (issue 14: all the cores); docs/deploy.md, "Several workers" --
+    workers: Size = setting(
+        1,
+        "worker processes serving the port (askstream serve); more than 1 needs "
+        "ASKSTREAM_REDIS_URL, and /metrics adds up every worker",
+        doc="worker processes `askstream serve` runs on one port (uvicorn's supervisor; one "
+        "per core is the usual choice). More than 1 needs `ASKSTREAM_REDIS_URL` (with the "
+        "memory store `serve` exits with status 2), and `GET /metrics` adds up every "
+        "worker's counts. See [deploy.md](deploy.md#several-workers-on-one-machine)",
     )
 
     # -- checks across settings: each on the later field, so that pydantic reports it

@@ -13,21 +13,29 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator, BeforeValidator
 
 __all__ = [
+    "LOG_FORMATS",
     "LOG_LEVELS",
+    "OVERRIDES",
     "ApiKey",
     "Count",
     "Delay",
     "HttpUrl",
+    "LogFormat",
     "LogLevel",
     "Names",
     "Origins",
+    "Overrides",
     "Port",
     "RedisUrl",
     "Seconds",
     "Size",
+    "Temperature",
 ]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")  # the log's form (_logs.py)
+#: What a request may be allowed to set for itself (``request_overrides``).
+OVERRIDES = ("temperature", "max_tokens", "system")
 _Number = TypeVar("_Number", int, float)
 
 
@@ -63,9 +71,32 @@ def _origins(origins: tuple[str, ...]) -> tuple[str, ...]:
     return origins
 
 
+def _overrides(names: tuple[str, ...]) -> tuple[str, ...]:
+    # "none", since an empty variable counts as unset (the default).
+    if names == ("none",):
+        return ()
+    for name in names:
+        if name not in OVERRIDES:
+            raise ValueError(f"{name!r} is none of {', '.join(OVERRIDES)} (or none alone)")
+    return tuple(dict.fromkeys(names))
+
+
+def _temperature(value: float) -> float:
+    # OpenAI's range; other servers' are narrower, never wider.
+    if not 0 <= value <= 2:
+        raise ValueError(f"must be from 0 to 2, not {value!r}")
+    return value
+
+
 def _log_level(text: str) -> str:
     if text.lower() not in LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, not {text!r}")
+    return text.lower()
+
+
+def _log_format(text: str) -> str:
+    if text.lower() not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}, not {text!r}")
     return text.lower()
 
 
@@ -96,7 +127,10 @@ Count = Annotated[int, AfterValidator(_not_negative)]  # may be 0: none
 Port = Annotated[int, AfterValidator(_port)]
 Names = Annotated[tuple[str, ...], BeforeValidator(_names)]  # "a,b" as ("a", "b")
 Origins = Annotated[tuple[str, ...], BeforeValidator(_names), AfterValidator(_origins)]
+Overrides = Annotated[tuple[str, ...], BeforeValidator(_names), AfterValidator(_overrides)]
+Temperature = Annotated[float, AfterValidator(_temperature)]
 LogLevel = Annotated[str, AfterValidator(_log_level)]
+LogFormat = Annotated[str, AfterValidator(_log_format)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 RedisUrl = Annotated[str, AfterValidator(_redis_url)]
 ApiKey = Annotated[str, AfterValidator(_api_key)]

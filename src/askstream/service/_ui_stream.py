@@ -6,6 +6,10 @@ each a ``data:`` line of JSON, and ``data: [DONE]`` last (docs/api.md)::
 
     the answer's log             the UI message stream
     (the response begins)        {"type": "start", "messageId": <messageId>}
+    reasoning {delta}            {"type": "reasoning-start", "id": "reasoning-0"} before the
+                                 first, {"type": "reasoning-delta", "id": "reasoning-0",
+                                 "delta": ...}; {"type": "reasoning-end", ...} before the
+                                 answer's first chunk (or its end)
     message {delta}              {"type": "text-start", "id": "text-0"} before the first,
                                  {"type": "text-delta", "id": "text-0", "delta": ...}
     done {finishReason}          {"type": "text-end", ...}, {"type": "finish", "finishReason": ...}
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from typing import Any
 
@@ -34,6 +38,7 @@ from ..http._shutdown import SCOPE_KEY, Shutdown
 from ..sse import Event
 from ..streams import Store, StoreUnavailable, StreamExpired, StreamNotFound
 from ._health import unavailable
+from ._metrics import Metrics
 
 __all__ = ["PROTOCOL_HEADER", "RESUME", "UI_MESSAGE_STREAM", "UIMessageChunks", "ui_message_stream"]
 
@@ -43,6 +48,7 @@ logger = logging.getLogger("askstream.service")
 PROTOCOL_HEADER = {"x-vercel-ai-ui-message-stream": "v1"}
 
 _TEXT_ID = "text-0"  # one text part per answer: its id within the message
+_REASONING_ID = "reasoning-0"  # and one reasoning part, before it
 
 # The log's finish reasons (OpenAI's) as the SDK's FinishReason spells them;
 # any other is "other". "cancelled" becomes an `abort` chunk instead.
@@ -67,13 +73,22 @@ class UIMessageChunks:
     ['{"type":"text-start","id":"text-0"}', '{"type":"text-delta","id":"text-0","delta":"Hi"}']
     >>> chunks.feed(Event('{"answer":"Hi","finishReason":"stop"}', event="done"))
     ['{"type":"text-end","id":"text-0"}', '{"type":"finish","finishReason":"stop"}']
+
+    A thinking model's reasoning is a reasoning part before the text:
+
+    >>> chunks = UIMessageChunks("m2")
+    >>> chunks.feed(Event('{"delta":"Hmm"}', event="reasoning"))[0]
+    '{"type":"reasoning-start","id":"reasoning-0"}'
+    >>> chunks.feed(Event('{"delta":"Hi"}'))[0]
+    '{"type":"reasoning-end","id":"reasoning-0"}'
     """
 
-    __slots__ = ("_message_id", "_text_open")
+    __slots__ = ("_message_id", "_reasoning_open", "_text_open")
 
     def __init__(self, message_id: str) -> None:
         self._message_id = message_id
         self._text_open = False
+        self._reasoning_open = False
 
     def start(self) -> str:
         """The first chunk: the answer's id becomes the UI message's."""
@@ -87,16 +102,20 @@ class UIMessageChunks:
             if self._text_open:
                 return [chunk]
             self._text_open = True
-            return [_json({"type": "text-start", "id": _TEXT_ID}), chunk]
+            return [*self._end_reasoning(), _json({"type": "text-start", "id": _TEXT_ID}), chunk]
+        if event.event == "reasoning":
+            return self._reasoning(json.loads(event.data)["delta"])
         if event.event == "done":
-            reason = json.loads(event.data).get("finishReason")
-            if reason == "cancelled":
-                return [*self._end_text(), _json({"type": "abort", "reason": "cancelled"})]
-            finish = _FINISH_REASONS.get(reason, "other")
-            return [*self._end_text(), _json({"type": "finish", "finishReason": finish})]
+            return self._done(json.loads(event.data).get("finishReason"))
         if event.event == "error":
             return self.fail(json.loads(event.data).get("message", "the answer failed"))
         return []
+
+    def _done(self, reason: str | None) -> list[str]:
+        if reason == "cancelled":
+            return [*self._end_text(), _json({"type": "abort", "reason": "cancelled"})]
+        finish = _FINISH_REASONS.get(reason or "", "other")
+        return [*self._end_text(), _json({"type": "finish", "finishReason": finish})]
 
     def fail(self, message: str) -> list[str]:
         """The chunks that end the answer with an error."""
@@ -104,12 +123,27 @@ class UIMessageChunks:
 
     def _end_text(self) -> list[str]:
         if not self._text_open:
-            return []
+            return self._end_reasoning()
         self._text_open = False
         return [_json({"type": "text-end", "id": _TEXT_ID})]
 
+    def _reasoning(self, thought: str) -> list[str]:
+        if self._text_open:
+            return []  # the text began: a late thought has no part to go in
+        chunk = _json({"type": "reasoning-delta", "id": _REASONING_ID, "delta": thought})
+        if self._reasoning_open:
+            return [chunk]
+        self._reasoning_open = True
+        return [_json({"type": "reasoning-start", "id": _REASONING_ID}), chunk]
 
-async def _ui_stream(store: Store, message_id: str) -> AsyncIterator[str]:
+    def _end_reasoning(self) -> list[str]:
+        if not self._reasoning_open:
+            return []
+        self._reasoning_open = False
+        return [_json({"type": "reasoning-end", "id": _REASONING_ID})]
+
+
+async def _ui_stream(store: Store, message_id: str) -> AsyncGenerator[str, None]:
     # The store's own follower, not the Fanout's: a hub writes askstream's
     # frames straight to the socket, and each event must be translated here.
     chunks = UIMessageChunks(message_id)
@@ -171,11 +205,14 @@ class _UIMessageStreamResponse(EventStreamResponse):
         return super().__call__(scope, receive, send)
 
 
-def ui_message_stream(store: Store, message_id: str, *, ping: float) -> EventStreamResponse:
+def ui_message_stream(
+    store: Store, message_id: str, *, ping: float, metrics: Metrics | None = None
+) -> EventStreamResponse:
     """The response that reads answer ``message_id`` from ``store``, from its start,
-    as a UI message stream."""
+    as a UI message stream (counted in ``metrics``' readers)."""
+    stream = _ui_stream(store, message_id)
     return _UIMessageStreamResponse(
-        _ui_stream(store, message_id),
+        stream if metrics is None else metrics.reading(stream),
         ping=ping,
         headers={**PROTOCOL_HEADER, "Content-Location": f"/api/streams/{message_id}"},
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json as _json
 from dataclasses import dataclass
+from typing import Any
+
+from .._exceptions import JSONDataError
 
 __all__ = ["Event"]
 
@@ -32,9 +36,34 @@ class Event:
 
     An Event may be shared by many readers: do not mutate it; use
     ``dataclasses.replace(event, id="8")`` for a changed copy.
+
+    ``json()`` parses ``data`` as JSON:
+
+    >>> Event('{"delta": "Hi"}').json()
+    {'delta': 'Hi'}
     """
 
     data: str = ""
     event: str = "message"
     id: str | None = None
     retry: int | None = None
+
+    def json(self) -> Any:
+        """``data`` parsed as JSON (stdlib ``json``): a dict, list, str, number, bool or None.
+
+        Data that is not JSON raises :class:`~askstream.JSONDataError` (also a
+        ``ValueError``), with ``json``'s error as its ``__cause__``.
+
+        >>> Event("[1, 2]").json()
+        [1, 2]
+        >>> try:
+        ...     Event("Hi").json()
+        ... except ValueError as exc:
+        ...     print(type(exc).__name__, repr(exc.data))
+        JSONDataError 'Hi'
+        """
+        try:
+            return _json.loads(self.data)
+        except ValueError as exc:  # JSONDecodeError, and int()'s digit limit
+            data = self.data if len(self.data) <= 200 else self.data[:200] + "..."
+            raise JSONDataError(f"event data is not JSON ({exc}): {data!r}", data=data) from exc

@@ -39,7 +39,7 @@ def marker_cost(stream_id: str) -> int:
 
 
 class _Log:
-    __slots__ = ("changed", "events", "on_cancel", "owner", "size", "status")
+    __slots__ = ("events", "on_cancel", "owner", "size", "status", "waiters")
 
     def __init__(self, owner: str, on_cancel: CancelCallback | None) -> None:
         self.owner = owner
@@ -47,15 +47,21 @@ class _Log:
         self.size = 0  # bytes its events hold (data strings and _EVENT_COST each)
         self.status: StreamStatus = "open"
         self.on_cancel = on_cancel
-        # Made by the first follower that has to wait, set and dropped by the
+        # One future per follower that has to wait, resolved and dropped by the
         # next append or finish: followers sleep until then, no polling, and an
-        # append nobody waits for costs no wake-up at all.
-        self.changed: asyncio.Event | None = None
+        # append nobody waits for costs no wake-up at all. Bare futures rather
+        # than an asyncio.Event made per append: a token spares the Event and
+        # its bookkeeping. One each, not one shared: a follower's cancel cancels
+        # the future it awaits, which must not end the others' wait.
+        self.waiters: list[asyncio.Future[None]] = []
 
     def wake(self) -> None:
-        changed, self.changed = self.changed, None
-        if changed is not None:
-            changed.set()
+        waiters = self.waiters
+        if waiters:
+            self.waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
 
 class MemoryStore:
@@ -73,6 +79,8 @@ class MemoryStore:
     dropped first, as if their retention had run out; when the open streams
     alone fill it, :meth:`create` raises :class:`StoreFull` (the service answers
     the ask 503), while streams already open go on to their end.
+    ``on_evict`` is called once for each finished stream dropped that way,
+    before its retention ran out (the service counts them).
     Use it from one event loop; for several processes use
     :class:`~askstream.streams.RedisStore`.
 
@@ -95,7 +103,9 @@ class MemoryStore:
         tombstone: float = TOMBSTONE,
         clock: Callable[[], float] = time.monotonic,
         max_bytes: int | None = None,
+        on_evict: Callable[[], object] | None = None,
     ) -> None:
+        self._on_evict = on_evict
         self._logs: dict[str, _Log] = {}
         self._size = 0  # bytes held by every log
         self._max_bytes = max_bytes
@@ -163,6 +173,8 @@ class MemoryStore:
         now = self._clock()
         while self._size > self._max_bytes - room and self._finished:
             self._drop_oldest(now)
+            if self._on_evict is not None:
+                self._on_evict()
 
     def _expire(self) -> None:
         now = self._clock()
@@ -222,9 +234,14 @@ class MemoryStore:
                 yield events[position - 1]
             if log.status != "open":
                 return
-            if log.changed is None:
-                log.changed = asyncio.Event()
-            await log.changed.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            log.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in log.waiters:
+                    log.waiters.remove(waiter)
+                raise
 
     async def finish(self, stream_id: str, status: FinishStatus = "complete") -> None:
         log = self._log(stream_id)

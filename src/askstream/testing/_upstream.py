@@ -14,7 +14,7 @@ from typing import Any, Literal, cast, get_args
 
 __all__ = ["FakeUpstream"]
 
-Mode = Literal["normal", "fail", "drop", "slow", "stall", "refuse", "surrogate"]
+Mode = Literal["normal", "fail", "drop", "slow", "stall", "refuse", "surrogate", "think", "flaky"]
 _MODES: tuple[str, ...] = get_args(Mode)
 _PIECE = re.compile(r"\s*\S{1,4}|\s+")
 _LONE = re.compile("[\ud800-\udfff]")
@@ -62,7 +62,8 @@ class FakeUpstream:
     The answer is ``answer`` if given, else ``"Echo: "`` and the last user message,
     cut into pieces of a few characters (or ``tokens`` pieces ``" tok<n>"``),
     ``delay`` seconds apart. ``mode`` picks the behaviour; a request whose model
-    is ``fake-<mode>`` picks its own:
+    is ``fake-<mode>``, or whose last user message begins with ``fake-<mode>:``,
+    picks its own (so one service in front of it can meet several):
 
     - ``normal``: every piece, a ``finish_reason: "stop"`` chunk, ``data: [DONE]``.
     - ``fail``: ``fail_after`` pieces, then an OpenAI error payload, then the end.
@@ -73,6 +74,13 @@ class FakeUpstream:
     - ``refuse``: HTTP 503 with an OpenAI error body.
     - ``surrogate``: as ``normal``, but an emoji's two UTF-16 halves come after
       the first piece, each alone in its chunk (``"\\ud83d"``, then ``"\\ude42"``).
+    - ``think``: a thinking model: ``reasoning`` (default ``"Thinking about: "`` and
+      the question) in pieces as ``delta.reasoning_content`` (or the field
+      ``reasoning_field`` names), then ``think_delay`` seconds of silence, then
+      the answer as ``normal``.
+    - ``flaky``: the first ``fail_first`` requests with the same messages are
+      refused with HTTP ``fail_status`` (and ``Retry-After: <retry_after>`` when
+      set); the next one is answered as ``normal``.
 
     With ``api_key`` set, a request without ``Authorization: Bearer <api_key>``
     gets 401. With ``stamp``, each piece is the time it was sent,
@@ -84,9 +92,10 @@ class FakeUpstream:
     usage (the prompt's words, the pieces sent), as OpenAI's does.
 
     ``GET /requests`` lists what came in (``model``, ``messages``, ``temperature``,
-    ``maxTokens``, ``streamOptions``, ``outcome``:
-    ``done``, ``failed``, ``refused`` or ``disconnected``, and ``disconnectedAfter``,
-    the seconds from the request to the client's disconnect). ``from_env`` builds
+    ``maxTokens``, ``streamOptions``, ``outcome``: ``done``, ``failed``, ``refused``
+    or ``disconnected``, ``sent``: the pieces sent, and ``sentBeforeDisconnect``:
+    how many had gone out when the client's disconnect was seen; a count, not a
+    time, so a test can say "it stopped at once" without a stopwatch). ``from_env`` builds
     one from ``ASKSTREAM_FAKE_*`` variables for ``uvicorn --factory``.
 
     >>> # uvicorn --factory askstream.testing:FakeUpstream.from_env --port 9000
@@ -104,6 +113,12 @@ class FakeUpstream:
         fail_after: int = 3,
         api_key: str | None = None,
         stamp: bool = False,
+        reasoning: str | None = None,
+        reasoning_field: str = "reasoning_content",
+        think_delay: float = 0.0,
+        fail_first: int = 0,
+        fail_status: int = 503,
+        retry_after: str | None = None,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
@@ -115,12 +130,21 @@ class FakeUpstream:
         self.fail_after = fail_after
         self.api_key = api_key
         self.stamp = stamp
+        self.reasoning = reasoning
+        self.reasoning_field = reasoning_field
+        self.think_delay = think_delay
+        self.fail_first = fail_first
+        self.fail_status = fail_status
+        self.retry_after = retry_after
+        self._refused: dict[str, int] = {}  # flaky: refusals so far, by the messages' JSON
         self.requests: deque[dict[str, Any]] = deque(maxlen=1000)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FakeUpstream:
         """A FakeUpstream configured by ``ASKSTREAM_FAKE_MODE``, ``_ANSWER``, ``_TOKENS``,
-        ``_DELAY``, ``_SLOW_DELAY``, ``_FAIL_AFTER``, ``_API_KEY`` and ``_STAMP`` (``1``)."""
+        ``_DELAY``, ``_SLOW_DELAY``, ``_FAIL_AFTER``, ``_API_KEY``, ``_STAMP`` (``1``),
+        ``_REASONING``, ``_REASONING_FIELD``, ``_THINK_DELAY``, ``_FAIL_FIRST``,
+        ``_FAIL_STATUS`` and ``_RETRY_AFTER``."""
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
@@ -136,6 +160,12 @@ class FakeUpstream:
             fail_after=int(get("FAIL_AFTER") or 3),
             api_key=get("API_KEY"),
             stamp=get("STAMP") in {"1", "true", "yes"},
+            reasoning=get("REASONING"),
+            reasoning_field=get("REASONING_FIELD") or "reasoning_content",
+            think_delay=float(get("THINK_DELAY") or 0.0),
+            fail_first=int(get("FAIL_FIRST") or 0),
+            fail_status=int(get("FAIL_STATUS") or 503),
+            retry_after=get("RETRY_AFTER"),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -170,11 +200,14 @@ class FakeUpstream:
             return
         model = str(request.get("model", ""))
         mode = cast("Mode", model[5:]) if model[5:] in _MODES else self.mode
+        asked = _question(messages).partition(":")[0]
+        if asked.startswith("fake-") and asked[5:] in _MODES:
+            mode = cast("Mode", asked[5:])
         record: dict[str, Any] = {
             "model": model, "messages": messages, "stream": request.get("stream"),
             "temperature": request.get("temperature"), "maxTokens": request.get("max_tokens"),
             "streamOptions": request.get("stream_options"),
-            "outcome": "open", "sent": 0, "disconnectedAfter": None,
+            "outcome": "open", "sent": 0, "sentBeforeDisconnect": None,
         }  # fmt: skip
         self.requests.append(record)
         headers = dict(scope["headers"])
@@ -190,15 +223,28 @@ class FakeUpstream:
                 send, 503, {"error": {"message": "the fake upstream refuses", "type": "overloaded"}}
             )
             return
+        if mode == "flaky":
+            key = json.dumps(messages, sort_keys=True)
+            refused = self._refused.get(key, 0)
+            if refused < self.fail_first:
+                self._refused[key] = refused + 1
+                record["outcome"] = "refused"
+                extra = [] if self.retry_after is None else [(b"retry-after", self.retry_after)]
+                await _respond(
+                    send,
+                    self.fail_status,
+                    {"error": {"message": f"the fake upstream refuses ({refused + 1})"}},
+                    extra,
+                )
+                return
 
-        started = time.monotonic()
         disconnected = asyncio.Event()
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
             record["outcome"] = "disconnected"
-            record["disconnectedAfter"] = time.monotonic() - started
+            record["sentBeforeDisconnect"] = record["sent"]
             disconnected.set()
 
         async with asyncio.TaskGroup() as tasks:
@@ -213,10 +259,7 @@ class FakeUpstream:
             return [f" tok{n}" for n in range(self.tokens)]
         if self.answer is not None:
             return _PIECE.findall(self.answer)
-        question = next(
-            (m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), ""
-        )
-        return _PIECE.findall(f"Echo: {question}")
+        return _PIECE.findall(f"Echo: {_question(messages)}")
 
     async def _stream(
         self,
@@ -244,6 +287,22 @@ class FakeUpstream:
             pieces = pieces[: self.fail_after]
         elif mode == "surrogate":
             pieces[1:1] = ["\ud83d", "\ude42"]
+        if mode == "think":
+            thoughts = _PIECE.findall(self.reasoning or f"Thinking about: {_question(messages)}")
+            for thought in thoughts:
+                if delay:
+                    await asyncio.sleep(delay)
+                if disconnected.is_set():
+                    return
+                await send({
+                    "type": "http.response.body",
+                    "body": _chunk({self.reasoning_field: thought}),
+                    "more_body": True,
+                })  # fmt: skip
+            with contextlib.suppress(TimeoutError):  # thinking, until done or disconnected
+                await asyncio.wait_for(disconnected.wait(), self.think_delay)
+            if disconnected.is_set():
+                return
         finish_reason = "stop"
         max_tokens = request.get("max_tokens")
         if type(max_tokens) is int and len(pieces) > max_tokens:
@@ -282,13 +341,27 @@ class FakeUpstream:
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
-async def _respond(send: Send, status: int, payload: Any) -> None:
+def _question(messages: Any) -> str:
+    # The last user message (the question), or "" for anything else.
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content", "")
+            return content if isinstance(content, str) else ""
+    return ""
+
+
+async def _respond(
+    send: Send, status: int, payload: Any, headers: list[tuple[bytes, str]] | None = None
+) -> None:
     body = json.dumps(payload, ensure_ascii=False).encode()
     await send({
         "type": "http.response.start", "status": status,
         "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
+            *((name, value.encode()) for name, value in headers or ()),
         ],
     })  # fmt: skip
     await send({"type": "http.response.body", "body": body})

@@ -243,6 +243,35 @@ class MessageView {
     this._frame = 0;
     this._pending = ""; // streamed text not drawn yet
     this._whole = false; // the next draw renders `content` whole
+    this.thinking = null; // the folded "Thinking" block, made with the first thought
+  }
+
+  /** A thinking model's reasoning (`reasoning` events), folded above the answer:
+   * there if wanted, out of the way of the answer it leads to. Plain text. */
+  _thoughts() {
+    if (!this.thinking) {
+      this.thinking = document.createElement("details");
+      this.thinking.className = "thinking";
+      const summary = document.createElement("summary");
+      summary.textContent = "Thinking";
+      this.thoughtText = document.createElement("div");
+      this.thoughtText.className = "reasoning";
+      this.thinking.append(summary, this.thoughtText);
+      this.body.before(this.thinking);
+    }
+    return this.thoughtText;
+  }
+
+  setReasoning(text) {
+    if (!text && !this.thinking) return;
+    this._thoughts().textContent = text;
+    this.thinking.hidden = !text;
+  }
+
+  appendReasoning(delta) {
+    // A text node a piece: no copy of the whole reasoning on every piece.
+    this._thoughts().append(delta);
+    this.thinking.hidden = false;
   }
 
   setMessageId(messageId) {
@@ -368,6 +397,10 @@ function setTitle(title) {
   document.title = text ? `${text} · askstream` : "askstream";
 }
 
+// Stop, disabled while its answer stops, drops the keyboard focus to the page's
+// body: remember that it had it, so that Send still takes it when it comes back.
+let stopHadFocus = false;
+
 function updateComposer() {
   const active = state.active;
   const streamingHere = active !== null && active.chatId === state.chatId && state.chatId !== null;
@@ -377,13 +410,16 @@ function updateComposer() {
   // The button that goes away hands its focus to the one that takes its place,
   // so a keyboard user's next Enter or Space stops (or sends) as they expect.
   const focused = document.activeElement;
+  if (focused === ui.stop) stopHadFocus = true;
+  else if (focused !== document.body) stopHadFocus = false;
   ui.stop.hidden = !showStop;
   ui.stop.disabled = Boolean(active?.stopping);
   ui.send.hidden = showStop;
   ui.send.disabled = busy;
   ui.send.title = busy ? "An answer is still being written" : "";
   if (showStop && focused === ui.send) ui.stop.focus();
-  else if (!showStop && focused === ui.stop) ui.send.focus();
+  else if (!showStop && stopHadFocus) ui.send.focus();
+  if (!showStop) stopHadFocus = false;
 }
 
 function closeSidebar() {
@@ -476,11 +512,13 @@ async function openChat(chatId) {
     if (status === "streaming" && message.role === "assistant" && messageId) {
       // Text saved with the id of its last event resumes after it; anything else replays.
       const resume = saved?.messageId === messageId && saved.lastEventId ? saved : null;
+      if (resume) view.setReasoning(resume.reasoning ?? "");
       view.setContent(resume ? resume.content : message.content ?? "", { now: true });
       if (!state.active) follow(chatId, messageId, view, resume);
       continue;
     }
     if (saved?.messageId === messageId) forgetActive();
+    view.setReasoning(message.reasoning ?? "");
     view.setContent(message.content ?? "", { now: true });
     if (status === "failed" && message.error) view.showError(message.error);
   }
@@ -534,6 +572,7 @@ function saveActive(answer) {
         messageId: answer.messageId,
         lastEventId: answer.lastEventId,
         content: answer.content,
+        reasoning: answer.reasoning,
       }),
     );
   } catch {
@@ -556,11 +595,12 @@ function forgetActive(chatId = null) {
 
 /** The answer this tab is streaming, from POST /api/ask or a resumed stream. */
 class Answer {
-  constructor({ chatId, messageId = null, view, content = "", lastEventId = null }) {
+  constructor({ chatId, messageId = null, view, content = "", reasoning = "", lastEventId = null }) {
     this.chatId = chatId;
     this.messageId = messageId;
     this.view = view;
     this.content = content;
+    this.reasoning = reasoning;
     this.lastEventId = lastEventId;
     this.controller = new AbortController();
     this.stopping = false;
@@ -571,6 +611,7 @@ class Answer {
   attach(view) {
     this.view = view;
     view.setStatus("streaming");
+    view.setReasoning(this.reasoning);
     view.setContent(this.content, { now: true });
   }
 
@@ -617,6 +658,14 @@ class Answer {
           if (typeof payload.answer === "string") this.content = payload.answer;
           outcome = { status: cancelled ? "cancelled" : "complete" };
           break;
+        }
+        if (event.event === "reasoning") {
+          // The model's thoughts before its answer: never part of the answer.
+          if (typeof payload.delta === "string") {
+            this.reasoning += payload.delta;
+            this.view.appendReasoning(payload.delta);
+          }
+          continue;
         }
         if (typeof payload.delta === "string") {
           this.content += payload.delta;
@@ -700,6 +749,7 @@ function follow(chatId, messageId, view, resume) {
     messageId,
     view,
     content: resume ? resume.content : "",
+    reasoning: resume ? (resume.reasoning ?? "") : "",
     lastEventId: resume?.lastEventId ?? null,
   });
   view.setStatus("streaming");
@@ -715,6 +765,8 @@ function follow(chatId, messageId, view, resume) {
         if (first) {
           first = false;
           answer.content = "";
+          answer.reasoning = "";
+          view.setReasoning("");
         }
         yield event;
       }
