@@ -437,6 +437,8 @@ class Generations:
                     logger.warning("answer %s failed: %s", mid, exc.message)
             elif outage is not None:
                 error = outage  # logged once by the dependency tracker
+                if not began:  # answered 503 before a stream existed: refused, not failed
+                    answer.outcome = "refused"
             else:
                 error = ServiceError(500, "generating the answer failed")
                 logger.exception("answer %s failed", mid)
