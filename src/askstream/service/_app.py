@@ -24,8 +24,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from ..http import ShutdownMiddleware
+from ..http import _handoff as handoff
 from ..streams import MemoryStore, Store
 from . import _aisdk
 from ._backend import Backend
@@ -181,6 +183,28 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class _App(FastAPI):
+    """FastAPI behind a stream handoff (``http/_handoff.py``).
+
+    An open stream holds every frame between the server and its body. Its
+    body runs here, outside FastAPI's stack, once that stack (its error
+    middleware, ours, the routing, the dependencies) has returned: a reader
+    then costs about what a bare ``EventStreamResponse`` does
+    (``bench/bench_resume.py --only memory``). ``OpenLimit`` counts the stream
+    until its body ends (``handoff.at_end``).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The only frame of the app's that an open stream keeps.
+        slot = await handoff.run(super().__call__, scope, receive, send)
+        if slot is not None:
+            try:
+                assert slot.body is not None
+                await slot.body
+            finally:
+                slot.end()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -298,7 +322,7 @@ def create_app(
             # refusals (_protocol.py).
             yield {SETTINGS_STATE: settings, REFUSED_STATE: metrics.refused}
 
-    app = FastAPI(
+    app = _App(
         title="askstream",
         summary="Chat answers streamed as server-sent events, resumable.",
         version=_version(),

@@ -128,6 +128,9 @@ class Fanout:
                             joinable = None  # ended, or ahead: catch up alone first
                         if joinable is not None:
                             break
+                # Closed, but a local would keep it (and its frame) for as long
+                # as this reader stays joined.
+                del events
                 if joinable is None:
                     return  # the answer ended, and this reader has had all of it
                 if hub is not joinable:

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from ..http._handoff import at_end
 from ._middleware import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
@@ -272,25 +273,30 @@ class RequestId:
                 ]
             await send(message)
 
+        def log() -> None:
+            duration = (time.perf_counter() - began) * 1e3
+            path = _path(scope)
+            access_logger.info(
+                "%s %s %s %.1f ms",
+                scope["method"],
+                path,
+                status or "-",  # none: the client left, or the app failed before
+                duration,
+                extra={
+                    "method": scope["method"],
+                    "path": path,
+                    "status": status or None,
+                    "duration_ms": round(duration, 1),
+                },
+            )
+
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if access_logger.isEnabledFor(logging.INFO):
-                duration = (time.perf_counter() - began) * 1e3
-                path = _path(scope)
-                access_logger.info(
-                    "%s %s %s %.1f ms",
-                    scope["method"],
-                    path,
-                    status or "-",  # none: the client left, or the app failed before
-                    duration,
-                    extra={
-                        "method": scope["method"],
-                        "path": path,
-                        "status": status or None,
-                        "duration_ms": round(duration, 1),
-                    },
-                )
+            # A stream handed off (http/_handoff.py) goes on after this call:
+            # its line is logged when its body ends, in the request's context.
+            if access_logger.isEnabledFor(logging.INFO) and not at_end(scope, log):
+                log()
             _request_id.reset(token)
 
 

@@ -51,12 +51,14 @@ class Services:
     metrics: Metrics | None = None
 
 
-def services(request: Request) -> Services:
+# Both dependencies are `async def`: FastAPI runs a plain `def` one in a worker
+# thread, a hop per request for a dictionary lookup.
+async def services(request: Request) -> Services:
     """The one dependency every route takes: later auth and limits hook in here."""
     return cast("Services", request.app.state.askstream)
 
 
-def caller(request: Request) -> str:
+async def caller(request: Request) -> str:
     """The user a request acts as: ``Identify`` (the front gate) put it in the scope
     of every API call, from a token or a session; the routes only read it."""
     return cast("str", request.scope[USER_KEY])
