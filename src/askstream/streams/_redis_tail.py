@@ -68,8 +68,9 @@ async def wake(client: Redis, key: str) -> None:
             pipe.pexpire(key, _WAKE_TTL_MS)
             await pipe.execute()
     except connection_errors():
-        # The reader notices when its XREAD times out instead.
-        logger.warning("waking a Redis stream reader failed", exc_info=True)
+        # The reader notices when its XREAD times out instead. Redis being away
+        # is logged once by whoever tracks it, not once per wake-up.
+        logger.debug("waking a Redis stream reader failed", exc_info=True)
 
 
 def entry_seq(entry_id: bytes) -> int:
