@@ -13,9 +13,16 @@ their reports:
 * the client: this script with ``--client``, asking over httpx with askstream's
   ``Decoder``, and noting for every piece ``arrival - sent``.
 
-The rival, in the same run: the same client reading the same upstream directly.
-Its delay is the floor (two loopback hops less, no askstream); the service's
-added delay is the difference.
+The rivals, in the same run, each read by the same client:
+
+* ``direct``: the upstream itself. Its delay is the floor (two loopback hops
+  less, no askstream); its CPU per token is the upstream's own cost of a token
+  (one uvicorn write), the yardstick of the CPU ratios;
+* ``relay``: a FastAPI relay written by hand (httpx ``client.stream`` +
+  ``StreamingResponse`` writing ``data: ...`` per chunk, ``relay_app.py``);
+* ``sse-starlette``: the same relay writing with sse-starlette's ``EventSourceResponse``;
+* ``before`` (with ``--before SRC``): askstream from another source tree, e.g.
+  the main branch's ``src``, to measure a change before/after in one run.
 
 Measured:
 
@@ -27,6 +34,7 @@ Measured:
 
     .venv/bin/python bench/bench_service.py            # print the tables
     .venv/bin/python bench/bench_service.py --write    # and update docs/benchmarks.md
+    .venv/bin/python bench/bench_service.py --levels 100,300 --before ../main/src
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import http.cookiejar
 import json
 import os
 import platform
@@ -53,7 +62,14 @@ from _common import versions, write_section
 from askstream.sse import Decoder
 from askstream.testing import ServerProcess
 
-LIBRARIES = ("askstream", "fastapi", "starlette", "uvicorn", "httpx", "sqlalchemy")
+LIBRARIES = (
+    "askstream", "fastapi", "starlette", "uvicorn", "httpx", "httptools", "sqlalchemy",
+    "sse-starlette",
+)  # fmt: skip
+HERE = Path(__file__).resolve().parent
+# Targets that speak OpenAI's chunks (the upstream and the relays) and askstream's API.
+OPENAI_TARGETS = ("direct", "relay", "sse-starlette")
+ASKSTREAM_TARGETS = ("askstream", "before")
 
 TARGET_MS = 5.0
 RATE = 20  # tokens/s per answer in the latency runs
@@ -73,7 +89,7 @@ async def _one(
     question: str,
 ) -> None:
     await asyncio.sleep(delay)
-    if target == "direct":
+    if target in OPENAI_TARGETS:
         url = "/v1/chat/completions"
         body: dict[str, Any] = {
             "model": "fake",
@@ -96,7 +112,7 @@ async def _one(
                 if event.event != "message" or event.data == "[DONE]":
                     continue
                 payload = json.loads(event.data)
-                if target == "direct":
+                if target in OPENAI_TARGETS:
                     choices = payload["choices"]
                     text = choices[0]["delta"].get("content") if choices else None
                 else:
@@ -126,6 +142,9 @@ async def _client(
             delay = 0.0
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
+        # Every ask is someone else, as on a real service: no session cookie is
+        # kept (one session would meet the service's per-user limit on answers).
+        client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
@@ -153,7 +172,7 @@ async def _client(
 def client_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
-    parser.add_argument("target", choices=["askstream", "direct"])
+    parser.add_argument("target", choices=[*OPENAI_TARGETS, *ASKSTREAM_TARGETS])
     parser.add_argument("concurrency", type=int)
     parser.add_argument("spread", type=float)
     parser.add_argument("asks", type=int)
@@ -214,19 +233,16 @@ def _cpu(pid: int) -> float:
     return sum(t.user + t.system for t in times)
 
 
+Servers = dict[str, ServerProcess]
+
+
 def measure(
-    upstream: ServerProcess,
-    service: ServerProcess,
-    target: str,
-    concurrency: int,
-    spread: float,
-    asks: int | None = None,
+    servers: Servers, target: str, concurrency: int, spread: float, asks: int | None = None
 ) -> Run:
-    url = upstream.url if target == "direct" else service.url
-    watched = upstream.pid if target == "direct" else service.pid
-    before = _cpu(watched)
-    result = _run_client(url, target, concurrency, spread, asks or concurrency)
-    cpu = _cpu(watched) - before
+    server = servers[target]
+    before = _cpu(server.pid)
+    result = _run_client(server.url, target, concurrency, spread, asks or concurrency)
+    cpu = _cpu(server.pid) - before
     return Run(
         target=target,
         concurrency=concurrency,
@@ -236,6 +252,7 @@ def measure(
 
 
 def start_upstream(tokens: int, delay: float) -> ServerProcess:
+    """The fake upstream alone, started (for the workers' and the metrics' rows)."""
     upstream = ServerProcess(
         "askstream.testing:FakeUpstream.from_env",
         factory=True,
@@ -268,26 +285,79 @@ def start_service(
     return service
 
 
-def start(data_dir: Path, tokens: int, delay: float) -> tuple[ServerProcess, ServerProcess]:
-    upstream = start_upstream(tokens, delay)
+def start(
+    data_dir: Path, tokens: int, delay: float, *, rivals: bool = False, before: str | None = None
+) -> Servers:
+    """The upstream (``direct``) and the service (``askstream``); with ``rivals``,
+    the two relays, and with ``before``, askstream from that source tree."""
+    upstream = ServerProcess(
+        "askstream.testing:FakeUpstream.from_env",
+        factory=True,
+        env={
+            "ASKSTREAM_FAKE_TOKENS": str(tokens),
+            "ASKSTREAM_FAKE_DELAY": str(delay),
+            "ASKSTREAM_FAKE_STAMP": "1",
+        },
+    )
+    servers: Servers = {"direct": upstream}
+
+    def service(name: str, src: str | None) -> ServerProcess:
+        env = {
+            "ASKSTREAM_DATA_DIR": str(data_dir / name),
+            "ASKSTREAM_LLM_URL": upstream.url + "/v1",
+            "ASKSTREAM_LLM_MODEL": "fake",
+            "ASKSTREAM_LOG_LEVEL": "warning",
+            # Every level's asks at once (the default, 256, refuses the rest with 503).
+            "ASKSTREAM_MAX_GENERATIONS": "1000",
+        }
+        if src is not None:
+            env["PYTHONPATH"] = src
+        (data_dir / name).mkdir(parents=True, exist_ok=True)
+        return ServerProcess(
+            "askstream.service:create_app",
+            factory=True,
+            env=env,
+            args=["--timeout-graceful-shutdown", "2"],
+        )
+
+    def relay(app: str) -> ServerProcess:
+        path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+        env = {"ASKSTREAM_RELAY_UPSTREAM": upstream.url, "PYTHONPATH": path}
+        return ServerProcess(app, factory=True, env=env)
+
     try:
-        service = start_service(upstream, data_dir)
+        upstream.start()
+        servers["askstream"] = service("askstream", None)
+        servers["askstream"].start()
+        if rivals:
+            servers["relay"] = relay("relay_app:httpx_relay")
+            servers["relay"].start()
+            servers["sse-starlette"] = relay("relay_app:sse_starlette_relay")
+            servers["sse-starlette"].start()
+        if before is not None:
+            servers["before"] = service("before", before)
+            servers["before"].start()
     except BaseException:
-        upstream.stop()
+        stop(servers)
         raise
-    return upstream, service
+    return servers
+
+
+def stop(servers: Servers) -> None:
+    for server in reversed(list(servers.values())):
+        server.stop()
 
 
 def throughput(levels: list[int]) -> list[tuple[Run, Run]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        upstream, service = start(Path(tmp), THROUGHPUT_TOKENS, 0.0)
+        servers = start(Path(tmp), THROUGHPUT_TOKENS, 0.0)
         try:
-            measure(upstream, service, "askstream", 4, 0.0, 20)  # warm up
+            measure(servers, "askstream", 4, 0.0, 20)  # warm up
             for level in levels:
                 asks = max(50, 5 * level)
-                direct = measure(upstream, service, "direct", level, 0.0, asks)
-                served = measure(upstream, service, "askstream", level, 0.0, asks)
+                direct = measure(servers, "direct", level, 0.0, asks)
+                served = measure(servers, "askstream", level, 0.0, asks)
                 rows.append((served, direct))
                 print(
                     f"throughput c={level}: {served.rate:,.0f} tokens/s"
@@ -295,31 +365,35 @@ def throughput(levels: list[int]) -> list[tuple[Run, Run]]:
                     file=sys.stderr,
                 )
         finally:
-            service.stop()
-            upstream.stop()
+            stop(servers)
     return rows
 
 
-def latency(levels: list[int]) -> list[tuple[Run, Run]]:
+def latency(levels: list[int], before: str | None, tokens: int) -> list[dict[str, Run]]:
+    """Per level, a run of every target, one after the other (the order turns
+    with the level, so that no target always follows the same one)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        upstream, service = start(Path(tmp), LATENCY_TOKENS, 1 / RATE)
+        servers = start(Path(tmp), tokens, 1 / RATE, rivals=True, before=before)
         try:
-            measure(upstream, service, "askstream", 10, 1.0)  # warm up
-            for level in levels:
-                direct = measure(upstream, service, "direct", level, 1.0)
-                served = measure(upstream, service, "askstream", level, 1.0)
-                rows.append((served, direct))
-                print(
-                    f"latency c={level}: p99 {served.p99:.2f} ms (direct {direct.p99:.2f} ms)"
-                    f" rest {served.p99_rest:.2f} first {served.p99_first:.2f}"
-                    f" cpu {served.cpu_per_token_us:.0f}us"
-                    f" (upstream {direct.cpu_per_token_us:.0f}us)",
-                    file=sys.stderr,
-                )
+            for target in servers:
+                if target != "direct":
+                    measure(servers, target, 10, 1.0)  # warm up
+            targets = list(servers)
+            for number, level in enumerate(levels):
+                turn = number % len(targets)
+                runs = {}
+                for target in targets[turn:] + targets[:turn]:
+                    runs[target] = run = measure(servers, target, level, 1.0)
+                    print(
+                        f"latency c={level} {target}: p50 {run.p50:.2f} p99 {run.p99:.2f} ms"
+                        f" cpu {run.cpu_per_token_us or 0:.0f}us/token"
+                        f" load {os.getloadavg()[0]:.1f}",
+                        file=sys.stderr,
+                    )
+                rows.append({target: runs[target] for target in targets})
         finally:
-            service.stop()
-            upstream.stop()
+            stop(servers)
     return rows
 
 
@@ -623,7 +697,14 @@ def report_workers(rows: list[WorkersRow], target: float) -> str:
 # -- the report -------------------------------------------------------------------------
 
 
-def report(thr: list[tuple[Run, Run]], lat: list[tuple[Run, Run]]) -> str:
+def report(
+    thr: list[tuple[Run, Run]],
+    rows: list[dict[str, Run]],
+    command: str,
+    loads: list[float],
+    tokens: int,
+) -> str:
+    lat = [(row["askstream"], row["direct"]) for row in rows]
     today = datetime.date.today().isoformat()
     lines = [
         "## The ask service (`bench/bench_service.py`)",
@@ -636,8 +717,11 @@ def report(thr: list[tuple[Run, Run]], lat: list[tuple[Run, Run]]) -> str:
         "the floor askstream is measured against.",
         "",
         "```sh",
-        ".venv/bin/python bench/bench_service.py --write",
+        command,
         "```",
+        "",
+        f"Load average (1 min) over the latency runs: {min(loads):.1f} to {max(loads):.1f} "
+        f"on {os.cpu_count()} cores (other jobs shared the machine).",
         "",
         f"Throughput: asks of {THROUGHPUT_TOKENS} tokens each (at least 50 per row), "
         "so many at a time, the upstream sending as fast as it can; tokens/s "
@@ -651,7 +735,7 @@ def report(thr: list[tuple[Run, Run]], lat: list[tuple[Run, Run]]) -> str:
         lines.append(f"| {served.concurrency} | {served.rate:,.0f} | {direct.rate:,.0f} | {cpu} |")
     lines += [
         "",
-        f"Latency: concurrent asks of {LATENCY_TOKENS} tokens at {RATE} tokens/s each, "
+        f"Latency: concurrent asks of {tokens} tokens at {RATE} tokens/s each, "
         "started at random moments over one second; the delay of every token from "
         "the upstream's send to the client's arrival.",
         "",
@@ -685,9 +769,38 @@ def report(thr: list[tuple[Run, Run]], lat: list[tuple[Run, Run]]) -> str:
             "upstream and the client share; where `direct p99` grows too, the machine "
             "cannot carry the load even without askstream"
         )
+
+    def ratio(value: float | None, of: float | None) -> str:
+        return f"{value / of:.2f}x" if value and of else "n/a"
+
     lines += [
         "",
         verdict + ".",
+        "",
+        "Rivals in the same run, at each level one after the other: `relay` is a FastAPI "
+        "relay written by hand (httpx `client.stream` + `StreamingResponse`, "
+        "`bench/relay_app.py`), `sse-starlette` the same relay writing with "
+        "`EventSourceResponse`, `before` askstream from the source tree given as "
+        "`--before`. CPU per token is each server process's own; `x upstream` divides "
+        "it by the upstream's (`direct`) in the same row, `x relay` by the relay's.",
+        "",
+        "| concurrent asks | target | tokens/s | p50 | p99 | CPU per token "
+        "| x upstream | x relay | tokens/s per core |",
+        "|--:|:--|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in rows:
+        upstream_cpu = row["direct"].cpu_per_token_us
+        relay_cpu = row["relay"].cpu_per_token_us if "relay" in row else None
+        for target, run in row.items():
+            per_core = f"{1e6 / run.cpu_per_token_us:,.0f}" if run.cpu_per_token_us else "n/a"
+            failed = f" ({run.failed} asks failed)" if run.failed else ""
+            lines.append(
+                f"| {run.concurrency} | {target}{failed} | {run.rate:,.0f} | {run.p50:.2f} ms "
+                f"| {run.p99:.2f} ms | {us(run.cpu_per_token_us)} "
+                f"| {ratio(run.cpu_per_token_us, upstream_cpu)} "
+                f"| {ratio(run.cpu_per_token_us, relay_cpu)} | {per_core} |"
+            )
+    lines += [
         "",
         "Notes:",
         "",
@@ -696,10 +809,12 @@ def report(thr: list[tuple[Run, Run]], lat: list[tuple[Run, Run]]) -> str:
         "that floor without askstream in between. `p99, first tokens` is the first "
         "token of each answer alone (it also waits for the 200 and the headers).",
         "- askstream CPU per token is the service process's user + system time over "
-        "the run divided by the tokens it delivered: reading the upstream (httpx), "
-        "parsing, the store, encoding and writing the event, the once-a-second saves "
-        "and each ask's own work (routing, two SQL transactions, a connection "
-        "upstream). Upstream CPU per token is FakeUpstream's own in the `direct` run "
+        "the run divided by the tokens it delivered: reading the upstream (its own "
+        "lean HTTP/1.1 client, `service/_upstream.py`), parsing, the store, encoding "
+        "and writing the event, the once-a-second saves and each ask's own work "
+        "(routing, a new anonymous session, two SQL transactions). Each ask is "
+        "another user (the client keeps no cookie), as on a real service. "
+        "Upstream CPU per token is FakeUpstream's own in the `direct` run "
         "(a bare ASGI app writing one chunk per token): the cost of one uvicorn "
         "write on this machine.",
         "- Throughput batches: when tokens come faster than they can be written, the "
@@ -735,6 +850,15 @@ def main() -> None:
     )
     parser.add_argument("--workers-levels", default="50,100,200,300,400")
     parser.add_argument("--p99", type=float, default=25.0, help="ms, for --workers")
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=LATENCY_TOKENS,
+        help=f"tokens per answer in the latency runs (default {LATENCY_TOKENS})",
+    )
+    parser.add_argument(
+        "--before", metavar="SRC", help="also measure askstream from this source tree (`before`)"
+    )
     args = parser.parse_args()
     if args.metrics_cost is not None:
         levels = [int(n) for n in args.levels.split(",")]
@@ -750,9 +874,13 @@ def main() -> None:
         if args.write:
             write_section("bench_service_workers", section)
         return
-    thr = throughput([int(n) for n in args.throughput_levels.split(",")])
-    lat = latency([int(n) for n in args.levels.split(",")])
-    section = report(thr, lat)
+    thr = throughput([int(n) for n in args.throughput_levels.split(",") if n])
+    loads: list[float] = []
+    loads.append(os.getloadavg()[0])
+    lat = latency([int(n) for n in args.levels.split(",")], args.before, args.tokens)
+    loads.append(os.getloadavg()[0])
+    command = ".venv/bin/python bench/bench_service.py " + " ".join(sys.argv[1:])
+    section = report(thr, lat, command.strip(), loads, args.tokens)
     print(section)
     if args.write:
         write_section("bench_service", section)

@@ -20,6 +20,7 @@ import argparse
 import importlib
 import json
 import logging
+import logging.config
 import math
 import os
 import socket
@@ -187,6 +188,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .service import HttpProtocol, Settings, create_app
+    from .service._logs import logging_config
 
     overrides = {key: value for key, value in vars(args).items() if key != "command"}
     try:
@@ -195,9 +197,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"askstream: {exc}", file=sys.stderr)
         return 2
     # The command is the application: it may configure logging (importing askstream never does).
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
-    )
+    logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     refusal = exposure_refusal(settings)
     if refusal is not None:
         print(f"askstream: {refusal}", file=sys.stderr)
@@ -209,7 +209,11 @@ def _serve(args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level,
+        # Our logging for uvicorn's loggers too, in every process it starts:
+        # the same form, uvicorn's lifecycle lines and access log off (_logs.py).
+        log_config=logging_config(settings.log_format, settings.log_level),
+        log_level=None,
+        access_log=False,
         # The app itself ends its streams within shutdown_timeout (see
         # service/_stopping.py); uvicorn's own limit is only the backstop.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout) + 1,
@@ -228,10 +232,6 @@ def _serve(args: argparse.Namespace) -> int:
                     flush=True,
                 )
 
-    if settings.log_level != "debug":
-        # Our one line replaces uvicorn's lifecycle lines (started, running on,
-        # shutting down, finished...); its warnings and errors still show.
-        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     server = Server(config)
     try:
         server.run()
@@ -251,28 +251,6 @@ def _as_variable(value: object) -> str:
     return str(value)
 
 
-def _worker_log_config(settings: Settings) -> dict[str, Any]:
-    # What basicConfig() does for one process, as the dictConfig uvicorn applies
-    # in each worker it spawns (a worker is a new interpreter: nothing carries over).
-    level = settings.log_level.upper()
-    quiet = "DEBUG" if settings.log_level == "debug" else "WARNING"
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(levelname)-9s %(name)s: %(message)s"}},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "plain",
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "root": {"handlers": ["stderr"], "level": level},
-        # As with one process: our one line replaces uvicorn's lifecycle lines.
-        "loggers": {"uvicorn.error": {"level": quiet}, "uvicorn.access": {"level": level}},
-    }
-
-
 def _serve_workers(settings: Settings, overrides: dict[str, Any]) -> int:
     """``serve --workers N``: uvicorn's supervisor and N worker processes on one socket.
 
@@ -289,6 +267,7 @@ def _serve_workers(settings: Settings, overrides: dict[str, Any]) -> int:
 
     from .service import HttpProtocol
     from .service._identity import load_secret_key
+    from .service._logs import logging_config
     from .service._metrics import MULTIPROC_ENV, mark_process_dead
     from .service._workers import memory_store_refusal
 
@@ -311,8 +290,11 @@ def _serve_workers(settings: Settings, overrides: dict[str, Any]) -> int:
         workers=settings.workers,
         host=settings.host,
         port=settings.port,
-        log_config=_worker_log_config(settings),
+        # Applied in every worker (a new interpreter: nothing carries over) and
+        # here, for uvicorn's supervisor lines: one form for all (_logs.py).
+        log_config=logging_config(settings.log_format, settings.log_level),
         log_level=None,  # the levels are in log_config
+        access_log=False,  # askstream.access logs each request (_logs.py)
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout) + 1,
         http=HttpProtocol,
     )
@@ -375,6 +357,7 @@ def _db_upgrade(**overrides: str | None) -> int:
 
     from .service import Settings
     from .service._history import create_engine
+    from .service._logs import logging_config
     from .service._migrate import SchemaError, Upgrade, upgrade
 
     try:
@@ -382,9 +365,7 @@ def _db_upgrade(**overrides: str | None) -> int:
     except ValueError as exc:
         print(f"askstream: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s"
-    )
+    logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     shown = make_url(settings.database).render_as_string(hide_password=True)
 
     async def run() -> Upgrade:

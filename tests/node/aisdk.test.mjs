@@ -1,7 +1,8 @@
 // askstream's AI SDK door (POST /api/chat, GET /api/chat/{id}/stream) read by the
 // real `ai` package (the version tests/node/package.json pins): its own SSE
 // parsing and chunk schema, readUIMessageStream, DefaultChatTransport and the
-// Chat machinery useChat runs on (AbstractChat, here with a plain state).
+// Chat machinery useChat runs on (AbstractChat, here with a plain state); the
+// answer's usage arrives as the UIMessage's metadata.
 //
 // A running service is given by tests/service/test_aisdk.py:
 //   ASKSTREAM_URL    the service's base URL (demo model, slow enough to drop mid-answer)
@@ -121,7 +122,18 @@ test("DefaultChatTransport and readUIMessageStream read a whole answer; the chat
   assert.equal(first.role, "assistant");
   assert.match(first.id, /^[0-9a-f]{32}$/, "the answer's id is the service's messageId");
   assert.equal(first.parts.at(-1).state, "done");
-  assert.equal(textOf(first), (await storedAnswer(chatId, first.id)).content);
+  const firstStored = await storedAnswer(chatId, first.id);
+  assert.equal(textOf(first), firstStored.content);
+  // The usage of our `done` reaches the message's metadata through the `finish`
+  // chunk's messageMetadata, in the SDK's own names (LanguageModelUsage).
+  assert.ok(firstStored.usage.completionTokens > 0, JSON.stringify(firstStored.usage));
+  assert.deepEqual(first.metadata, {
+    usage: {
+      inputTokens: firstStored.usage.promptTokens,
+      outputTokens: firstStored.usage.completionTokens,
+      totalTokens: firstStored.usage.totalTokens,
+    },
+  });
 
   // The second turn of the same chat: the server's history is its context.
   const second = await readAll(

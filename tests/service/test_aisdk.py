@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from askstream.service import Settings, create_app
 from askstream.service._aisdk import CHAT_ID
@@ -100,6 +101,11 @@ def chunks(answer: Answer) -> list[dict[str, Any]]:
     return [json.loads(event.data) for event in answer.events[:-1]]
 
 
+def finish(chunk: dict[str, Any]) -> dict[str, Any]:
+    """A ``finish`` chunk without its ``messageMetadata`` (the answer's usage)."""
+    return {key: value for key, value in chunk.items() if key != "messageMetadata"}
+
+
 def text_of(parts: list[dict[str, Any]]) -> str:
     return "".join(chunk["delta"] for chunk in parts if chunk["type"] == "text-delta")
 
@@ -163,11 +169,21 @@ async def test_an_answer_is_a_ui_message_stream_ending_in_done(
     assert parts[1] == {"type": "text-start", "id": "text-0"}
     assert parts[-2:] == [
         {"type": "text-end", "id": "text-0"},
-        {"type": "finish", "finishReason": "stop"},
+        {"type": "finish", "finishReason": "stop", "messageMetadata": parts[-1]["messageMetadata"]},
     ]
     assert {chunk["type"] for chunk in parts[2:-2]} == {"text-delta"}
     stored = await stored_answer(client, service.url, chat_id, message_id)
     assert stored["status"] == "complete"
+    # The usage of our `done`, in the AI SDK's names, as the message's metadata.
+    usage = stored["usage"]
+    assert usage["completionTokens"] > 0
+    assert parts[-1]["messageMetadata"] == {
+        "usage": {
+            "inputTokens": usage["promptTokens"],
+            "outputTokens": usage["completionTokens"],
+            "totalTokens": usage["totalTokens"],
+        }
+    }
     assert text_of(parts) == stored["content"]
     assert stored["content"].startswith("You asked: “Hi?”.")
 
@@ -207,9 +223,42 @@ async def test_resume_replays_the_active_answer_from_its_start(
     assert resumed.headers["x-vercel-ai-ui-message-stream"] == "v1"
     parts = chunks(resumed)
     assert parts[:4] == seen
-    assert parts[-1] == {"type": "finish", "finishReason": "stop"}
+    assert finish(parts[-1]) == {"type": "finish", "finishReason": "stop"}
     stored = await stored_answer(client, service.url, chat_id, seen[0]["messageId"])
     assert text_of(parts) == stored["content"]
+
+
+async def resumes(client: httpx.AsyncClient, url: str) -> float:
+    """``askstream_resumes_total`` as ``/metrics`` says it now."""
+    scrape = await client.get(url + "/metrics", headers=ALICE)
+    assert scrape.status_code == 200, scrape.text
+    return next(
+        sample.value
+        for family in text_string_to_metric_families(scrape.text)
+        for sample in family.samples
+        if sample.name == "askstream_resumes_total"
+    )
+
+
+async def test_a_resume_of_an_answer_in_progress_is_counted_in_metrics(
+    client: httpx.AsyncClient, service: ServerProcess
+) -> None:
+    chat_id = new_id()
+    url = f"{service.url}/api/chat"
+    before = await resumes(client, service.url)
+    async with client.stream("POST", url, json=chat_body(chat_id, "Drop me"), headers=ALICE) as r:
+        async for _ in read_events(r):
+            break  # the connection drops mid-answer
+    assert await resumes(client, service.url) == before  # asking is no resume
+    resumed = await ask(
+        client, service.url, method="GET", path=f"/api/chat/{chat_id}/stream", headers=ALICE
+    )
+    assert resumed.status == 200
+    assert await resumes(client, service.url) == before + 1
+    # Nothing left to resume (204) is no resume either.
+    none = await client.get(f"{url}/{chat_id}/stream", headers=ALICE)
+    assert none.status_code == 204
+    assert await resumes(client, service.url) == before + 1
 
 
 async def test_a_failure_after_the_start_is_an_error_chunk_then_done(
@@ -269,7 +318,7 @@ async def test_a_stopping_instance_ends_its_readers_in_protocol_and_another_resu
         whole = [event.data async for event in on_b]
     parts = chunks(resumed)
     assert parts[0] == {"type": "start", "messageId": message_id}
-    assert parts[-1] == {"type": "finish", "finishReason": "stop"}
+    assert finish(parts[-1]) == {"type": "finish", "finishReason": "stop"}
     assert text_of(parts) == text_of([json.loads(data) for data in whole[:-1]])
     stored = await stored_answer(client, b.url, chat_id, message_id)
     assert stored["status"] == "complete"
@@ -432,7 +481,7 @@ async def test_with_browser_sessions_another_session_gets_404_while_the_owner_re
             )
             assert resumed.status == 200
             assert chunks(resumed)[0] == json.loads(first.data)
-            assert chunks(resumed)[-1] == {"type": "finish", "finishReason": "stop"}
+            assert finish(chunks(resumed)[-1]) == {"type": "finish", "finishReason": "stop"}
 
 
 async def test_resuming_an_unknown_chat_is_404(
@@ -537,6 +586,25 @@ def test_finish_reasons_become_the_sdks(reason: str, finish: dict[str, str]) -> 
         {"type": "text-delta", "id": "text-0", "delta": ' "there"\n'},
         {"type": "text-end", "id": "text-0"},
         finish,
+    ]
+
+
+def test_the_usage_of_done_is_the_finish_chunks_message_metadata() -> None:
+    usage = {"promptTokens": 12, "completionTokens": 57, "totalTokens": 69}
+    done = Event(json.dumps({"answer": "", "finishReason": "stop", "usage": usage}), event="done")
+    assert [json.loads(c) for c in UIMessageChunks("m").feed(done)] == [
+        {
+            "type": "finish",
+            "finishReason": "stop",
+            "messageMetadata": {
+                "usage": {"inputTokens": 12, "outputTokens": 57, "totalTokens": 69}
+            },
+        }
+    ]
+    # A model that counted nothing (usage null): no metadata at all.
+    unknown = Event(json.dumps({"answer": "", "finishReason": "stop", "usage": None}), event="done")
+    assert [json.loads(c) for c in UIMessageChunks("m").feed(unknown)] == [
+        {"type": "finish", "finishReason": "stop"}
     ]
 
 

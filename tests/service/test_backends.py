@@ -1,12 +1,13 @@
-"""The LLM back ends: OpenAIBackend against the fake upstream as a real server, the
-demo model with a fake sleep, and the chunk parsing on its own (no network)."""
+"""The LLM back ends: OpenAIBackend against the fake upstream as a real server (read
+by the lean client and by httpx alike), the demo model with a fake sleep, and the
+chunk parsing on its own (no network)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -40,15 +41,40 @@ async def collect(backend: OpenAIBackend | DemoBackend, messages: list[ChatMessa
         return [chunk async for chunk in chunks]
 
 
+@pytest.fixture(params=["lean", "httpx"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Which client reads the upstream: the lean one (``_upstream.py``, the default)
+    or httpx (a ``client`` given, or a proxy): every test holds for both."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def backend(upstream: ServerProcess) -> AsyncIterator[OpenAIBackend]:
-    backend = OpenAIBackend(upstream.url + "/v1", "fake", read_timeout=2.0)
+async def backend(upstream: ServerProcess, transport: str) -> AsyncIterator[OpenAIBackend]:
+    backend = make(upstream.url + "/v1", "fake", transport, read_timeout=2.0)
     yield backend
+    await close(backend)
+
+
+def make(url: str, model: str, transport: str, **kwargs: Any) -> OpenAIBackend:
+    if transport == "httpx":
+        kwargs["client"] = httpx.AsyncClient()  # closed by the test, not the back end
+    backend = OpenAIBackend(url, model, **kwargs)
+    assert (backend._upstream is None) == (transport == "httpx")
+    return backend
+
+
+async def close(backend: OpenAIBackend) -> None:
     await backend.aclose()
+    if backend._upstream is None:
+        await backend._client.aclose()
 
 
-def with_model(upstream: ServerProcess, model: str, **kwargs: Any) -> OpenAIBackend:
-    return OpenAIBackend(upstream.url + "/v1", model, **kwargs)
+@pytest.fixture
+def with_model(upstream: ServerProcess, transport: str) -> Callable[..., OpenAIBackend]:
+    def with_model(model: str, **kwargs: Any) -> OpenAIBackend:
+        return make(upstream.url + "/v1", model, transport, **kwargs)
+
+    return with_model
 
 
 async def test_it_streams_the_content_and_the_finish_reason(backend: OpenAIBackend) -> None:
@@ -105,35 +131,37 @@ async def test_chinese_pieces_survive_the_round_trip(backend: OpenAIBackend) -> 
     ],
 )
 async def test_upstream_failures_are_upstream_errors(
-    upstream: ServerProcess, model: str, words: list[str]
+    with_model: Callable[..., OpenAIBackend], model: str, words: list[str]
 ) -> None:
-    backend = with_model(upstream, model, retry=RetryPolicy(attempts=1))
+    backend = with_model(model, retry=RetryPolicy(attempts=1))
     try:
         with pytest.raises(UpstreamError) as caught:
             await collect(backend, HI)
     finally:
-        await backend.aclose()
+        await close(backend)
     assert caught.value.status == caught.value.code == 502
     for word in words:
         assert word in caught.value.message
 
 
-async def test_an_unreachable_upstream_is_an_upstream_error() -> None:
-    backend = OpenAIBackend(f"http://127.0.0.1:{free_port()}", "m", retry=RetryPolicy(attempts=1))
+async def test_an_unreachable_upstream_is_an_upstream_error(transport: str) -> None:
+    backend = make(f"http://127.0.0.1:{free_port()}", "m", transport, retry=RetryPolicy(attempts=1))
     try:
         with pytest.raises(UpstreamError, match="cannot reach the LLM back end"):
             await collect(backend, HI)
     finally:
-        await backend.aclose()
+        await close(backend)
 
 
-async def test_a_silent_upstream_hits_the_read_timeout(upstream: ServerProcess) -> None:
-    backend = with_model(upstream, "fake-slow", read_timeout=0.05)
+async def test_a_silent_upstream_hits_the_read_timeout(
+    with_model: Callable[..., OpenAIBackend],
+) -> None:
+    backend = with_model("fake-slow", read_timeout=0.05)
     try:
         with pytest.raises(UpstreamError, match=r"sent nothing for 0\.05 s"):
             await collect(backend, HI)
     finally:
-        await backend.aclose()
+        await close(backend)
 
 
 async def read_until_it_fails(backend: OpenAIBackend, pieces: list[str]) -> None:
@@ -143,19 +171,19 @@ async def read_until_it_fails(backend: OpenAIBackend, pieces: list[str]) -> None
 
 
 async def test_a_stalling_upstream_goes_quiet_mid_answer_then_finishes(
-    upstream: ServerProcess,
+    with_model: Callable[..., OpenAIBackend],
 ) -> None:
     # 0.2 s: a hundred times the pause between pieces, below the stall (0.3 s).
-    hasty = with_model(upstream, "fake-stall", read_timeout=0.2)
-    patient = with_model(upstream, "fake-stall")
+    hasty = with_model("fake-stall", read_timeout=0.2)
+    patient = with_model("fake-stall")
     pieces: list[str] = []
     try:
         with pytest.raises(UpstreamError, match=r"sent nothing for 0\.2 s"):
             await read_until_it_fails(hasty, pieces)
         whole = await collect(patient, HI)
     finally:
-        await hasty.aclose()
-        await patient.aclose()
+        await close(hasty)
+        await close(patient)
     assert pieces == ["Echo", ":", " Hi"]  # the silence comes after fail_after (3) pieces
     assert "".join(c.delta for c in whole) == "Echo: Hi there"
 
@@ -181,27 +209,33 @@ def full_backlog() -> Iterator[int]:
         server.close()
 
 
-async def test_an_upstream_that_never_accepts_hits_the_connect_timeout(full_backlog: int) -> None:
-    backend = OpenAIBackend(
-        f"http://127.0.0.1:{full_backlog}", "m", connect_timeout=0.2, retry=RetryPolicy(attempts=1)
+async def test_an_upstream_that_never_accepts_hits_the_connect_timeout(
+    full_backlog: int, transport: str
+) -> None:
+    backend = make(
+        f"http://127.0.0.1:{full_backlog}",
+        "m",
+        transport,
+        connect_timeout=0.2,
+        retry=RetryPolicy(attempts=1),
     )
     try:
         with pytest.raises(UpstreamError, match=r"did not accept a connection within 0\.2 s"):
             await collect(backend, HI)
     finally:
-        await backend.aclose()
+        await close(backend)
 
 
 async def test_closing_the_stream_early_closes_the_upstream_request_at_once(
-    upstream: ServerProcess,
+    upstream: ServerProcess, with_model: Callable[..., OpenAIBackend], transport: str
 ) -> None:
-    question = "close me early please"
-    backend = with_model(upstream, "fake-slow")
+    question = f"close me early please ({transport})"
+    backend = with_model("fake-slow")
     try:
         async with aclosing(backend.stream([{"role": "user", "content": question}])) as chunks:
             await anext(chunks)
     finally:
-        await backend.aclose()
+        await close(backend)
     async with httpx.AsyncClient() as client:
         for _ in range(50):  # the upstream notes the disconnect within a moment
             records = (await client.get(upstream.url + "/requests")).json()
@@ -213,21 +247,21 @@ async def test_closing_the_stream_early_closes_the_upstream_request_at_once(
     assert record["sent"] == record["sentBeforeDisconnect"] == 1  # no drain after the first
 
 
-async def test_the_api_key_is_sent_as_a_bearer_token() -> None:
+async def test_the_api_key_is_sent_as_a_bearer_token(transport: str) -> None:
     with ServerProcess(
         "askstream.testing:FakeUpstream.from_env",
         factory=True,
         env={"ASKSTREAM_FAKE_API_KEY": "sk-test"},
     ) as guarded:
-        good = OpenAIBackend(guarded.url, "fake", api_key="sk-test")
-        bad = OpenAIBackend(guarded.url, "fake", api_key="sk-nope")
+        good = make(guarded.url, "fake", transport, api_key="sk-test")
+        bad = make(guarded.url, "fake", transport, api_key="sk-nope")
         try:
             assert (await collect(good, HI))[-1].finish_reason == "stop"
             with pytest.raises(UpstreamError, match="HTTP 401: Incorrect API key provided"):
                 await collect(bad, HI)
         finally:
-            await good.aclose()
-            await bad.aclose()
+            await close(good)
+            await close(bad)
 
 
 @pytest.mark.parametrize(

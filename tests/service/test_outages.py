@@ -167,6 +167,7 @@ async def test_a_redis_outage_is_503_and_asks_succeed_again_without_a_restart(
     # Counted, where the log says it once: the failures, the answer, the refused ask.
     samples = scrape(url, AUTH)
     assert value(samples, "askstream_store_errors_total", kind="unreachable") >= 1
+    # The answer the outage cut; the asks answered 503 are refused, not failed.
     assert value(samples, "askstream_asks_total", outcome="failed") == 1
     assert value(samples, "askstream_asks_total", outcome="refused") >= 1
 

@@ -6,6 +6,8 @@ cannot carry (a field value with a line end would let one event forge another).
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from askstream import LocalProtocolError, ProtocolError
 from askstream.sse import Event, comment, encode
@@ -50,6 +52,12 @@ ENCODE_CASES = [
     pytest.param(Event("x", event="更新"), "event: 更新\ndata: x\n\n".encode(), id="chinese_event"),
     pytest.param(Event("x", id="1"), b"id: 1\ndata: x\n\n", id="id"),
     pytest.param(Event("x", id=" 1 "), b"id:  1 \ndata: x\n\n", id="id_with_spaces"),
+    # --- the stored-token fast path: a numeric id, one data line
+    pytest.param(Event("x", id="12"), b"id: 12\ndata: x\n\n", id="numeric_id"),
+    pytest.param(
+        Event('{"delta":"你"}', id="3"), 'id: 3\ndata: {"delta":"你"}\n\n'.encode(), id="token"
+    ),
+    pytest.param(Event("x", id="\u0663"), "id: \u0663\ndata: x\n\n".encode(), id="non_ascii_digit"),
     pytest.param(Event("x", retry=0), b"retry: 0\ndata: x\n\n", id="retry_zero"),
     pytest.param(Event("x", retry=3000), b"retry: 3000\ndata: x\n\n", id="retry"),
     pytest.param(
@@ -177,3 +185,9 @@ def test_comment_dispatches_nothing(text: str, wire: bytes) -> None:
     model = spec_parse(encode(Event("before", id="1")) + comment(text) + encode(Event("after")))
     assert [e["data"] for e in model.events] == ["before", "after"]
     assert model.last_event_id == "1"
+
+
+@given(data=st.text(), number=st.integers(0, 10**18))
+def test_a_numeric_id_adds_its_line_to_what_the_data_alone_writes(data: str, number: int) -> None:
+    # The two hot paths (data only; a stored token with its id) agree with each other.
+    assert encode(Event(data, id=str(number))) == b"id: %d\n" % number + encode(Event(data))

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ._items import encode_item
 
-__all__ = ["Broadcast", "Join", "Write", "attend"]
+__all__ = ["Broadcast", "Join", "Write", "attend", "enter"]
 
 Write = Callable[[bytes], Coroutine[Any, Any, None]]
 """A stream's write (it raises once the stream stops)."""
@@ -75,6 +75,35 @@ class _Member:
         else:  # the server waits for the reader: the rest queues until it is written
             self.writing = task
             task.add_done_callback(self._written)
+
+    def step(self, create_future: Callable[[], asyncio.Future[None]]) -> Awaitable[None] | None:
+        """What its producer awaits next: a write, or a wake-up; ``None``: let go."""
+        self.wake = None  # (awake now, if it waited)
+        if self.failure is not None:
+            raise self.failure
+        if self.writing is None:  # else the publisher's write waits for the reader
+            frames = self.frames
+            if frames:
+                body = frames[0] if len(frames) == 1 else b"".join(frames)
+                frames.clear()
+                self.size = 0
+                return self.write(body)
+            if self.gone:
+                return None
+        wake = self.wake = create_future()
+        return wake
+
+    async def leave(self, join: Join) -> None:
+        """Its producer is done with the broadcast: out, and its last write ended."""
+        self.gone = True
+        join.broadcast._members.pop(self, None)
+        writing = self.writing
+        if writing is not None:  # one write at a time: it ends before the stream goes on
+            writing.cancel()
+            await asyncio.wait([writing])
+        # What was queued and not written is lost with the stream; the source
+        # resumes after what its stream was given.
+        join.position = self.cursor
 
     def _written(self, task: asyncio.Task[None]) -> None:
         self.writing = None
@@ -198,40 +227,27 @@ async def attend(join: Join, write: Write) -> None:
     stream joins only if the broadcast has published nothing after
     ``join.position``; either way ``join.position`` is then the position of the
     last frame written, where its source goes on.
+
+    (A stream's producer runs the same loop inline, ``_stream.py``: a joined
+    reader waits there for as long as it stays, and a frame of this
+    coroutine's would cost each one ~0.3 KiB.)
     """
+    member = enter(join, write)
+    if member is None:
+        return  # the broadcast is past the source: it goes on alone
+    create_future = asyncio.get_running_loop().create_future
+    try:
+        while (step := member.step(create_future)) is not None:
+            await step
+    finally:
+        await member.leave(join)
+
+
+def enter(join: Join, write: Write) -> _Member | None:
+    """Join ``join.broadcast`` (``None``: it is past the source) for :func:`attend`'s loop."""
     broadcast = join.broadcast
     if broadcast.closed or join.position < broadcast.position:
-        return  # the broadcast is past the source: it goes on alone
+        return None
     member = _Member(join.position, write)
     broadcast._members[member] = None
-    create_future = asyncio.get_running_loop().create_future
-    frames = member.frames
-    try:
-        while True:
-            if member.failure is not None:
-                raise member.failure
-            if member.writing is not None:  # the publisher's write waits for the reader
-                wake = member.wake = create_future()
-                await wake
-                member.wake = None
-            elif frames:
-                body = frames[0] if len(frames) == 1 else b"".join(frames)
-                frames.clear()
-                member.size = 0
-                await write(body)
-            elif member.gone:
-                return
-            else:
-                wake = member.wake = create_future()
-                await wake
-                member.wake = None
-    finally:
-        member.gone = True
-        broadcast._members.pop(member, None)
-        writing = member.writing
-        if writing is not None:  # one write at a time: it ends before the stream goes on
-            writing.cancel()
-            await asyncio.wait([writing])
-        # What was queued and not written is lost with the stream; the source
-        # resumes after what its stream was given.
-        join.position = member.cursor
+    return member

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from ._clock import SYSTEM_CLOCK, Clock
+from ._handoff import Slot, claim, hand_off
 from ._headers import stream_headers
 from ._pull import Source
 from ._shutdown import SCOPE_KEY
@@ -125,14 +126,12 @@ class EventStreamResponse(Response):
         }
         if scope["type"] != "http" or scope["method"] == "HEAD":
             return self._headers_only(start, send)
-        stream = Stream(
-            send,
-            ping=self.ping,
-            send_timeout=self.send_timeout,
-            on_disconnect=self.on_disconnect,
-            clock=self.clock,
-        )
-        return stream.run(
+        slot = claim(scope)
+        if slot is not None:
+            # Under a Handoff: the head goes out through the middleware, the
+            # body runs outside them (_handoff.py).
+            return self._hand_off(slot, start, scope, send)
+        return self._stream(scope, send).run(
             start,
             receive,
             self.source,
@@ -141,6 +140,28 @@ class EventStreamResponse(Response):
             shutdown=scope.get(SCOPE_KEY),
             background=self.background,
         )
+
+    def _stream(self, scope: Scope, send: Send) -> Stream:
+        return Stream(
+            send,
+            ping=self.ping,
+            send_timeout=self.send_timeout,
+            on_disconnect=self.on_disconnect,
+            clock=self.clock,
+        )
+
+    async def _hand_off(self, slot: Slot, start: Message, scope: Scope, send: Send) -> None:
+        await send(start)
+        body = self._stream(scope, slot.send).run(
+            None,
+            slot.receive,
+            self.source,
+            last_event_id=_last_event_id(scope),
+            head=b"retry: %d\n\n" % self.retry if self.retry is not None else b"",
+            shutdown=scope.get(SCOPE_KEY),
+            background=self.background,
+        )
+        hand_off(slot, body)
 
     async def _headers_only(self, start: Message, send: Send) -> None:
         await send(start)

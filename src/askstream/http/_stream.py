@@ -46,7 +46,7 @@ from starlette.types import Message, Receive, Send
 
 from ..sse import Event, comment, encode
 from ._batch import Batch
-from ._broadcast import Join, attend
+from ._broadcast import Join, enter
 from ._clock import Clock, Timer, deadline
 from ._items import encode_item
 from ._pull import Pull, Source, open_pull
@@ -120,7 +120,7 @@ class Stream:
 
     async def run(
         self,
-        start: Message,
+        start: Message | None,
         receive: Receive,
         source: Source,
         *,
@@ -129,10 +129,12 @@ class Stream:
         shutdown: Shutdown | None,
         background: BackgroundTask | None,
     ) -> None:
-        """The whole response: the start, the stream until it ends or is stopped, the background."""
+        """The whole response: the start (``None``: sent already), the stream until it
+        ends or is stopped, the background."""
         main = self._main = asyncio.current_task()
         assert main is not None
-        await self._batch.send(start)
+        if start is not None:  # None: it went out already (_handoff.py)
+            await self._batch.send(start)
         if shutdown is not None and not shutdown.subscribe(self._on_shutdown):
             self._reason = "shutdown"
         try:
@@ -185,6 +187,7 @@ class Stream:
         next_ = pull.next
         waited = batch.waited
         call_soon = asyncio.get_running_loop().call_soon
+        create_future = asyncio.get_running_loop().create_future
         clock = time.perf_counter  # not loop.time(): uvloop's stands still within a pass
         if head:  # out with the first batch, or alone if the source waits first
             held.append(head)
@@ -205,7 +208,23 @@ class Stream:
                 if type(item) is str and "\n" not in item and "\r" not in item:
                     chunk = f"data: {item}\n\n".encode()  # encode_item's hot path
                 elif type(item) is Join:
-                    await self._attend(item)
+                    # Write what is held, then let the broadcast write: attend()'s
+                    # loop, inline. A joined reader waits here for as long as it
+                    # stays, and each frame more would cost every one ~0.2-0.3 KiB.
+                    await batch.flush()
+                    if self._reason is not None:
+                        break
+                    self._attending = True
+                    try:
+                        member = enter(item, batch.write)
+                        if member is not None:
+                            try:
+                                while (step := member.step(create_future)) is not None:
+                                    await step
+                            finally:
+                                await member.leave(item)
+                    finally:
+                        self._attending = False
                     continue
                 else:
                     chunk = encode_item(item)
@@ -249,17 +268,6 @@ class Stream:
                 self._reason = "error"
         finally:
             await self._end(pull, shutdown)
-
-    async def _attend(self, join: Join) -> None:
-        """The source yielded ``join``: write what is held, then let the broadcast write."""
-        await self._batch.flush()
-        if self._reason is not None:
-            return
-        self._attending = True
-        try:
-            await attend(join, self._batch.write)
-        finally:
-            self._attending = False
 
     async def _end(self, pull: Pull, shutdown: Shutdown | None) -> None:
         """The producer's last act: close the source and end the body (or not)."""

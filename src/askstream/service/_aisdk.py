@@ -151,9 +151,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _response(deps: Services, message_id: str) -> Response:
-    return ui_message_stream(
-        deps.store, message_id, ping=deps.settings.heartbeat, metrics=deps.metrics
-    )
+    return ui_message_stream(deps.fanout, message_id, ping=deps.settings.heartbeat)
 
 
 # -- the routes ------------------------------------------------------------------
@@ -226,4 +224,6 @@ async def resume_chat(
     # until the reaper marks it) has nothing to resume either.
     if message_id is None or await deps.store.status(message_id) != "open":
         return Response(status_code=204)
+    if deps.metrics is not None:
+        deps.metrics.resumes.inc()  # useChat's resume, as a Last-Event-ID is askstream's
     return _response(deps, message_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import logging.config
 from collections.abc import AsyncIterator, Mapping
 from contextlib import (
     AbstractAsyncContextManager,
@@ -23,8 +24,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from ..http import ShutdownMiddleware
+from ..http import _handoff as handoff
 from ..streams import MemoryStore, Store
 from . import _aisdk
 from ._backend import Backend
@@ -38,6 +41,7 @@ from ._health import DATABASE, STORE, Dependencies, database_probe, outage_handl
 from ._history import ChatHistory, create_engine
 from ._identity import Identities, load_secret_key
 from ._limits import GenerationLimits
+from ._logs import RequestId, logging_config
 from ._metrics import Metrics
 from ._middleware import BodyLimit, InternalErrors
 from ._openai_api import RESUME_HEADER, OpenAIErrors
@@ -181,6 +185,28 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class _App(FastAPI):
+    """FastAPI behind a stream handoff (``http/_handoff.py``).
+
+    An open stream holds every frame between the server and its body. Its
+    body runs here, outside FastAPI's stack, once that stack (its error
+    middleware, ours, the routing, the dependencies) has returned: a reader
+    then costs about what a bare ``EventStreamResponse`` does
+    (``bench/bench_resume.py --only memory``). ``OpenLimit`` counts the stream
+    until its body ends (``handoff.at_end``).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The only frame of the app's that an open stream keeps.
+        slot = await handoff.run(super().__call__, scope, receive, send)
+        if slot is not None:
+            try:
+                assert slot.body is not None
+                await slot.body
+            finally:
+                slot.end()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -209,6 +235,11 @@ def create_app(
     # (what can be seen of the workers: _workers.py). Given settings, their `workers`.
     workers = settings.workers if settings is not None else None
     settings = settings or Settings.from_env()
+    if settings.log_format == "json":
+        # Asked for by name: under `uvicorn --factory` too (uvicorn set up its
+        # own logging before it called us). Readable text leaves the host's
+        # logging as it is (`askstream serve` sets up both, see cli.py).
+        logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     refusal = None
     if store is None and settings.redis_url is None:
         workers = workers or workers_seen(settings.workers)
@@ -307,7 +338,7 @@ def create_app(
             # refusals (_protocol.py).
             yield {SETTINGS_STATE: settings, REFUSED_STATE: metrics.refused}
 
-    app = FastAPI(
+    app = _App(
         title="askstream",
         summary="Chat answers streamed as server-sent events, resumable.",
         version=_version(),
@@ -326,9 +357,10 @@ def create_app(
     app.add_middleware(
         ShutdownMiddleware, should_exit=stopping.streams_must_end, final_event=RESUME_EVENT
     )
-    # Outermost last: OpenAI's error shape, the connection cap, headers on every
-    # answer, the head's size, the gate (Host, cross-site writes), CORS, who is
-    # asking, the body limit, HEAD as GET, and the last word on errors.
+    # Outermost last: the request id, OpenAI's error shape, the connection cap,
+    # headers on every answer, the head's size, the gate (Host, cross-site
+    # writes), CORS, who is asking, the body limit, HEAD as GET, and the last
+    # word on errors.
     app.add_middleware(InternalErrors)
     app.add_middleware(HeadAsGet)
     app.add_middleware(
@@ -343,8 +375,8 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "HEAD", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-            expose_headers=["Content-Location", RESUME_HEADER],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+            expose_headers=["Content-Location", RESUME_HEADER, "X-Request-ID"],
             # Credentials (cookies) only for origins named one by one, never for "*".
             allow_credentials="*" not in settings.cors_origins,
             max_age=600,
@@ -356,6 +388,10 @@ def create_app(
     app.add_middleware(OpenLimit, limit=settings.max_connections, refused=metrics.refused)
     # The outermost: every error under /v1/ in OpenAI's shape too, the cap's included.
     app.add_middleware(OpenAIErrors)
+    # Outside it, the outermost: every response, an OpenAI-shaped error and a
+    # refusal of the cap included, gets its X-Request-ID, and every line logged
+    # for a request names it (_logs.py).
+    app.add_middleware(RequestId)
     app.include_router(router)
     app.include_router(openai_router)  # the OpenAI-compatible door, /v1/
     app.include_router(_aisdk.router)  # the AI SDK's door (docs/api.md)

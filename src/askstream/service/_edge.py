@@ -1,7 +1,9 @@
 """ASGI checks at the edge, before any route: they work under any ASGI server.
 
 - :class:`OpenLimit`: at most ``limit`` requests in progress (open streams
-  included) in this process; more get 503 with ``Retry-After``.
+  included) in this process; more get 503 with ``Retry-After``. The service
+  runs it outside FastAPI's stack, in its app's entry, where a stream's body
+  runs once handed off (``_app.py``).
 - :class:`HeadCheck`: a head over ``max_size`` bytes is 431 (h11 and httptools
   both hand on a whole head of any size that arrives in one read); a NUL in
   the path, the query or a header is 422 (ids and ``Last-Event-ID`` included).
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.routing import Match, Mount
 
+from ..http._handoff import at_end
 from ._limits import RETRY_AFTER
 from ._middleware import ASGIApp, Message, Receive, Scope, Send, reject
 
@@ -81,7 +84,13 @@ class OpenLimit:
         try:
             await self.app(scope, receive, send)
         finally:
-            self.open -= 1
+            # A stream handed off (http/_handoff.py) is still in progress: it
+            # is counted until its body ends, outside this frame.
+            if not at_end(scope, self._leave):
+                self.open -= 1
+
+    def _leave(self) -> None:
+        self.open -= 1
 
 
 class HeadCheck:

@@ -18,7 +18,6 @@ the ask fails before its first piece: a 502 leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -32,10 +31,13 @@ from ..http import Clock, SystemClock
 from ..streams import FinishStatus, Store, StoreFull, StreamExpired, StreamNotFound
 from ._backend import Backend, ChatMessage, ModelOptions, Usage
 from ._errors import ServiceError, Unavailable, UpstreamError
-from ._health import Dependencies, unavailable
+from ._health import UPSTREAM, Dependencies, unavailable
 from ._history import ChatHistory
+from ._json import dumps
 from ._limits import RETRY_AFTER, GenerationLimits
+from ._logs import bind_answer
 from ._metrics import Metrics, Outcome
+from ._schemas import DeltaData, DoneData, ErrorData
 from ._text import valid_text
 
 __all__ = ["Answer", "Generations"]
@@ -53,9 +55,8 @@ SHUTDOWN = "the server is shutting down"
 _CANCEL_CODES = {CANCELLED: 409, DELETED: 410, SHUTDOWN: 503}
 
 
-# One encoder for every event: json.dumps() with options builds a new one per
-# call, a few microseconds on each token.
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# One JSON call per event's data, behind one function (_json.py: orjson).
+_json = dumps
 
 
 @dataclass(slots=True)
@@ -236,6 +237,10 @@ class Generations:
             owner=owner,
             options=options,
         )
+        # Named in the asker's context (the rest of its request logs them) and so
+        # in the task's, which copies it: every line about this answer carries
+        # its ids and the ask's request id, also after that response ended.
+        bind_answer(chat_id=answer.chat_id, message_id=answer.message_id)
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             task = asyncio.get_running_loop().create_task(self._guarded(answer, started))
@@ -321,7 +326,7 @@ class Generations:
     async def _close_stream(self, message_id: str) -> None:
         # Its readers must not wait for ever: end the stream if it is still open.
         if await self._store.status(message_id) == "open":
-            error = _json({"code": 500, "message": "generating the answer failed"})
+            error = _json(ErrorData(code=500, message="generating the answer failed"))
             await self._store.append(message_id, error, event="error")
             await self._store.finish(message_id, "failed")
 
@@ -338,9 +343,7 @@ class Generations:
         mid = answer.message_id
         stored = began = False  # rows written; first piece (so the stream) in the store
         finish_reason: str | None = None
-        # The event data around each delta is the same for the whole answer; the
-        # ids are hex, so only the delta needs JSON escaping (the hot path).
-        head = f'{{"chatId":"{answer.chat_id}","messageId":"{mid}","delta":'
+        chat_id = answer.chat_id
         try:
             # The rows come first, so the database work is not in the first
             # token's way, and an answer that is streaming always has a row.
@@ -366,20 +369,28 @@ class Generations:
                         # they come, so the first byte does not wait for the answer.
                         thought = valid_text(chunk.reasoning)
                         answer.thoughts.append(thought)
-                        await self._store.append(
-                            mid, head + _json(thought) + "}", event="reasoning"
-                        )
+                        # The shape of a `message` event's data (DeltaData).
+                        thinking: DeltaData = {
+                            "chatId": chat_id,
+                            "messageId": mid,
+                            "delta": thought,
+                        }
+                        await self._store.append(mid, _json(thinking), event="reasoning")
                     if chunk.delta:
                         delta = valid_text(chunk.delta)  # no lone surrogate gets stored
                         # Before the append: one cancelled midway may have reached the
                         # log (Redis), and its readers. The parts are also the tokens
                         # the metrics count, once, when the answer ends.
                         answer.parts.append(delta)
-                        await self._store.append(mid, head + _json(delta) + "}")
+                        # A literal: calling the TypedDict builds the same dict, slower.
+                        data: DeltaData = {"chatId": chat_id, "messageId": mid, "delta": delta}
+                        await self._store.append(mid, _json(data))
                         self._dirty[mid] = answer
                     if not started.done():
                         answer.first_at = time.perf_counter()
                         started.set_result(None)
+                        if self._dependencies is not None:
+                            self._dependencies.answered(UPSTREAM)
                     if chunk.finish_reason:
                         finish_reason = chunk.finish_reason
                     if chunk.usage is not None:
@@ -417,9 +428,17 @@ class Generations:
                 error = exc
                 if isinstance(exc, UpstreamError):
                     self._metrics.upstream_errors.labels(exc.kind).inc()
-                logger.warning("answer %s failed: %s", mid, exc.message)
+                if isinstance(exc, UpstreamError) and self._dependencies is not None:
+                    # The model's API failing is one line while it lasts (the
+                    # tracker's), not one per ask; each ask's own is for debugging.
+                    self._dependencies.failed(UPSTREAM, exc)
+                    logger.debug("answer %s failed: %s", mid, exc.message)
+                else:
+                    logger.warning("answer %s failed: %s", mid, exc.message)
             elif outage is not None:
                 error = outage  # logged once by the dependency tracker
+                if not began:  # answered 503 before a stream existed: refused, not failed
+                    answer.outcome = "refused"
             else:
                 error = ServiceError(500, "generating the answer failed")
                 logger.exception("answer %s failed", mid)
@@ -450,12 +469,9 @@ class Generations:
         await self._history.finish_answer(
             mid, text, status, finish_reason, usage=answer.usage, reasoning=answer.reasoning
         )
-        done: dict[str, object] = {
-            "chatId": answer.chat_id,
-            "messageId": mid,
-            "answer": text,
-            "finishReason": finish_reason,
-        }
+        done = DoneData(
+            chatId=answer.chat_id, messageId=mid, answer=text, finishReason=finish_reason
+        )
         if answer.usage is not None:
             done["usage"] = {
                 "promptTokens": answer.usage.prompt_tokens,
@@ -466,6 +482,14 @@ class Generations:
         answer.outcome = status
         await self._store.append(mid, _json(done), event="done")
         await self._store.finish(mid, status)
+        logger.info(
+            "answer %s ended %s (%s), %d characters",
+            mid,
+            status,
+            finish_reason,
+            len(text),
+            extra={"outcome": status, "finish_reason": finish_reason},
+        )
 
     async def _end_with_error(
         self, answer: Answer, status: FinishStatus, code: int, message: str
@@ -486,8 +510,16 @@ class Generations:
                 self._unsaved[mid] = (answer.text, status, message)
         answer.ended = True
         answer.outcome = status
-        await self._store.append(mid, _json({"code": code, "message": message}), event="error")
+        await self._store.append(mid, _json(ErrorData(code=code, message=message)), event="error")
         await self._store.finish(mid, status)
+        logger.info(
+            "answer %s ended %s (error %d: %s)",
+            mid,
+            status,
+            code,
+            message,
+            extra={"outcome": status, "code": code},
+        )
 
     # -- saving while streaming ---------------------------------------------
 
@@ -509,7 +541,10 @@ class Generations:
                 await self._history.finish_answer(mid, text, status, error=message)
             except Exception as exc:
                 if self._outage(exc) is None:
-                    logger.exception("saving answer %s as %s failed", mid, status)
+                    # The saver is about no answer: this line names its own.
+                    logger.exception(
+                        "saving answer %s as %s failed", mid, status, extra={"message_id": mid}
+                    )
                     del self._unsaved[mid]  # a bug, not an outage: trying again will not help
                 break  # still away: the next tick tries again
             del self._unsaved[mid]

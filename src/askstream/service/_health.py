@@ -14,6 +14,15 @@ back, however many requests fail in between (a line and a traceback per
 request flooded the log: 670 lines in 5 s). While a dependency is known to be
 down, new asks are refused at once (:meth:`Dependencies.check_up`) instead of
 calling the model for an answer that could not be stored.
+
+The model's API (:data:`UPSTREAM`) is tracked by the answers alone
+(:meth:`Dependencies.failed`, :meth:`Dependencies.answered`): one line when
+asks start failing, one when an answer streams again. Nothing probes it and no
+ask is refused for it: each ask is its own try, answered 502 if it fails.
+
+Each of these lines carries the fields ``dependency`` and ``state`` (``down``
+or ``up``) for a log collector (``--log-format json``, _logs.py); a change
+noticed by a request carries its ids, the probe's "back" line none.
 """
 
 from __future__ import annotations
@@ -32,10 +41,12 @@ from starlette.responses import JSONResponse, Response
 
 from ..streams import StoreUnavailable
 from ._errors import Unavailable
+from ._logs import detached
 
 __all__ = [
     "DATABASE",
     "STORE",
+    "UPSTREAM",
     "Dependencies",
     "database_probe",
     "outage_handlers",
@@ -48,6 +59,7 @@ logger = logging.getLogger("askstream.service")
 
 DATABASE = "the database"
 STORE = "the stream store"
+UPSTREAM = "the model's API"
 
 Probe = Callable[[], Awaitable[object]]
 
@@ -132,6 +144,8 @@ class Dependencies:
         self._clock = clock
         self._sleep = sleep
         self._down: dict[str, float] = {}
+        # Dependencies known by their answers only (UPSTREAM): since when, how many failed.
+        self._failing: dict[str, tuple[float, int]] = {}
         self._watcher: asyncio.Task[None] | None = None
         #: Set when the server begins to stop: readiness fails from then on.
         self.stopping = False
@@ -165,17 +179,52 @@ class Dependencies:
             "%s is unreachable (%s); asks and stream reads get 503 until it is back",
             name,
             _describe(exc),
+            extra={"dependency": name, "state": "down"},
         )
         if self._watcher is None or self._watcher.done():
+            # Detached: the probe's lines (the "back" one) belong to no request,
+            # not to the one that happened to notice the outage first.
             self._watcher = asyncio.get_running_loop().create_task(
-                self._watch(), name="askstream dependency probe"
+                self._watch(), name="askstream dependency probe", context=detached()
             )
 
     def up(self, name: str) -> None:
         """``name`` answered: logged if it was down."""
         since = self._down.pop(name, None)
         if since is not None:
-            logger.warning("%s is back after %.1f s", name, self._clock() - since)
+            logger.warning(
+                "%s is back after %.1f s",
+                name,
+                self._clock() - since,
+                extra={"dependency": name, "state": "up"},
+            )
+
+    def failed(self, name: str, exc: BaseException | None = None) -> None:
+        """A call to ``name`` (a dependency nobody probes: :data:`UPSTREAM`)
+        failed: logged if the last one had worked. Refuses nothing."""
+        since, count = self._failing.get(name, (None, 0))
+        if since is None:
+            since = self._clock()
+            logger.warning(
+                "%s is failing (%s); asks get 502 until an answer streams again",
+                name,
+                _describe(exc),
+                extra={"dependency": name, "state": "down"},
+            )
+        self._failing[name] = (since, count + 1)
+
+    def answered(self, name: str) -> None:
+        """A call to ``name`` worked: logged if the calls before it had failed."""
+        failing = self._failing.pop(name, None)
+        if failing is not None:
+            since, count = failing
+            logger.warning(
+                "%s answers again after %.1f s (%d asks failed meanwhile)",
+                name,
+                self._clock() - since,
+                count,
+                extra={"dependency": name, "state": "up"},
+            )
 
     def check_up(self) -> None:
         """Raise :class:`Unavailable` (503) while a dependency is known to be down."""

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
-from contextlib import aclosing
-from typing import Literal, TypeVar
+from collections.abc import Iterable
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -59,7 +58,6 @@ REFUSALS = (
     "user_generations",
     "store_bytes",
 )
-_T = TypeVar("_T")
 _STORE_ERRORS = ("unreachable", "lost")
 _CANCELS = ("cancelled", "passed_on", "already_ended")
 
@@ -129,7 +127,8 @@ class Metrics:
         )
         self.resumes = Counter(
             "askstream_resumes",
-            "Stream reads that resumed after an event id (Last-Event-ID).",
+            "Stream reads that resumed: after an event id (Last-Event-ID), or the AI "
+            "SDK's GET /api/chat/{id}/stream of an answer in progress.",
             registry=registry,
         )
         self.cancels = Counter(
@@ -196,18 +195,6 @@ class Metrics:
             self.first_token.observe(first_token)
         if duration is not None:
             self.answer_duration.observe(duration)
-
-    async def reading(self, stream: AsyncGenerator[_T, None]) -> AsyncIterator[_T]:
-        """``stream``, counted in :attr:`readers` while it is read: for a door
-        that follows the log itself (``/v1/``, ``/api/chat``), not through the
-        fan-out, which counts its own."""
-        self.readers.inc()
-        try:
-            async with aclosing(stream) as items:
-                async for item in items:
-                    yield item
-        finally:
-            self.readers.dec()
 
     # -- scraping --------------------------------------------------------------------
 

@@ -25,8 +25,10 @@ from ..http import aconnect
 from ..sse import Event
 from ._backend import ChatMessage, Chunk, ModelOptions, Usage
 from ._errors import UpstreamError
+from ._json import loads
 from ._retry import RetryPolicy, retry_delay
 from ._text import valid_text
+from ._upstream import Upstream, lean_ok
 
 __all__ = ["OpenAIBackend", "completions_url"]
 
@@ -116,6 +118,10 @@ class OpenAIBackend:
     A thinking model's ``reasoning_content`` (or ``reasoning``) comes as chunks
     with :attr:`Chunk.reasoning <askstream.service.Chunk.reasoning>` set.
 
+    The stream is read by a lean HTTP/1.1 client of its own (``_upstream.py``,
+    http and https alike); httpx reads it instead when ``client`` is given or a
+    proxy is configured for the URL (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``).
+
     >>> backend = OpenAIBackend("http://localhost:11434/v1", "llama3.2")
     >>> backend.url
     'http://localhost:11434/v1/chat/completions'
@@ -150,6 +156,11 @@ class OpenAIBackend:
             timeout=self._timeout,
             # The service bounds its own concurrency; the pool must not queue answers.
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        )
+        self._upstream = (
+            Upstream(connect_timeout=connect_timeout, read_timeout=read_timeout)
+            if client is None and lean_ok(self.url)
+            else None
         )
 
     async def stream(
@@ -200,15 +211,7 @@ class OpenAIBackend:
         usage: Usage | None = None
         done = False  # data: [DONE] came: an end even without a finish reason
         try:
-            async with aconnect(
-                "POST",
-                self.url,
-                client=self._client,
-                json=body,
-                headers=self._headers,
-                timeout=self._timeout,
-                reconnect=None,  # never POST a question twice: a drop is a failure
-            ) as events:
+            async with aclosing(self._events(body)) as events:
                 async for event in events:
                     chunk = self._chunk(event)
                     if chunk is None:  # data: [DONE]
@@ -256,11 +259,29 @@ class OpenAIBackend:
             )
         yield Chunk(finish_reason=finish_reason or "stop", usage=usage)
 
+    def _events(self, body: dict[str, object]) -> AsyncGenerator[Event, None]:
+        if self._upstream is not None:
+            return self._upstream.events(self.url, json.dumps(body).encode(), self._headers)
+        return self._httpx_events(body)
+
+    async def _httpx_events(self, body: dict[str, object]) -> AsyncGenerator[Event, None]:
+        async with aconnect(
+            "POST",
+            self.url,
+            client=self._client,
+            json=body,
+            headers=self._headers,
+            timeout=self._timeout,
+            reconnect=None,  # never POST a question twice: a drop is a failure
+        ) as events:
+            async for event in events:
+                yield event
+
     def _chunk(self, event: Event) -> Chunk | None:
         if event.data == "[DONE]":
             return None
         try:
-            payload = json.loads(event.data)
+            payload = loads(event.data)  # _json.py: orjson, one call per chunk
         except ValueError:
             raise UpstreamError(
                 f"the LLM back end sent a chunk that is not JSON: {event.data[:200]!r}",
@@ -288,5 +309,7 @@ class OpenAIBackend:
             ) from None
 
     async def aclose(self) -> None:
+        if self._upstream is not None:
+            await self._upstream.aclose()
         if self._own_client:
             await self._client.aclose()

@@ -29,10 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..http import EventStreamResponse
-from ..streams import Store, StoreUnavailable, StreamExpired, StreamNotFound
+from ..streams import StoreUnavailable, StreamExpired, StreamNotFound
 from ._backend import ChatMessage
 from ._demo import DEMO_MODEL
 from ._errors import ServiceError
+from ._fanout import Fanout
 from ._model import ModelPolicy
 from ._routes import Deps, User
 from ._schemas import validation_message
@@ -210,7 +211,7 @@ class _Chunks:
 
 
 async def _stream(
-    store: Store, message_id: str, chunks: _Chunks, *, include_usage: bool
+    fanout: Fanout, message_id: str, chunks: _Chunks, *, include_usage: bool
 ) -> AsyncGenerator[str, None]:
     """The answer's log as OpenAI chunks, then ``[DONE]``; a failure is OpenAI's
     error chunk (which the SDKs raise as ``APIError``) and no ``[DONE]``.
@@ -220,7 +221,7 @@ async def _stream(
     parse. A client counts the chunks with content or reasoning_content instead.
     """
     try:
-        async with aclosing(store.follow(message_id)) as events:
+        async with aclosing(fanout.events(message_id)) as events:
             async for event in events:
                 data = json.loads(event.data)
                 if event.event == "message":
@@ -244,11 +245,11 @@ async def _stream(
         yield _json(openai_error(500, "reading the answer failed"))
 
 
-async def _whole(store: Store, message_id: str) -> dict[str, Any]:
+async def _whole(fanout: Fanout, message_id: str) -> dict[str, Any]:
     """The answer's ``done`` data, once it is there, with the model's ``reasoning``
     (``None`` if it sent none); its ``error`` as a ServiceError."""
     thoughts: list[str] = []
-    async with aclosing(store.follow(message_id)) as events:
+    async with aclosing(fanout.events(message_id)) as events:
         async for event in events:
             if event.event == "reasoning":
                 thoughts.append(json.loads(event.data)["delta"])
@@ -311,13 +312,14 @@ async def chat_completions(request: Request, deps: Deps, user: User) -> Response
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         chunks = _Chunks(f"chatcmpl-{mid}", created, body.model, include_usage)
-        stream = _stream(deps.store, mid, chunks, include_usage=include_usage)
+        # Through the fan-out: a reader the graceful stop waits for, sharing
+        # one follower of the log with the answer's other readers at this door.
         return EventStreamResponse(
-            stream if deps.metrics is None else deps.metrics.reading(stream),
+            _stream(deps.fanout, mid, chunks, include_usage=include_usage),
             ping=deps.settings.heartbeat,
             headers=headers,
         )
-    done = await _whole(deps.store, mid)
+    done = await _whole(deps.fanout, mid)
     completion = {
         "id": f"chatcmpl-{mid}",
         "object": "chat.completion",

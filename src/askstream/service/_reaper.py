@@ -57,7 +57,11 @@ async def reap_once(store: Store, history: ChatHistory) -> list[str]:
     failed first; the ids this instance ended."""
     taken = await store.take_over()
     for message_id in taken:
-        logger.warning("answer %s lost its server; it ends with error 503", message_id)
+        logger.warning(
+            "answer %s lost its server; it ends with error 503",
+            message_id,
+            extra={"message_id": message_id},
+        )
         try:
             events = await store.read(message_id)
         except StoreError:
@@ -68,7 +72,9 @@ async def reap_once(store: Store, history: ChatHistory) -> list[str]:
             await history.fail_answer(message_id, LOST, content)
         except Exception:
             # Its readers must still hear how it ended; the row stays "streaming".
-            logger.exception("saving answer %s as failed failed", message_id)
+            logger.exception(
+                "saving answer %s as failed failed", message_id, extra={"message_id": message_id}
+            )
         try:
             await store.append(message_id, LOST_DATA, event="error")
         except RuntimeError:
@@ -121,7 +127,11 @@ async def sweep_once(store: Store, history: ChatHistory, idle: float) -> list[st
         if await store.status(message_id) is None and await history.fail_answer(
             message_id, VANISHED
         ):
-            logger.warning("answer %s had no stream left; it is stored as failed", message_id)
+            logger.warning(
+                "answer %s had no stream left; it is stored as failed",
+                message_id,
+                extra={"message_id": message_id},
+            )
             failed.append(message_id)
     return failed
 

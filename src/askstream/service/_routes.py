@@ -17,6 +17,7 @@ from ._generation import Generations
 from ._guards import USER_KEY
 from ._health import Dependencies
 from ._history import ChatHistory
+from ._logs import bind_answer
 from ._metrics import Metrics
 from ._model import ModelPolicy
 from ._openapi import EVENT_STREAM, LAST_EVENT_ID
@@ -50,12 +51,14 @@ class Services:
     metrics: Metrics | None = None
 
 
-def services(request: Request) -> Services:
+# Both dependencies are `async def`: FastAPI runs a plain `def` one in a worker
+# thread, a hop per request for a dictionary lookup.
+async def services(request: Request) -> Services:
     """The one dependency every route takes: later auth and limits hook in here."""
     return cast("Services", request.app.state.askstream)
 
 
-def caller(request: Request) -> str:
+async def caller(request: Request) -> str:
     """The user a request acts as: ``Identify`` (the front gate) put it in the scope
     of every API call, from a token or a session; the routes only read it."""
     return cast("str", request.scope[USER_KEY])
@@ -218,6 +221,9 @@ async def _own_stream(deps: Services, message_id: str, user: str) -> None:
     # without the database, with the same 404 as for an id that never existed.
     if await deps.store.owner(message_id) != user:
         raise ServiceError(404, f"no stream {shown(message_id)}")
+    # Named in the log from here on: a stream that exists, so an id we made,
+    # never a client's text (a newline in it would forge a line).
+    bind_answer(message_id=message_id)
 
 
 @router.get(
@@ -272,6 +278,7 @@ async def get_chat(chat_id: str, deps: Deps, user: User) -> ChatDetail:
 async def delete_chat(chat_id: str, deps: Deps, user: User) -> Response:
     if await deps.history.chat(chat_id, user) is None:
         raise ServiceError(404, f"no chat {shown(chat_id)}")
+    bind_answer(chat_id=chat_id)  # a chat that exists (see _own_stream)
     await deps.generations.cancel_chat(chat_id)
     await deps.history.delete_chat(chat_id, user)
     return Response(status_code=204)

@@ -34,6 +34,7 @@ from ._settings_types import (
     Count,
     Delay,
     HttpUrl,
+    LogFormat,
     LogLevel,
     Names,
     Origins,
@@ -313,7 +314,18 @@ class Settings(BaseSettings):
     log_level: LogLevel = setting(
         "info",
         "critical, error, warning, info or debug",
-        doc="`critical`, `error`, `warning`, `info` or `debug`",
+        doc="`critical`, `error`, `warning`, `info` or `debug`; `info` logs one line per "
+        "request and per answer, `warning` only what needs a look",
+    )
+    # -- the log's form (docs/deploy.md, "Logs"; _logs.py) --
+    log_format: LogFormat = setting(
+        "text",
+        "text (readable lines) or json (one JSON object a line, for log collectors)",
+        doc="`text`: readable lines, `LEVEL logger: message [request=... chat=... "
+        "message=...]`; `json`: one JSON object a line (`time`, `level`, `logger`, "
+        "`message`, `request_id`, `chat_id`, `message_id`, `exc`, ...) for a log collector. "
+        "Under plain `uvicorn --factory`, `json` takes over the process's logging; `text` "
+        "leaves uvicorn's as it is. See [deploy.md](deploy.md#logs)",
     )
     # -- who may ask (docs/security.md) --
     tokens: str | None = setting(
@@ -359,8 +371,10 @@ class Settings(BaseSettings):
         "origins whose pages may call the API from the browser (CORS); unset: none",
         doc="origins (`https://app.example.com`) whose pages may call the API from the "
         "browser, comma-separated: CORS preflights are answered for them, with "
-        "`Authorization`, `Content-Type` and `Last-Event-ID` allowed and `Content-Location` "
-        "exposed. `*` allows any origin without credentials (cookies)",
+        "`Authorization`, `Content-Type`, `Last-Event-ID` and `X-Request-ID` allowed and "
+        "`Content-Location`, `X-Askstream-Resume` and `X-Request-ID` exposed. `*` allows any "
+        "origin without "
+        "credentials (cookies)",
         unset="unset: none",
     )
     api_docs: bool = setting(

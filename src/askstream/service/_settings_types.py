@@ -13,12 +13,14 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator, BeforeValidator
 
 __all__ = [
+    "LOG_FORMATS",
     "LOG_LEVELS",
     "OVERRIDES",
     "ApiKey",
     "Count",
     "Delay",
     "HttpUrl",
+    "LogFormat",
     "LogLevel",
     "Names",
     "Origins",
@@ -31,6 +33,7 @@ __all__ = [
 ]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")  # the log's form (_logs.py)
 #: What a request may be allowed to set for itself (``request_overrides``).
 OVERRIDES = ("temperature", "max_tokens", "system")
 _Number = TypeVar("_Number", int, float)
@@ -91,6 +94,12 @@ def _log_level(text: str) -> str:
     return text.lower()
 
 
+def _log_format(text: str) -> str:
+    if text.lower() not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}, not {text!r}")
+    return text.lower()
+
+
 def _http_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"must be an http(s) URL, not {url!r}")
@@ -121,6 +130,7 @@ Origins = Annotated[tuple[str, ...], BeforeValidator(_names), AfterValidator(_or
 Overrides = Annotated[tuple[str, ...], BeforeValidator(_names), AfterValidator(_overrides)]
 Temperature = Annotated[float, AfterValidator(_temperature)]
 LogLevel = Annotated[str, AfterValidator(_log_level)]
+LogFormat = Annotated[str, AfterValidator(_log_format)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 RedisUrl = Annotated[str, AfterValidator(_redis_url)]
 ApiKey = Annotated[str, AfterValidator(_api_key)]

@@ -12,8 +12,10 @@ each a ``data:`` line of JSON, and ``data: [DONE]`` last (docs/api.md)::
                                  answer's first chunk (or its end)
     message {delta}              {"type": "text-start", "id": "text-0"} before the first,
                                  {"type": "text-delta", "id": "text-0", "delta": ...}
-    done {finishReason}          {"type": "text-end", ...}, {"type": "finish", "finishReason": ...}
-                                 (cancelled: {"type": "abort", "reason": "cancelled"} instead)
+    done {finishReason, usage}   {"type": "text-end", ...}, {"type": "finish", "finishReason": ...,
+                                 "messageMetadata": {"usage": {"inputTokens", "outputTokens",
+                                 "totalTokens"}}} (no messageMetadata when the model counted
+                                 nothing; cancelled: {"type": "abort", "reason": "cancelled"})
     error {code, message}        {"type": "text-end", ...}, {"type": "error", "errorText": ...}
     (the response ends)          [DONE]
 
@@ -36,9 +38,9 @@ from starlette.types import Receive, Scope, Send
 from ..http import EventStreamResponse
 from ..http._shutdown import SCOPE_KEY, Shutdown
 from ..sse import Event
-from ..streams import Store, StoreUnavailable, StreamExpired, StreamNotFound
+from ..streams import StoreUnavailable, StreamExpired, StreamNotFound
+from ._fanout import Fanout
 from ._health import unavailable
-from ._metrics import Metrics
 
 __all__ = ["PROTOCOL_HEADER", "RESUME", "UI_MESSAGE_STREAM", "UIMessageChunks", "ui_message_stream"]
 
@@ -106,16 +108,30 @@ class UIMessageChunks:
         if event.event == "reasoning":
             return self._reasoning(json.loads(event.data)["delta"])
         if event.event == "done":
-            return self._done(json.loads(event.data).get("finishReason"))
+            done = json.loads(event.data)
+            return self._done(done.get("finishReason"), done.get("usage"))
         if event.event == "error":
             return self.fail(json.loads(event.data).get("message", "the answer failed"))
         return []
 
-    def _done(self, reason: str | None) -> list[str]:
+    def _done(self, reason: str | None, usage: dict[str, int] | None) -> list[str]:
         if reason == "cancelled":
             return [*self._end_text(), _json({"type": "abort", "reason": "cancelled"})]
-        finish = _FINISH_REASONS.get(reason or "", "other")
-        return [*self._end_text(), _json({"type": "finish", "finishReason": finish})]
+        finish: dict[str, Any] = {
+            "type": "finish",
+            "finishReason": _FINISH_REASONS.get(reason or "", "other"),
+        }
+        if usage is not None:
+            # The SDK's own names (LanguageModelUsage), where useChat's
+            # message.metadata shows them.
+            finish["messageMetadata"] = {
+                "usage": {
+                    "inputTokens": usage["promptTokens"],
+                    "outputTokens": usage["completionTokens"],
+                    "totalTokens": usage["totalTokens"],
+                }
+            }
+        return [*self._end_text(), _json(finish)]
 
     def fail(self, message: str) -> list[str]:
         """The chunks that end the answer with an error."""
@@ -143,13 +159,13 @@ class UIMessageChunks:
         return [_json({"type": "reasoning-end", "id": _REASONING_ID})]
 
 
-async def _ui_stream(store: Store, message_id: str) -> AsyncGenerator[str, None]:
-    # The store's own follower, not the Fanout's: a hub writes askstream's
+async def _ui_stream(fanout: Fanout, message_id: str) -> AsyncGenerator[str, None]:
+    # Decoded events (Fanout.events), not a hub's: a hub writes askstream's
     # frames straight to the socket, and each event must be translated here.
     chunks = UIMessageChunks(message_id)
     yield chunks.start()
     try:
-        async with aclosing(store.follow(message_id)) as events:
+        async with aclosing(fanout.events(message_id)) as events:
             async for event in events:
                 for chunk in chunks.feed(event):
                     yield chunk
@@ -205,14 +221,11 @@ class _UIMessageStreamResponse(EventStreamResponse):
         return super().__call__(scope, receive, send)
 
 
-def ui_message_stream(
-    store: Store, message_id: str, *, ping: float, metrics: Metrics | None = None
-) -> EventStreamResponse:
-    """The response that reads answer ``message_id`` from ``store``, from its start,
-    as a UI message stream (counted in ``metrics``' readers)."""
-    stream = _ui_stream(store, message_id)
+def ui_message_stream(fanout: Fanout, message_id: str, *, ping: float) -> EventStreamResponse:
+    """The response that reads answer ``message_id`` through ``fanout``, from its
+    start, as a UI message stream (a reader the graceful stop waits for)."""
     return _UIMessageStreamResponse(
-        stream if metrics is None else metrics.reading(stream),
+        _ui_stream(fanout, message_id),
         ping=ping,
         headers={**PROTOCOL_HEADER, "Content-Location": f"/api/streams/{message_id}"},
     )
@@ -230,16 +243,34 @@ def _chunk(kind: str, **fields: dict[str, Any]) -> dict[str, Any]:
 
 
 _STRING = {"type": "string"}
+_COUNT = {"type": "integer", "minimum": 0}
+_FINISH = {"enum": ["stop", "length", "content-filter", "tool-calls", "other"]}
+_METADATA = {
+    "type": "object",
+    "description": "What the answer cost, as the model counted it (absent if it did not).",
+    "properties": {
+        "usage": {
+            "type": "object",
+            "properties": {"inputTokens": _COUNT, "outputTokens": _COUNT, "totalTokens": _COUNT},
+            "required": ["inputTokens", "outputTokens", "totalTokens"],
+        }
+    },
+}
 _CHUNK = {
     "oneOf": [
         _chunk("start", messageId=_STRING),
         _chunk("text-start", id=_STRING),
         _chunk("text-delta", id=_STRING, delta=_STRING),
         _chunk("text-end", id=_STRING),
-        _chunk(
-            "finish",
-            finishReason={"enum": ["stop", "length", "content-filter", "tool-calls", "other"]},
-        ),
+        {
+            "type": "object",
+            "properties": {
+                "type": {"const": "finish"},
+                "finishReason": _FINISH,
+                "messageMetadata": _METADATA,
+            },
+            "required": ["type", "finishReason"],
+        },
         _chunk("abort", reason={"const": "cancelled"}),
         _chunk("error", errorText=_STRING),
     ]

@@ -39,7 +39,7 @@ def marker_cost(stream_id: str) -> int:
 
 
 class _Log:
-    __slots__ = ("changed", "events", "on_cancel", "owner", "size", "status")
+    __slots__ = ("events", "on_cancel", "owner", "size", "status", "waiters")
 
     def __init__(self, owner: str, on_cancel: CancelCallback | None) -> None:
         self.owner = owner
@@ -47,15 +47,21 @@ class _Log:
         self.size = 0  # bytes its events hold (data strings and _EVENT_COST each)
         self.status: StreamStatus = "open"
         self.on_cancel = on_cancel
-        # Made by the first follower that has to wait, set and dropped by the
+        # One future per follower that has to wait, resolved and dropped by the
         # next append or finish: followers sleep until then, no polling, and an
-        # append nobody waits for costs no wake-up at all.
-        self.changed: asyncio.Event | None = None
+        # append nobody waits for costs no wake-up at all. Bare futures rather
+        # than an asyncio.Event made per append: a token spares the Event and
+        # its bookkeeping. One each, not one shared: a follower's cancel cancels
+        # the future it awaits, which must not end the others' wait.
+        self.waiters: list[asyncio.Future[None]] = []
 
     def wake(self) -> None:
-        changed, self.changed = self.changed, None
-        if changed is not None:
-            changed.set()
+        waiters = self.waiters
+        if waiters:
+            self.waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
 
 class MemoryStore:
@@ -228,9 +234,14 @@ class MemoryStore:
                 yield events[position - 1]
             if log.status != "open":
                 return
-            if log.changed is None:
-                log.changed = asyncio.Event()
-            await log.changed.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            log.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in log.waiters:
+                    log.waiters.remove(waiter)
+                raise
 
     async def finish(self, stream_id: str, status: FinishStatus = "complete") -> None:
         log = self._log(stream_id)

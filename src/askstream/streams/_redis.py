@@ -8,6 +8,7 @@ its status; the key layout and the atomic steps are in ``_redis_scripts.py``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import uuid
@@ -225,7 +226,10 @@ class RedisStore:
         return self._closed
 
     def _start(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coroutine)
+        # The store's loops serve every stream: they start in a context of their
+        # own, not in that of the reader that happened to need one first (the
+        # service's log would name its request on every line they write).
+        task = asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -497,6 +501,7 @@ class RedisStore:
                     "stream %s lost its lease (this process stalled past the lease ttl?); "
                     "it was ended by another instance",
                     stream_id,
+                    extra={"stream_id": stream_id},
                 )
             self._leases.release(stream_id)
             self._on_cancel.pop(stream_id, None)

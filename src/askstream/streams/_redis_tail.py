@@ -165,6 +165,16 @@ class Feed:
         await self._changed.wait()
 
 
+class _Outage:
+    """Whether a tail's readers find Redis unreachable, shared by them: one line
+    when the first fails and one when one reads again, not one per reader."""
+
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+
 class _Reader:
     """One connection running ``XREAD BLOCK`` over the feeds it was given."""
 
@@ -177,9 +187,11 @@ class _Reader:
         *,
         patience: float = float("inf"),
         clock: Callable[[], float] = time.monotonic,
+        outage: _Outage | None = None,
     ) -> None:
         self.client = client
         self.wake_key = wake_key
+        self._outage = outage or _Outage()
         self._raw_wake_key = wake_key.encode()
         # Come back at least every `patience` seconds to look for vanished streams.
         self.block_ms = min(block_ms, max(1, round(patience * 1000)))
@@ -236,8 +248,10 @@ class _Reader:
             finally:
                 self.blocked = False
             if self._failing_since is not None:
-                logger.warning("reading streams from Redis works again")
                 self._failing_since = None
+                if self._outage.since is not None:
+                    self._outage.since = None
+                    logger.warning("reading streams from Redis works again")
             self._dispatch(reply, sent)
             await self._look_for_vanished(errors)
 
@@ -245,7 +259,9 @@ class _Reader:
         now = self._clock()
         if self._failing_since is None:
             self._failing_since = now
-            logger.warning("reading streams from Redis failed (%s); retrying", exc)
+            if self._outage.since is None:
+                self._outage.since = now
+                logger.warning("reading streams from Redis failed (%s); retrying", exc)
         elif now - self._failing_since >= self._patience:
             for feed in list(self.feeds.values()):
                 feed.lose(f"the stream store has been unreachable for {self._patience:g} s")
@@ -326,6 +342,7 @@ class Tail:
         self._clock = clock
         self._readers: list[_Reader] = []
         self._feeds: dict[str, Feed] = {}
+        self._outage = _Outage()
 
     @property
     def connections(self) -> list[Redis]:
@@ -362,6 +379,7 @@ class Tail:
                 self._closing,
                 patience=self._patience,
                 clock=self._clock,
+                outage=self._outage,
             )
             self._readers.append(reader)
             self._start_task(reader.run(self._sleep))

@@ -397,10 +397,6 @@ function setTitle(title) {
   document.title = text ? `${text} · askstream` : "askstream";
 }
 
-// Stop, disabled while its answer stops, drops the keyboard focus to the page's
-// body: remember that it had it, so that Send still takes it when it comes back.
-let stopHadFocus = false;
-
 function updateComposer() {
   const active = state.active;
   const streamingHere = active !== null && active.chatId === state.chatId && state.chatId !== null;
@@ -410,16 +406,16 @@ function updateComposer() {
   // The button that goes away hands its focus to the one that takes its place,
   // so a keyboard user's next Enter or Space stops (or sends) as they expect.
   const focused = document.activeElement;
-  if (focused === ui.stop) stopHadFocus = true;
-  else if (focused !== document.body) stopHadFocus = false;
   ui.stop.hidden = !showStop;
-  ui.stop.disabled = Boolean(active?.stopping);
+  // aria-disabled, not disabled: a disabled button drops the focus (to <body>),
+  // and then the Send that comes back could not take it over. stop() ignores
+  // the presses that follow the first.
+  ui.stop.setAttribute("aria-disabled", String(Boolean(active?.stopping)));
   ui.send.hidden = showStop;
   ui.send.disabled = busy;
   ui.send.title = busy ? "An answer is still being written" : "";
   if (showStop && focused === ui.send) ui.stop.focus();
-  else if (!showStop && stopHadFocus) ui.send.focus();
-  if (!showStop) stopHadFocus = false;
+  else if (!showStop && focused === ui.stop) ui.send.focus();
 }
 
 function closeSidebar() {
