@@ -251,9 +251,9 @@ def measure(
     )
 
 
-def start_upstream(tokens: int, delay: float) -> ServerProcess:
-    """The fake upstream alone, started (for the workers' and the metrics' rows)."""
-    upstream = ServerProcess(
+def fake_upstream(tokens: int, delay: float) -> ServerProcess:
+    """The fake upstream, stamping every piece it sends, not started yet."""
+    return ServerProcess(
         "askstream.testing:FakeUpstream.from_env",
         factory=True,
         env={
@@ -262,6 +262,11 @@ def start_upstream(tokens: int, delay: float) -> ServerProcess:
             "ASKSTREAM_FAKE_STAMP": "1",
         },
     )
+
+
+def start_upstream(tokens: int, delay: float) -> ServerProcess:
+    """The fake upstream alone, started (for the workers' and the metrics' rows)."""
+    upstream = fake_upstream(tokens, delay)
     upstream.start()
     return upstream
 
@@ -290,15 +295,7 @@ def start(
 ) -> Servers:
     """The upstream (``direct``) and the service (``askstream``); with ``rivals``,
     the two relays, and with ``before``, askstream from that source tree."""
-    upstream = ServerProcess(
-        "askstream.testing:FakeUpstream.from_env",
-        factory=True,
-        env={
-            "ASKSTREAM_FAKE_TOKENS": str(tokens),
-            "ASKSTREAM_FAKE_DELAY": str(delay),
-            "ASKSTREAM_FAKE_STAMP": "1",
-        },
-    )
+    upstream = fake_upstream(tokens, delay)
     servers: Servers = {"direct": upstream}
 
     def service(name: str, src: str | None) -> ServerProcess:
