@@ -854,14 +854,10 @@ def report(
         "measures (its pauses would count against whichever server runs).",
         "- askstream: the answer's hub (one task per answer and process) reads each "
         "event from the store once, encodes it once and calls every caught-up "
-        "reader's `send` itself (`askstream.Broadcast`), as an eager task on "
-        "Python 3.12 and later: no task wakes per reader. On 3.11 each waiting "
-        "reader's task wakes once per event and holds a fresh future until the "
-        "next; the service lets a full collection wait for 100 middle ones (not "
-        "CPython's 10), as those futures would otherwise bring one every few "
-        "seconds, each a pause of every reader. What is left per reader is one "
-        "write through the framework's send wrappers and uvicorn's `send`, and "
-        "the socket write itself, which the machine's floor row prices alone.",
+        "reader's `send` itself (`askstream.Broadcast`): no task wakes per reader. "
+        "What is left per reader is one write through the framework's send "
+        "wrappers and uvicorn's `send`, and the socket write itself, which the "
+        "machine's floor row prices alone.",
         "- Everything shares the machine's cores with other jobs: rows move between "
         "runs by a few ms; compare within one run.",
     ]

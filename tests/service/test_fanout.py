@@ -9,15 +9,12 @@ gets every event once, in order.
 from __future__ import annotations
 
 import asyncio
-import gc
-from pathlib import Path
 
 import pytest
 
 from askstream import EventStreamResponse
-from askstream.service import Settings, create_app
 from askstream.service._fanout import Fanout
-from askstream.streams import MemoryStore, Store, StreamNotFound
+from askstream.streams import Store, StreamNotFound
 
 from ..http.peers import Peer, wait_until
 from ..streams.conftest import MakeStore
@@ -254,20 +251,3 @@ async def test_a_door_reader_beside_a_lone_follower_makes_it_no_hub(make_store: 
     await asyncio.wait_for(asyncio.gather(task, door_task), timeout=5)
     assert door == [data for _, data in read(peer)] == [f"piece {n}" for n in range(5)]
     await fanout.aclose()
-
-
-async def test_the_app_makes_full_collections_rarer_while_it_runs_and_puts_them_back(
-    tmp_path: Path,
-) -> None:
-    # Full collections walk every connection's objects: a pause every reader
-    # of an answer waits out (service/_app.py). The service spaces them out;
-    # the young generations and the process after the app are left as found.
-    before = gc.get_threshold()
-    try:
-        gc.set_threshold(700, 10, 10)  # CPython's defaults, whatever ran before
-        app = create_app(Settings(data_dir=tmp_path, demo_delay=0.0), store=MemoryStore())
-        async with app.router.lifespan_context(app):
-            assert gc.get_threshold() == (700, 10, 100)
-        assert gc.get_threshold() == (700, 10, 10)
-    finally:
-        gc.set_threshold(*before)

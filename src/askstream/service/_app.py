@@ -61,8 +61,6 @@ __all__ = ["create_app", "make_backend", "make_identities", "make_store"]
 logger = logging.getLogger("askstream.service")
 
 _WEB = Path(__file__).resolve().parent.parent / "web"
-# Middle-generation collections before a full one (CPython's default: 10); see lifespan.
-_FULL_COLLECTION_AFTER = 100
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -320,20 +318,6 @@ def create_app(
             # as the process: out of the collector's way, a full collection no
             # longer walks it, which took 60-80 ms with 1,000 readers connected.
             gc.freeze()
-            # What is left for a full collection to walk is every connection's
-            # objects (1,000 readers: 90-200 ms on a loaded machine, a pause
-            # every reader's event waits out). What brings full collections on
-            # is the waits: on Python 3.11 every waiting stream holds a fresh
-            # future between two events (http/_broadcast.py), which the young
-            # collections promote and the 25% rule then counts. The service
-            # makes few reference cycles (its collections find next to none),
-            # so a full collection may wait for 100 middle ones instead of 10:
-            # at 1,000 readers, one in tens of seconds instead of every few.
-            # The young generations keep their thresholds; put back at the end
-            # (tests start many apps in one process).
-            young, middle, full = gc.get_threshold()
-            gc.set_threshold(young, middle, max(full, _FULL_COLLECTION_AFTER))
-            stack.callback(gc.set_threshold, young, middle, full)
             # The server's protocol reads the limits from here, and counts its
             # refusals (_protocol.py).
             yield {SETTINGS_STATE: settings, REFUSED_STATE: metrics.refused}
