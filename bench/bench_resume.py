@@ -854,10 +854,13 @@ def report(
         "measures (its pauses would count against whichever server runs).",
         "- askstream: the answer's hub (one task per answer and process) reads each "
         "event from the store once, encodes it once and calls every caught-up "
-        "reader's `send` itself (`askstream.Broadcast`): no task wakes per reader. "
-        "What is left per reader is one write through the framework's send "
-        "wrappers and uvicorn's `send`, and the socket write itself, which the "
-        "machine's floor row prices alone.",
+        "reader's `send` itself (`askstream.Broadcast`), each as an eager task on "
+        "Python 3.12 and later: no task wakes per reader there. Before 3.12 "
+        "(this run's Python, if the header says 3.11) there is no public way to "
+        "start a write without a task switch, and each waiting reader's task wakes "
+        "once per event to write it. What is left per reader is one write through "
+        "the framework's send wrappers and uvicorn's `send`, and the socket write "
+        "itself, which the machine's floor row prices alone.",
         "- Everything shares the machine's cores with other jobs: rows move between "
         "runs by a few ms; compare within one run.",
     ]

@@ -271,6 +271,31 @@ async def test_an_idle_stream_gets_a_heartbeat_after_ping_seconds_and_not_before
     await asyncio.wait_for(task, timeout=1)
 
 
+async def test_a_stream_opened_between_two_looks_still_gets_its_heartbeat_no_earlier_than_ping(
+    make_peer: MakePeer,
+) -> None:
+    # Streams of one loop share the watchdog's timer (_ticker.py): the second
+    # stream's first look comes sooner than EVERY after it opened, and its
+    # heartbeat must still wait `ping` seconds from its own start.
+    clock = FakeClock()
+    first, second = make_peer(), make_peer()
+    first_task = first.run(EventStreamResponse(open_then_wait(Closed()), ping=PING, clock=clock))
+    await wait_until(lambda: first.events)
+    await clock.advance(3.0)  # 0.75 s before the first look
+    second_task = second.run(EventStreamResponse(open_then_wait(Closed()), ping=PING, clock=clock))
+    await wait_until(lambda: second.events)
+    await clock.advance(PING - 0.01)  # 3.0 + ping - 0.01 after the first opened
+    await turns()
+    assert b": ping" not in second.body
+    await clock.advance(EVERY)  # 3.0 + ping + every - 0.01: both are
+    await wait_until(lambda: b": ping" in first.body and b": ping" in second.body)
+    assert clock.now() - 3.0 <= PING + EVERY
+    for peer, task in ((first, first_task), (second, second_task)):
+        peer.leave()
+        await asyncio.wait_for(task, timeout=1)
+    assert clock.next_due() is None  # the shared timer went with the last stream
+
+
 async def test_a_stream_with_events_gets_no_heartbeat(make_peer: MakePeer) -> None:
     clock = FakeClock()
     gate = asyncio.Event()

@@ -21,15 +21,15 @@ batch and then waits until the rest of the worker has had a turn
 (:func:`~._turn.take_turn`), so a flood costs the worker's other requests no
 more than a source that awaits between events does.
 
-Everything else arrives by callback: a timer looks now and then at what the
-batch is writing (``Watchdog`` decides on heartbeats and slow readers), a
-heartbeat is put in the batch like any frame, ``ShutdownMiddleware`` calls
-back. A source may hand its stream to a broadcast (``_broadcast.py``): the
-producer then waits there and writes, with the batch's ``write``, the frames
-the broadcast queues for it. Any of them stops the producer by setting a reason and
-cancelling it, but only in one of its own awaits (the source, a write, a turn),
-never in the cleanup; with ``on_disconnect="drain"`` a leaving reader never
-cancels a waiting source.
+Everything else arrives by callback: a timer (one for all the loop's streams,
+``_ticker.py``) looks now and then at what the batch is writing (``Watchdog``
+decides on heartbeats and slow readers), a heartbeat is put in the batch like
+any frame, ``ShutdownMiddleware`` calls back. A source may hand its stream to
+a broadcast (``_broadcast.py``): the producer then waits there and writes,
+with the batch's ``write``, the frames the broadcast queues for it. Any of
+them stops the producer by setting a reason and cancelling it, but only in
+one of its own awaits (the source, a write, a turn), never in the cleanup;
+with ``on_disconnect="drain"`` a leaving reader never cancels a waiting source.
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ from starlette.types import Message, Receive, Send
 from ..sse import Event, comment, encode
 from ._batch import Batch
 from ._broadcast import Join, enter
-from ._clock import Clock, Timer, deadline
+from ._clock import Clock, deadline
 from ._items import encode_item
 from ._pull import Pull, Source, open_pull
 from ._shutdown import Shutdown
+from ._ticker import Ticker, ticker
 from ._turn import take_turn
 from ._watchdog import Action, Watchdog
 
@@ -92,7 +93,7 @@ class Stream:
         "_send_timeout",
         "_stoppable",
         "_task",
-        "_timer",
+        "_ticker",
     )
 
     def __init__(
@@ -116,7 +117,7 @@ class Stream:
         self._stoppable = False  # the producer sits in one of its own awaits
         self._cancelled = False  # we cancelled the producer and have not taken it back
         self._attending = False  # the producer is handed to a broadcast
-        self._timer: Timer | None = None
+        self._ticker: Ticker | None = None  # the watchdog's looks, shared with other streams
 
     async def run(
         self,
@@ -150,7 +151,8 @@ class Stream:
                 self._produce(pull, head, shutdown), name=_PRODUCER_NAME
             )
             if self._dog.every is not None:
-                self._timer = self._clock.call_later(self._dog.every, self._on_timer)
+                self._ticker = ticker(self._clock, self._dog.every)
+                self._ticker.add(self._on_timer)
             self._listening = True
             try:
                 while (await receive())["type"] != "http.disconnect":
@@ -346,9 +348,9 @@ class Stream:
 
     def _quiet(self, shutdown: Shutdown | None) -> None:
         """Stop the timer and the shutdown callback: nothing may stop us now."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._ticker is not None:
+            self._ticker.discard(self._on_timer)
+            self._ticker = None
         if shutdown is not None:
             shutdown.unsubscribe(self._on_shutdown)
         if self._cancelled:  # the source swallowed our cancellation
@@ -360,12 +362,11 @@ class Stream:
         busy, writing = self._batch.doing()
         action = self._dog.look(busy, writing=writing)
         if action is Action.DROP:
-            self._timer = None
+            if self._ticker is not None:
+                self._ticker.discard(self._on_timer)
+                self._ticker = None
             logger.warning("dropping a reader that took nothing for %ss", self._send_timeout)
             self._stop("slow")
             return
         if action is Action.PING and self._reason is None:
             self._batch.offer(PING)
-        every = self._dog.every
-        assert every is not None  # a timer runs only when there is something to watch
-        self._timer = self._clock.call_later(every, self._on_timer)
