@@ -133,28 +133,25 @@ def report(turns: dict[str, list[dict[str, float]]], args: argparse.Namespace) -
     def each(name: str, key: str, fmt: str) -> str:
         return ", ".join(format(turn[key], fmt) for turn in turns[name])
 
+    def best_of_each(key: str, *, high: bool) -> tuple[float, float, bool]:
+        return best("before", key, high=high), best("after", key, high=high), high
+
+    # (measure, before, after, higher is better, format)
     rows: list[tuple[str, float, float, bool, str]] = [
-        # (measure, before, after, higher is better, format)
         (
             f"one stream, {args.events:,} events, events/s (best of {args.rounds})",
-            best("before", "events/s", high=True),
-            best("after", "events/s", high=True),
-            True,
+            *best_of_each("events/s", high=True),
             ",.0f",
         ),
         (
             f"CPU per delivered event, {args.streams:,} streams x 20 ev/s "
             f"({args.seconds:.0f} s windows; best of {args.rounds}), µs",
-            best("before", "cpu askstream", high=False),
-            best("after", "cpu askstream", high=False),
-            False,
+            *best_of_each("cpu askstream", high=False),
             ".1f",
         ),
         (
             f"RSS per idle stream at {args.idle:,} (best of {args.rounds}), KiB",
-            best("before", "KiB per idle stream", high=False),
-            best("after", "KiB per idle stream", high=False),
-            False,
+            *best_of_each("KiB per idle stream", high=False),
             ".1f",
         ),
         (
