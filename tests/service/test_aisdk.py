@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,11 +28,11 @@ from askstream.testing import ServerProcess, require
 from ..conftest import REDIS_URL, redis_available
 from ..streams.conftest import delete_prefix
 from .conftest import Answer, StartService, ask, llm_env, read_events
+from .node import require_ai_package, run_node_tests
 from .test_shutdown import create_tables
 
 pytestmark = pytest.mark.anyio
 
-NODE_TESTS = Path(__file__).resolve().parent.parent / "node"
 
 TOKENS = {"alice": "alice-token-0123456789abcdef", "mallory": "mallory-token-0123456789abcd"}
 ALICE = {"Authorization": f"Bearer {TOKENS['alice']}"}
@@ -125,24 +122,12 @@ async def stored_answer(
 
 
 def test_the_ai_package_reads_asks_resumes_and_cancels(service: ServerProcess) -> None:
-    node = shutil.which("node")
-    require(node is not None, "node (Node.js), which runs the ai package's tests")
-    require(
-        (NODE_TESTS / "node_modules" / "ai").is_dir(),
-        "the ai npm package (npm ci --prefix tests/node; ./dev test runs it)",
-    )
-    assert node is not None
-    result = subprocess.run(
-        [node, "--test", "--test-reporter=tap", str(NODE_TESTS / "aisdk.test.mjs")],
-        env={
-            **os.environ,
-            "ASKSTREAM_URL": service.url,
-            "ASKSTREAM_TOKEN": TOKENS["alice"],
-        },
-        capture_output=True,
-        text=True,
+    node = require_ai_package()
+    result = run_node_tests(
+        node,
+        "aisdk.test.mjs",
+        {"ASKSTREAM_URL": service.url, "ASKSTREAM_TOKEN": TOKENS["alice"]},
         timeout=240,
-        check=False,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "# fail 0" in result.stdout

@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -24,9 +23,10 @@ from askstream.service import ChatMessage, ModelOptions, ServiceError, Settings,
 from askstream.service._model import ModelPolicy, estimate_tokens, fit
 from askstream.service._ui_stream import UIMessageChunks
 from askstream.sse import Event
-from askstream.testing import ServerProcess, require
+from askstream.testing import ServerProcess
 
 from .conftest import UPSTREAM_APP, StartService, ask, llm_env, read_events
+from .node import require_ai_package, run_node_tests
 
 pytestmark = pytest.mark.anyio
 
@@ -465,28 +465,12 @@ def test_the_schema_offers_only_the_overrides_the_server_takes(
     assert nulls == nullable_only
 
 
-NODE_TESTS = Path(__file__).resolve().parent.parent / "node"
-
-
 def test_the_ai_package_reads_reasoning_as_a_reasoning_part(
     start_service: StartService, upstream: ServerProcess
 ) -> None:
-    node = shutil.which("node")
-    require(node is not None, "node (Node.js), which runs the ai package's tests")
-    require(
-        (NODE_TESTS / "node_modules" / "ai").is_dir(),
-        "the ai npm package (npm ci --prefix tests/node; ./dev test runs it)",
-    )
-    assert node is not None
+    node = require_ai_package()
     service = start_service(**llm_env(upstream, "fake-think"))
-    result = subprocess.run(
-        [node, "--test", "--test-reporter=tap", str(NODE_TESTS / "reasoning.test.mjs")],
-        env={**os.environ, "ASKSTREAM_URL": service.url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_node_tests(node, "reasoning.test.mjs", {"ASKSTREAM_URL": service.url}, timeout=120)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "# fail 0" in result.stdout
     assert "# pass 2" in result.stdout, result.stdout[-2000:]

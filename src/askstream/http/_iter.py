@@ -18,20 +18,20 @@ from ._session import ERROR_BODY_LIMIT, is_event_stream, response_error, transpo
 __all__ = ["aiter_events", "iter_events"]
 
 
-def _refusal(response: ResponseTypes, body: bytes) -> Exception | None:
-    """The error for a response that is not a readable stream, or ``None``.
-
-    A 204 is not refused: it is a stream with no events (WHATWG HTML §9.2.3).
+def _decoder(response: ResponseTypes, body: bytes, max_event_size: int | None) -> Decoder | None:
+    """The decoder for ``response``'s events; ``None``: a 204, a stream with no
+    events (WHATWG HTML §9.2.3). Raises for a response that is not a readable
+    stream (``body``: what was read of a non-2xx response's body).
     """
     status = response.status_code
     if status == 204:
         return None
     if not 200 <= status < 300:
-        return response_error(status, body)
+        raise response_error(status, body)
     content_type = response.headers.get("content-type", "")
     if not is_event_stream(content_type):
-        return ContentTypeError(content_type)
-    return None
+        raise ContentTypeError(content_type)
+    return Decoder(max_event_size=max_event_size)
 
 
 async def aiter_events(
@@ -63,12 +63,9 @@ async def aiter_events(
                 body += part
                 if len(body) >= ERROR_BODY_LIMIT:
                     break
-        refusal = _refusal(response, bytes(body))
-        if refusal is not None:
-            raise refusal
-        if status == 204:
+        decoder = _decoder(response, bytes(body), max_event_size)
+        if decoder is None:
             return
-        decoder = Decoder(max_event_size=max_event_size)
         async for chunk in response.aiter_bytes():
             for event in decoder.feed(chunk):
                 yield event
@@ -96,12 +93,9 @@ def iter_events(
                 body += part
                 if len(body) >= ERROR_BODY_LIMIT:
                     break
-        refusal = _refusal(response, bytes(body))
-        if refusal is not None:
-            raise refusal
-        if status == 204:
+        decoder = _decoder(response, bytes(body), max_event_size)
+        if decoder is None:
             return
-        decoder = Decoder(max_event_size=max_event_size)
         for chunk in response.iter_bytes():
             yield from decoder.feed(chunk)
     except request_error as exc:

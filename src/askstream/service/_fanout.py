@@ -106,8 +106,7 @@ class Fanout:
         """
         hub: _Hub | None = None
         open_: bool | None = None  # whether the answer was open, once asked: it never reopens
-        self._readers[stream_id] = self._readers.get(stream_id, 0) + 1
-        self._metrics.readers.inc()
+        self._reader_in(stream_id)
         try:
             while True:
                 joinable: _Hub | None = None
@@ -150,14 +149,23 @@ class Fanout:
                 raise
             yield await self._gave_up(stream_id, False, exc)
         finally:
-            self._metrics.readers.dec()
-            count = self._readers.get(stream_id, 1) - 1
-            if count:
-                self._readers[stream_id] = count
-            else:
-                self._readers.pop(stream_id, None)
+            self._reader_out(stream_id)
             if hub is not None:
                 self._leave(stream_id, hub)
+
+    def _reader_in(self, stream_id: str) -> None:
+        """One more reader of ``stream_id`` (a follow() or an events())."""
+        self._readers[stream_id] = self._readers.get(stream_id, 0) + 1
+        self._metrics.readers.inc()
+
+    def _reader_out(self, stream_id: str) -> None:
+        """One reader of ``stream_id`` fewer."""
+        self._metrics.readers.dec()
+        count = self._readers.get(stream_id, 1) - 1
+        if count:
+            self._readers[stream_id] = count
+        else:
+            self._readers.pop(stream_id, None)
 
     def _followers(self, stream_id: str) -> int:
         """The open follow()s of ``stream_id``: its readers but the taps' (who join no hub)."""
@@ -171,8 +179,7 @@ class Fanout:
         Readers of one answer share one follower of the log (a tap). Errors as
         ``Store.follow`` raises them.
         """
-        self._readers[stream_id] = self._readers.get(stream_id, 0) + 1
-        self._metrics.readers.inc()
+        self._reader_in(stream_id)
         tap = self._taps.get(stream_id)
         if tap is None:
             tap = self._taps[stream_id] = _Tap()
@@ -195,12 +202,7 @@ class Fanout:
                     return
                 await tap.changed.wait()
         finally:
-            self._metrics.readers.dec()
-            count = self._readers.get(stream_id, 1) - 1
-            if count:
-                self._readers[stream_id] = count
-            else:
-                self._readers.pop(stream_id, None)
+            self._reader_out(stream_id)
             tap.readers -= 1
             if tap.readers == 0:  # nobody left to read for: stop following the log
                 if tap.task is not None:
